@@ -1,0 +1,114 @@
+"""Camera geometry on the store's calibration: projection with distortion, rays onto the floor."""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.store import Camera
+
+
+def world_to_camera(cam: Camera, pts_world: np.ndarray) -> np.ndarray:
+    """N×3 world points → N×3 points in the camera frame (OpenCV axes)."""
+    return np.asarray(pts_world, dtype=float) @ cam.R.T + cam.t
+
+
+def project(cam: Camera, pts_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project N×3 world points to pixels with the camera's distortion.
+
+    Returns (uv N×2, depth N); depth ≤ 0 means behind the camera (uv then meaningless).
+    """
+    pc = world_to_camera(cam, pts_world)
+    z = pc[:, 2]
+    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    x, y = pc[:, 0] / zs, pc[:, 1] / zs
+    k1, k2, p1, p2, k3 = cam.dist
+    if k1 or k2 or p1 or p2 or k3:
+        r2 = x * x + y * y
+        radial = 1 + k1 * r2 + k2 * r2 * r2 + k3 * r2 ** 3
+        x, y = (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+                y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+    K = cam.K
+    uv = np.stack([K[0, 0] * x + K[0, 2], K[1, 1] * y + K[1, 2]], axis=1)
+    return uv, z
+
+
+def in_image(cam: Camera, uv: np.ndarray, depth: np.ndarray, margin_px: float = 0.0) -> np.ndarray:
+    return ((depth > 0.05) & (uv[:, 0] >= -margin_px) & (uv[:, 0] < cam.width + margin_px)
+            & (uv[:, 1] >= -margin_px) & (uv[:, 1] < cam.height + margin_px))
+
+
+def undistort_pixels(cam: Camera, uv: np.ndarray) -> np.ndarray:
+    """Distorted pixels → normalised image coordinates (N×2), undoing the lens model."""
+    import cv2
+
+    pts = np.asarray(uv, dtype=np.float64).reshape(-1, 1, 2)
+    return cv2.undistortPoints(pts, cam.K, cam.dist).reshape(-1, 2)
+
+
+def pixel_to_floor(cam: Camera, uv: np.ndarray, z_plane: float = 0.0) -> np.ndarray:
+    """Intersect the rays of N pixels with the horizontal plane z = z_plane (N×3; NaN if parallel)."""
+    n = undistort_pixels(cam, uv)
+    rays_c = np.concatenate([n, np.ones((len(n), 1))], axis=1)
+    rays_w = rays_c @ cam.R  # R^T applied to each row
+    origin = np.array(cam.position_m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (z_plane - origin[2]) / rays_w[:, 2]
+    s = np.where(s > 0, s, np.nan)
+    return origin + s[:, None] * rays_w
+
+
+def coverage(store, min_fraction_in_view: float = 0.999) -> dict[str, list[str]]:
+    """For each bin, the cameras that see its whole front opening (all 4 corners in the image)."""
+    out: dict[str, list[str]] = {}
+    for bid, b in store.bins.items():
+        corners = b.corners_world()
+        # the front face: local +y side
+        d = b.unit.depth_m / 2
+        front = [i for i, (x, y, z) in enumerate([(x, y, z) for x in (0, 1) for y in (-d, d) for z in (0, 1)]) if y > 0]
+        pts = corners[front]
+        seen = []
+        for cam in store.cameras:
+            uv, depth = project(cam, pts)
+            if (in_image(cam, uv, depth).mean() >= min_fraction_in_view and _faces(cam, b)
+                    and not _blocked(store, cam, pts, b.unit.id)):
+                seen.append(cam.id)
+        out[bid] = seen
+    return out
+
+
+def _faces(cam: Camera, b) -> bool:
+    """The camera is on the open (front) side of the bin's unit."""
+    c = b.centre_world()
+    to_cam = np.array(cam.position_m[:2]) - c[:2]
+    return float(to_cam @ b.unit.front_normal()) > 0.0
+
+
+def _blocked(store, cam: Camera, pts: np.ndarray, own_unit: str) -> bool:
+    """Whether another shelf unit's box cuts the sight line to the middle of the points."""
+    eye = np.array(cam.position_m)
+    target = pts.mean(axis=0)
+    for u in store.units:
+        if u.id == own_unit:
+            continue
+        T = np.linalg.inv(u.local_to_world())
+        a = (T @ np.append(eye, 1.0))[:3]
+        b = (T @ np.append(target, 1.0))[:3]
+        half = np.array([u.width_m / 2, u.depth_m / 2, u.height_m / 2])
+        lo, hi = -half + [0, 0, half[2]], half + [0, 0, half[2]]
+        if _segment_hits_box(a, b, lo, hi):
+            return True
+    return False
+
+
+def _segment_hits_box(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    d = b - a
+    t0, t1 = 0.0, 1.0
+    for k in range(3):
+        if abs(d[k]) < 1e-12:
+            if a[k] < lo[k] or a[k] > hi[k]:
+                return False
+            continue
+        ta, tb = (lo[k] - a[k]) / d[k], (hi[k] - a[k]) / d[k]
+        t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
+        if t0 > t1:
+            return False
+    return True

@@ -1,0 +1,88 @@
+"""The sensor boundary: the only messages that reach the runtime, and the ones it publishes.
+
+One frozen record per message. Times are seconds on the store clock (``t``) unless a name says
+``wall``; masses are grams.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One camera image: H×W×3 uint8, BGR as OpenCV gives it."""
+
+    camera_id: str
+    t: float
+    seq: int
+    image: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class WeightSample:
+    """One raw, noisy reading of one load cell."""
+
+    cell_id: str
+    t: float
+    grams: float
+
+
+@dataclass(frozen=True, slots=True)
+class GateEvent:
+    """A QR scan at a gate; ``kind`` is ``enter`` or ``exit``."""
+
+    gate_id: str
+    t: float
+    account_id: str
+    kind: Literal["enter", "exit"]
+
+
+SensorMessage = Union[Frame, WeightSample, GateEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackState:
+    """A shopper on the floor plane, metres."""
+
+    t: float
+    track_id: int
+    account_id: str | None
+    x: float
+    y: float
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CartUpdate:
+    account_id: str
+    sku: str
+    delta_qty: int
+    t_interaction: float
+    t_decided: float
+    wall_published: float
+    confidence: float
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    sku: str
+    qty: int
+    unit_price: float
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    account_id: str
+    t_exit: float
+    lines: tuple[ReceiptLine, ...]
+    total: float
+    flagged: bool = False
+    reason: str = ""
+
+
+def message_time(msg: SensorMessage) -> float:
+    return msg.t

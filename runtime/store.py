@@ -1,0 +1,357 @@
+"""The store description: what an installer writes down for a real store.
+
+``load_store(path) -> StoreSpec`` reads ``conf/store/*.yaml``, validates it and derives what every
+consumer needs (bins with their 3-D extents, load cells, camera matrices). A bad file raises one
+``SpecError`` naming the file, the field and what was expected.
+
+World frame: metres, origin at a floor corner, x along the floor's width, y along its depth, z up.
+A shelf unit's local frame has x along its width (bin 0 on the left when facing the unit), y
+towards its front (the aisle side), z up; ``yaw_deg`` turns it about z.
+"""
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SHELF_THICKNESS_M = 0.02
+
+
+class SpecError(ValueError):
+    """A store or scenario file that cannot be used: names the file, the field and the expectation."""
+
+    def __init__(self, path: str | Path, field: str, expected: str, got: Any = None):
+        self.path, self.field, self.expected, self.got = str(path), field, expected, got
+        got_txt = "" if got is None else f", got {got!r}"
+        super().__init__(f"{path}: field '{field}': expected {expected}{got_txt}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Vec2 = tuple[float, float]
+Vec3 = tuple[float, float, float]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Floor(_Model):
+    width_m: Positive
+    depth_m: Positive
+
+
+class Product(_Model):
+    """One SKU of the catalog. ``size_m`` is width (along the shelf), depth (into it), height."""
+
+    sku: str
+    name: str
+    size_m: tuple[Positive, Positive, Positive]
+    mass_g: Positive
+    price: Annotated[float, Field(ge=0)]
+    shape: Literal["box", "can", "bottle", "bag"] = "box"
+    colour: str = "#808080"
+    label_colour: str = "#ffffff"
+    lookalike: str | None = None
+
+    @field_validator("colour", "label_colour")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not (isinstance(v, str) and len(v) == 7 and v[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in v[1:])):
+            raise ValueError("a colour '#rrggbb'")
+        return v.lower()
+
+    def rgb(self, which: str = "colour") -> tuple[int, int, int]:
+        h = getattr(self, which)
+        return int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16)
+
+
+class ShelfLevel(_Model):
+    z_m: Annotated[float, Field(ge=0)]
+    bins: Annotated[int, Field(ge=1, le=12)]
+
+
+class ShelfUnit(_Model):
+    id: str
+    position_m: Vec2
+    yaw_deg: float = 0.0
+    size_m: tuple[Positive, Positive, Positive]
+    shelves: tuple[ShelfLevel, ...]
+    load_cells: Literal["per_bin", "per_shelf", "none"] = "per_bin"
+
+    @property
+    def width_m(self) -> float:
+        return self.size_m[0]
+
+    @property
+    def depth_m(self) -> float:
+        return self.size_m[1]
+
+    @property
+    def height_m(self) -> float:
+        return self.size_m[2]
+
+    def local_to_world(self) -> np.ndarray:
+        """4×4 transform from the unit's local frame to the world."""
+        a = math.radians(self.yaw_deg)
+        T = np.eye(4)
+        T[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+        T[:2, 3] = self.position_m
+        return T
+
+    def front_normal(self) -> np.ndarray:
+        a = math.radians(self.yaw_deg)
+        return np.array([-math.sin(a), math.cos(a)])
+
+
+class Facing(_Model):
+    sku: str
+    facings: Annotated[int, Field(ge=1)] = 1
+    depth: Annotated[int, Field(ge=1)] = 1
+
+
+class Gate(_Model):
+    id: str
+    kind: Literal["entry", "exit"]
+    a_m: Vec2
+    b_m: Vec2
+
+
+class Intrinsics(_Model):
+    fx: Positive
+    fy: Positive
+    cx: float
+    cy: float
+
+
+class Camera(_Model):
+    id: str
+    position_m: Vec3
+    look_at_m: Vec3
+    resolution: tuple[Annotated[int, Field(ge=16)], Annotated[int, Field(ge=16)]] = (640, 480)
+    hfov_deg: Annotated[float, Field(gt=10, lt=170)] | None = None
+    intrinsics: Intrinsics | None = None
+    distortion: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    fps: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @property
+    def width(self) -> int:
+        return self.resolution[0]
+
+    @property
+    def height(self) -> int:
+        return self.resolution[1]
+
+    @cached_property
+    def K(self) -> np.ndarray:
+        if self.intrinsics is not None:
+            i = self.intrinsics
+            return np.array([[i.fx, 0, i.cx], [0, i.fy, i.cy], [0, 0, 1.0]])
+        f = (self.width / 2) / math.tan(math.radians(self.hfov_deg or 90.0) / 2)
+        return np.array([[f, 0, (self.width - 1) / 2], [0, f, (self.height - 1) / 2], [0, 0, 1.0]])
+
+    @cached_property
+    def R(self) -> np.ndarray:
+        """World→camera rotation, OpenCV convention (x right, y down, z forward)."""
+        eye, target = np.array(self.position_m), np.array(self.look_at_m)
+        z = (target - eye) / np.linalg.norm(target - eye)
+        # Image "down": world down for a tilted camera, world -y for one that looks straight down.
+        down = np.array([0.0, 0.0, -1.0]) if abs(z[2]) < 0.95 else np.array([0.0, -1.0, 0.0])
+        y = down - (down @ z) * z
+        y /= np.linalg.norm(y)
+        x = np.cross(y, z)
+        return np.stack([x, y, z])
+
+    @cached_property
+    def t(self) -> np.ndarray:
+        return -self.R @ np.array(self.position_m)
+
+    @property
+    def dist(self) -> np.ndarray:
+        return np.array(self.distortion, dtype=float)
+
+
+class Bin:
+    """One bin: a shelf's share between two dividers. Derived, never written by hand."""
+
+    __slots__ = ("id", "unit", "shelf", "index", "x0", "x1", "z0", "z1", "cell_id")
+
+    def __init__(self, id: str, unit: ShelfUnit, shelf: int, index: int, x0: float, x1: float, z0: float, z1: float, cell_id: str | None):
+        self.id, self.unit, self.shelf, self.index = id, unit, shelf, index
+        self.x0, self.x1, self.z0, self.z1 = x0, x1, z0, z1
+        self.cell_id = cell_id
+
+    @property
+    def width_m(self) -> float:
+        return self.x1 - self.x0
+
+    def centre_world(self) -> np.ndarray:
+        """Centre of the bin's open volume in world coordinates."""
+        local = np.array([(self.x0 + self.x1) / 2, 0.0, (self.z0 + self.z1) / 2, 1.0])
+        return (self.unit.local_to_world() @ local)[:3]
+
+    def corners_world(self) -> np.ndarray:
+        """The 8 corners of the bin's volume, world coordinates (8×3)."""
+        d = self.unit.depth_m / 2
+        pts = np.array([[x, y, z, 1.0] for x in (self.x0, self.x1) for y in (-d, d) for z in (self.z0, self.z1)])
+        return (self.unit.local_to_world() @ pts.T).T[:, :3]
+
+    def __repr__(self) -> str:
+        return f"Bin({self.id})"
+
+
+class LoadCellSpec:
+    __slots__ = ("id", "bins", "unit", "shelf")
+
+    def __init__(self, id: str, bins: tuple[str, ...], unit: str, shelf: int):
+        self.id, self.bins, self.unit, self.shelf = id, bins, unit, shelf
+
+    def __repr__(self) -> str:
+        return f"LoadCell({self.id}: {', '.join(self.bins)})"
+
+
+class StoreSpec(_Model):
+    name: str
+    currency: str = "EUR"
+    floor: Floor
+    catalog: tuple[Product, ...]
+    units: tuple[ShelfUnit, ...]
+    planogram: dict[str, Facing]
+    gates: tuple[Gate, ...]
+    cameras: tuple[Camera, ...]
+
+    @cached_property
+    def products(self) -> dict[str, Product]:
+        return {p.sku: p for p in self.catalog}
+
+    @cached_property
+    def unit_by_id(self) -> dict[str, ShelfUnit]:
+        return {u.id: u for u in self.units}
+
+    @cached_property
+    def bins(self) -> dict[str, Bin]:
+        out: dict[str, Bin] = {}
+        for u in self.units:
+            levels = sorted(u.shelves, key=lambda s: s.z_m)
+            for i, s in enumerate(levels):
+                z1 = (levels[i + 1].z_m - SHELF_THICKNESS_M) if i + 1 < len(levels) else u.height_m
+                w = u.width_m / s.bins
+                for j in range(s.bins):
+                    bid = f"{u.id}/{i}/{j}"
+                    cell = {"per_bin": bid, "per_shelf": f"{u.id}/{i}", "none": None}[u.load_cells]
+                    out[bid] = Bin(bid, u, i, j, -u.width_m / 2 + j * w, -u.width_m / 2 + (j + 1) * w, s.z_m, z1, cell)
+        return out
+
+    @cached_property
+    def load_cells(self) -> dict[str, LoadCellSpec]:
+        cells: dict[str, list[Bin]] = {}
+        for b in self.bins.values():
+            if b.cell_id is not None:
+                cells.setdefault(b.cell_id, []).append(b)
+        return {cid: LoadCellSpec(cid, tuple(b.id for b in bs), bs[0].unit.id, bs[0].shelf) for cid, bs in cells.items()}
+
+    @cached_property
+    def camera_by_id(self) -> dict[str, Camera]:
+        return {c.id: c for c in self.cameras}
+
+    def gate(self, kind: str) -> Gate:
+        return next(g for g in self.gates if g.kind == kind)
+
+    def bins_of_sku(self, sku: str) -> list[str]:
+        return [b for b, f in self.planogram.items() if f.sku == sku]
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _check_semantics(spec: StoreSpec, path: str) -> None:
+    seen: set[str] = set()
+    for i, p in enumerate(spec.catalog):
+        if p.sku in seen:
+            raise SpecError(path, f"catalog[{i}].sku", "a unique SKU", p.sku)
+        seen.add(p.sku)
+    groups: dict[str, float] = {}
+    for i, p in enumerate(spec.catalog):
+        if p.lookalike is not None:
+            m = groups.setdefault(p.lookalike, p.mass_g)
+            if abs(m - p.mass_g) > 1e-9:
+                raise SpecError(path, f"catalog[{i}].mass_g", f"{m} g like the rest of look-alike group '{p.lookalike}'", p.mass_g)
+    ids = [u.id for u in spec.units]
+    for i, u in enumerate(spec.units):
+        if "/" in u.id or ids.count(u.id) > 1:
+            raise SpecError(path, f"units[{i}].id", "a unique id without '/'", u.id)
+        zs = sorted(s.z_m for s in u.shelves)
+        if not u.shelves:
+            raise SpecError(path, f"units[{i}].shelves", "at least one shelf level")
+        if zs[-1] >= u.height_m - 0.05:
+            raise SpecError(path, f"units[{i}].shelves", f"every z_m below the unit's height ({u.height_m} m) minus 5 cm", zs[-1])
+        for a, b in zip(zs, zs[1:]):
+            if b - a < 0.08:
+                raise SpecError(path, f"units[{i}].shelves", "shelf levels at least 8 cm apart", [a, b])
+    bins = spec.bins
+    for bid, f in spec.planogram.items():
+        field = f"planogram.{bid}"
+        if bid not in bins:
+            raise SpecError(path, field, f"a bin id UNIT/SHELF/BIN of this store (e.g. {next(iter(bins))})", bid)
+        if f.sku not in spec.products:
+            raise SpecError(path, f"{field}.sku", "a SKU of the catalog", f.sku)
+        b, p = bins[bid], spec.products[f.sku]
+        if f.facings * p.size_m[0] > b.width_m + 1e-6:
+            raise SpecError(path, f"{field}.facings", f"at most {int(b.width_m // p.size_m[0])} facings of {p.sku} in a {b.width_m:.3f} m bin", f.facings)
+        if f.depth * p.size_m[1] > b.unit.depth_m + 1e-6:
+            raise SpecError(path, f"{field}.depth", f"at most {int(b.unit.depth_m // p.size_m[1])} rows of {p.sku} in a {b.unit.depth_m} m deep unit", f.depth)
+        if p.size_m[2] > b.z1 - b.z0:
+            raise SpecError(path, f"{field}.sku", f"a product at most {b.z1 - b.z0:.3f} m tall for this bin", f"{p.sku} ({p.size_m[2]} m)")
+    kinds = [g.kind for g in spec.gates]
+    for k in ("entry", "exit"):
+        if k not in kinds:
+            raise SpecError(path, "gates", f"a gate of kind '{k}'", kinds)
+    for i, c in enumerate(spec.cameras):
+        if (c.hfov_deg is None) == (c.intrinsics is None):
+            raise SpecError(path, f"cameras[{i}]", "exactly one of 'hfov_deg' or 'intrinsics'")
+        if np.linalg.norm(np.subtract(c.look_at_m, c.position_m)) < 1e-3:
+            raise SpecError(path, f"cameras[{i}].look_at_m", "a point other than position_m", c.look_at_m)
+    cam_ids = [c.id for c in spec.cameras]
+    if len(set(cam_ids)) != len(cam_ids):
+        raise SpecError(path, "cameras", "unique camera ids", cam_ids)
+
+
+def parse_store(data: Any, path: str | Path = "<store>") -> StoreSpec:
+    """Validate a store description already read into Python objects."""
+    if not isinstance(data, dict):
+        raise SpecError(path, "<top>", "a mapping of store fields", type(data).__name__)
+    try:
+        spec = StoreSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        got = err.get("input") if err["type"] != "missing" else None
+        if isinstance(got, (dict, list)) and len(repr(got)) > 80:
+            got = type(got).__name__
+        raise SpecError(path, _loc(err["loc"]) or "<top>", err["msg"].replace("Value error, ", "").lower(), got) from None
+    _check_semantics(spec, str(path))
+    return spec
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(path, "<file>", "an existing YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "<file>"
+        raise SpecError(path, where, "valid YAML", str(getattr(e, "problem", e))) from None
+
+
+def load_store(path: str | Path) -> StoreSpec:
+    """Read and validate ``conf/store/<name>.yaml``."""
+    return parse_store(read_yaml(path), path)
