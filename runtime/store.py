@@ -5,8 +5,8 @@ consumer needs (bins with their 3-D extents, load cells, camera matrices). A bad
 ``SpecError`` naming the file, the field and what was expected.
 
 World frame: metres, origin at a floor corner, x along the floor's width, y along its depth, z up.
-A shelf unit's local frame has x along its width (bin 0 on the left when facing the unit), y
-towards its front (the aisle side), z up; ``yaw_deg`` turns it about z.
+A shelf unit's local frame has x along its width (bin 0 at its −x end: on the right of a shopper
+facing the unit), y towards its front (the aisle side), z up; ``yaw_deg`` turns it about z.
 """
 from __future__ import annotations
 

@@ -1,0 +1,105 @@
+"""`storetwin simulate`: run a scenario in the twin and write its run directory.
+
+The run directory holds the resolved config, the store and scenario files, the recorded sensor
+streams (``streams/``), the ground truth (``gt/``) and ``contact_sheet.png``. It is written under
+a temporary name and renamed when complete, so a failed run leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from harness.contact_sheet import contact_sheet, draw_truth
+from harness.paths import scenario_path, store_dir
+from runtime.messages import Frame
+from runtime.recording import StreamWriter
+from sim.loadcell import LoadCellConfig
+from sim.scenario import Scenario, load_scenario
+from sim.simulator import CameraConfig, SimConfig, Simulator
+
+
+def sim_config_from(cfg: dict) -> SimConfig:
+    cfg = dict(cfg)
+    cam = dict(cfg.pop("camera", {}))
+    cam["cameras"] = tuple(cam.get("cameras") or ())
+    return SimConfig(loadcell=LoadCellConfig(**cfg.pop("loadcell", {})), camera=CameraConfig(**cam), **cfg)
+
+
+@dataclass
+class SimulationResult:
+    run_dir: Path
+    sim_seconds: float
+    wall_seconds: float
+    counts: dict
+    contact_sheet: Path | None
+
+
+def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path | None = None,
+             record_video: bool = True, fourcc: str = "mp4v", make_contact_sheet: bool = True,
+             progress: bool = True, resolved_config: dict | None = None) -> SimulationResult:
+    if isinstance(scenario, str):
+        scenario = load_scenario(scenario_path(scenario), store_dir())
+    store = scenario.spec
+    out = Path(out) if out else Path("runs") / f"{scenario.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists():
+        raise FileExistsError(f"{out}: run directory exists; choose another out=")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copy(Path(store_dir()) / f"{scenario.store}.yaml", tmp / "store.yaml")
+        if scenario.path:
+            shutil.copy(scenario.path, tmp / "scenario.yaml")
+        if resolved_config is not None:
+            (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
+        fps = {c.id: c.fps for c in store.cameras}
+        writer = StreamWriter(tmp / "streams", video=record_video, fourcc=fourcc, fps=fps)
+        simulator = Simulator(store, scenario, sim)
+        best: dict[str, tuple[float, np.ndarray, object]] = {}
+        t0 = time.perf_counter()
+        bar = tqdm(total=scenario.duration_s, unit="sim s", disable=not progress,
+                   desc=f"simulate {scenario.name}", bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} sim s [{elapsed}<{remaining}, {rate_fmt}]"
+                   if scenario.duration_s else "{desc}: {n:.1f} sim s [{elapsed}, {rate_fmt}]{postfix}")
+        last = 0.0
+        try:
+            for msg in simulator.run():
+                writer.write(msg)
+                if isinstance(msg, Frame) and make_contact_sheet:
+                    frames = simulator.truth.cameras.get(msg.camera_id)
+                    if frames and frames.seq and frames.seq[-1] == msg.seq:
+                        tr = frames.frames[-1]
+                        score = float((tr.keypoints[..., 2] == 2).sum()) + 0.1 * len(tr.person_ids)
+                        if msg.camera_id not in best or score > best[msg.camera_id][0]:
+                            best[msg.camera_id] = (score, msg.image, tr)
+                if msg.t - last >= 0.5:
+                    bar.update(msg.t - last)
+                    last = msg.t
+                    bar.set_postfix(shoppers=sum(s.present for s in simulator.shoppers), refresh=False)
+        finally:
+            bar.close()
+            writer.close()
+            wall = time.perf_counter() - t0
+            simulator.close()
+        simulator.truth.write(tmp / "gt")
+        sheet = None
+        if make_contact_sheet and best:
+            tiles = [(f"{cam}  t={simulator.truth.cameras[cam].t[0]:.1f}s" if False else cam, draw_truth(img, tr))
+                     for cam, (_, img, tr) in sorted(best.items())]
+            sheet = contact_sheet(tiles, tmp / "contact_sheet.png")
+        summary = {"scenario": scenario.name, "seed": scenario.seed, "sim_seconds": round(simulator.t, 3),
+                   "wall_seconds": round(wall, 2), "messages": writer.counts,
+                   "shoppers": len(scenario.shoppers), "interactions": len(simulator.truth.interactions)}
+        (tmp / "run.json").write_text(json.dumps(summary, indent=1))
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SimulationResult(out, simulator.t, wall, writer.counts, out / "contact_sheet.png" if sheet else None)

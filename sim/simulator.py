@@ -1,0 +1,154 @@
+"""The simulation loop: physics, shoppers, sensors and ground truth on one clock.
+
+``Simulator(store, scenario, config).run()`` yields the sensor messages of DESIGN.md in time order
+(frames, weight samples, gate events) — the simulator's live source — and fills ``self.truth``,
+the ground truth that only the harness may read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from runtime.messages import Frame, GateEvent, SensorMessage, WeightSample
+from runtime.store import StoreSpec
+from sim.groundtruth import GroundTruth
+from sim.loadcell import Glitch, LoadCellBank, LoadCellConfig, Offset
+from sim.navigation import FloorPlanner
+from sim.scenario import Scenario
+from sim.shoppers import Interaction, Shopper, ShopperContext
+from sim.world import PhysicsWorld
+from twin.bodies import sample_shape
+from twin.renderer import SceneState, ShopperView, StoreRenderer
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    render: bool = True          # False: no video at all (weights and gates only, much faster)
+    cameras: tuple[str, ...] = ()  # only these cameras; empty = all
+    truth: bool = True           # per-frame boxes and keypoints (needs an extra id render)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    physics_hz: float = 240.0
+    control_hz: float = 60.0
+    gt_hz: float = 30.0
+    max_duration_s: float = 900.0
+    tail_s: float = 1.5           # keep recording this long after the last shopper left
+    loadcell: LoadCellConfig = field(default_factory=LoadCellConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+
+
+class Simulator:
+    def __init__(self, store: StoreSpec, scenario: Scenario, config: SimConfig = SimConfig()):
+        self.store, self.scenario, self.config = store, scenario, config
+        seeds = np.random.SeedSequence(scenario.seed).spawn(5)
+        self._rng_shoppers, rng_cells, self._rng_faults, rng_pack, _ = (np.random.default_rng(s) for s in seeds)
+        self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz)
+        self.planner = FloorPlanner(store)
+        self.truth = GroundTruth(store, [i.sku for i in self.world.instances], [i.home_bin for i in self.world.instances])
+        self._pending: list[SensorMessage] = []
+        self.t = 0.0
+        faults = scenario.faults
+        self.cells = LoadCellBank(
+            self.world.cell_ids, config.loadcell, rng_cells,
+            glitches=[Glitch(**f.params) for f in faults if f.kind == "loadcell_glitch"],
+            offsets=[Offset(**f.params) for f in faults if f.kind == "loadcell_offset"])
+        ctx = ShopperContext(store, self.world, self.planner, 1.0 / config.control_hz,
+                             self._on_gate, self._on_interaction, lambda: self.t)
+        self.shoppers: list[Shopper] = []
+        for i, plan in enumerate(scenario.shoppers):
+            shape = sample_shape(self._rng_shoppers, plan.appearance)
+            speed = float(self._rng_shoppers.uniform(1.0, 1.35))
+            self.shoppers.append(Shopper(i, plan, shape, ctx, speed))
+            self.truth.add_shopper(i, plan.account, shape)
+        cams = config.camera.cameras or tuple(c.id for c in store.cameras)
+        self.camera_ids = [c for c in cams if c in store.camera_by_id]
+        self.renderer = None
+        if config.camera.render and self.camera_ids:
+            self.renderer = StoreRenderer(store, [i.sku for i in self.world.instances], scenario.lighting,
+                                          seed=scenario.seed)
+        self._dropouts = [f.params for f in faults if f.kind == "camera_dropout"]
+        self._drop_rate = {c: 0.0 for c in self.camera_ids}
+        for f in faults:
+            if f.kind == "dropped_frames":
+                for c in ([f.params["camera"]] if f.params["camera"] else self.camera_ids):
+                    self._drop_rate[c] = f.params["rate"]
+
+    # -- callbacks from shoppers --------------------------------------------------------------
+    def _on_gate(self, gate_id: str, t: float, account: str, kind: str) -> None:
+        ev = GateEvent(gate_id, round(t, 6), account, kind)  # type: ignore[arg-type]
+        self._pending.append(ev)
+        self.truth.gate_events.append(ev)
+
+    def _on_interaction(self, it: Interaction) -> None:
+        self.truth.interactions.append(it)
+
+    # -- state for the cameras ----------------------------------------------------------------
+    def scene_state(self) -> SceneState:
+        poses = self.world.poses()
+        visible = np.array([p[2, 3] > -1.0 for p in poses], dtype=bool)
+        views = [ShopperView(s.index, s.shape, s.skeleton, s.basket_position(), s.pose.heading_rad)
+                 for s in self.shoppers if s.present and s.skeleton is not None]
+        return SceneState(self.t, poses, visible, views)
+
+    def _camera_down(self, cam: str, t: float) -> bool:
+        return any(d["camera"] == cam and d["from_s"] <= t < d["to_s"] for d in self._dropouts)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def finished(self) -> bool:
+        return all(s.done for s in self.shoppers)
+
+    def run(self) -> Iterator[SensorMessage]:
+        cfg = self.config
+        dt = 1.0 / cfg.physics_hz
+        ctrl_every = max(1, round(cfg.physics_hz / cfg.control_hz))
+        gt_every = max(1, round(cfg.physics_hz / cfg.gt_hz))
+        fps = {c: self.store.camera_by_id[c].fps for c in self.camera_ids}
+        next_frame = {c: 0 for c in self.camera_ids}
+        self.cells.reset(self.world.cell_loads_g())
+        end_t = self.scenario.duration_s or cfg.max_duration_s
+        t_done = None
+        step = 0
+        while self.t <= end_t + 1e-9:
+            if step % ctrl_every == 0:
+                for s in self.shoppers:
+                    s.tick()
+            if step % gt_every == 0:
+                self.truth.record_tick(self.t, self.shoppers)
+            self.cells.step(self.world.cell_loads_g(), dt)
+            for cid, t, g in self.cells.due_samples(self.t):
+                self._pending.append(WeightSample(cid, t, g))
+            due = [c for c in self.camera_ids if next_frame[c] / fps[c] <= self.t + 1e-9]
+            if due and self.renderer is not None:
+                state = self.scene_state()
+                self.renderer.set_state(state)
+                for c in due:
+                    seq = next_frame[c]
+                    t_frame = round(seq / fps[c], 6)
+                    next_frame[c] += 1
+                    if self._camera_down(c, t_frame) or self._rng_faults.random() < self._drop_rate[c]:
+                        continue
+                    out = self.renderer.render(c, with_ids=cfg.camera.truth)
+                    if cfg.camera.truth:
+                        self.truth.record_frame(c, seq, t_frame, self.renderer.truth(c, state, out))
+                    self._pending.append(Frame(c, t_frame, seq, out.bgr))
+            if self._pending:
+                self._pending.sort(key=lambda m: m.t)
+                yield from self._pending
+                self._pending = []
+            if self.scenario.duration_s is None and self.finished():
+                t_done = self.t if t_done is None else t_done
+                if self.t >= t_done + cfg.tail_s:
+                    break
+            self.world.step()
+            step += 1
+            self.t = round(step * dt, 9)
+        self.truth.finish(self.t, self.world.instances)
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+        self.world.close()

@@ -1,0 +1,210 @@
+"""The physical store: a pybullet world built from the StoreSpec.
+
+Products are rigid bodies resting on shelf plates. Each load cell is a plate joined to its shelf
+frame by a fixed joint with a force sensor, so the physics reports the exact load, impacts
+included. Body ids stay inside this module: the rest of the project speaks of product instances
+(an index into :attr:`PhysicsWorld.instances`) and 4×4 poses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+
+from runtime.store import SHELF_THICKNESS_M, Bin, StoreSpec
+
+GRAVITY = 9.81
+PLATE_MASS_KG = 0.5
+
+
+@dataclass
+class Instance:
+    """One physical product item."""
+
+    index: int
+    sku: str
+    home_bin: str           # the bin it was stocked in
+    bin: str | None         # the bin it lies in now (None while held or in a basket)
+    slot_xy: tuple[float, float]  # its slot centre in the bin's unit frame
+
+
+@dataclass(frozen=True)
+class Slot:
+    bin: str
+    local_xyz: np.ndarray   # on the plate's top surface, unit frame
+
+
+class PhysicsWorld:
+    """pybullet in DIRECT mode; one instance per simulation, deterministic for the same calls."""
+
+    def __init__(self, store: StoreSpec, timestep_s: float = 1.0 / 240.0, solver_iterations: int = 20):
+        self.store = store
+        self.dt_s = timestep_s
+        self._client = pb.connect(pb.DIRECT)
+        c = self._client
+        pb.resetSimulation(physicsClientId=c)
+        pb.setGravity(0, 0, -GRAVITY, physicsClientId=c)
+        pb.setPhysicsEngineParameter(fixedTimeStep=timestep_s, numSolverIterations=solver_iterations,
+                                     deterministicOverlappingPairs=1, physicsClientId=c)
+        plane = pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=c)
+        pb.createMultiBody(0, plane, physicsClientId=c)
+        self.cell_ids = sorted(store.load_cells)
+        self._cell_body: dict[str, int] = {}
+        self._static_plates: list[int] = []
+        self._build_shelves()
+        self.instances: list[Instance] = []
+        self._bodies: list[int] = []
+        self._held: set[int] = set()
+        self._stock()
+
+    # -- construction -------------------------------------------------------------------------
+    def _plate_pose(self, unit, shelf: int, x0: float, x1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World centre, half extents and quaternion of a plate spanning x0..x1 on a shelf level."""
+        level = sorted(unit.shelves, key=lambda s: s.z_m)[shelf]
+        centre_local = np.array([(x0 + x1) / 2, 0.0, level.z_m - SHELF_THICKNESS_M / 2, 1.0])
+        centre = (unit.local_to_world() @ centre_local)[:3]
+        half = np.array([(x1 - x0) / 2 - 0.002, unit.depth_m / 2 - 0.01, SHELF_THICKNESS_M / 2])
+        quat = pb.getQuaternionFromEuler([0, 0, np.radians(unit.yaw_deg)])
+        return centre, half, np.array(quat)
+
+    def _build_shelves(self) -> None:
+        c = self._client
+        done: set[tuple[str, int, float]] = set()
+        for b in self.store.bins.values():
+            cell = b.cell_id
+            if cell is not None and cell in self._cell_body:
+                continue
+            bins = [self.store.bins[x] for x in self.store.load_cells[cell].bins] if cell else [b]
+            x0, x1 = min(x.x0 for x in bins), max(x.x1 for x in bins)
+            centre, half, quat = self._plate_pose(b.unit, b.shelf, x0, x1)
+            shape = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half.tolist(), physicsClientId=c)
+            if cell is None:
+                key = (b.unit.id, b.shelf, x0)
+                if key not in done:
+                    self._static_plates.append(pb.createMultiBody(0, shape, -1, centre.tolist(), quat.tolist(), physicsClientId=c))
+                    done.add(key)
+                continue
+            body = pb.createMultiBody(
+                baseMass=0, basePosition=(centre - [0, 0, 0.05]).tolist(), baseOrientation=quat.tolist(),
+                linkMasses=[PLATE_MASS_KG], linkCollisionShapeIndices=[shape], linkVisualShapeIndices=[-1],
+                linkPositions=[[0, 0, 0.05]], linkOrientations=[[0, 0, 0, 1]],
+                linkInertialFramePositions=[[0, 0, 0]], linkInertialFrameOrientations=[[0, 0, 0, 1]],
+                linkParentIndices=[0], linkJointTypes=[pb.JOINT_FIXED], linkJointAxis=[[0, 0, 1]],
+                physicsClientId=c)
+            pb.enableJointForceTorqueSensor(body, 0, True, physicsClientId=c)
+            pb.changeDynamics(body, 0, lateralFriction=0.8, physicsClientId=c)
+            self._cell_body[cell] = body
+
+    def bin_slots(self, bin_id: str) -> list[Slot]:
+        """The planogram's grid of slots in a bin, front row first."""
+        b = self.store.bins[bin_id]
+        f = self.store.planogram.get(bin_id)
+        if f is None:
+            return [Slot(bin_id, np.array([(b.x0 + b.x1) / 2, b.unit.depth_m / 2 - 0.06, b.z0]))]
+        p = self.store.products[f.sku]
+        w, d = p.size_m[0], p.size_m[1]
+        gap_x = (b.width_m - f.facings * w) / f.facings
+        slots = []
+        for row in range(f.depth):
+            y = b.unit.depth_m / 2 - 0.01 - d / 2 - row * (d + 0.005)
+            for col in range(f.facings):
+                x = b.x0 + gap_x / 2 + w / 2 + col * (w + gap_x)
+                slots.append(Slot(bin_id, np.array([x, y, b.z0])))
+        return slots
+
+    def _stock(self) -> None:
+        for bin_id in sorted(self.store.planogram):
+            sku = self.store.planogram[bin_id].sku
+            for s in self.bin_slots(bin_id):
+                self._spawn(sku, bin_id, s)
+        for _ in range(int(0.5 / self.dt_s)):  # let everything come to rest before t = 0
+            pb.stepSimulation(physicsClientId=self._client)
+
+    def _spawn(self, sku: str, bin_id: str, slot: Slot) -> None:
+        c = self._client
+        p = self.store.products[sku]
+        half = [p.size_m[0] / 2, p.size_m[1] / 2, p.size_m[2] / 2]
+        unit = self.store.bins[bin_id].unit
+        pos = (unit.local_to_world() @ np.append(slot.local_xyz + [0, 0, half[2] + 0.0005], 1.0))[:3]
+        quat = pb.getQuaternionFromEuler([0, 0, np.radians(unit.yaw_deg)])
+        shape = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half, physicsClientId=c)
+        body = pb.createMultiBody(p.mass_g / 1000.0, shape, -1, pos.tolist(), quat, physicsClientId=c)
+        pb.changeDynamics(body, -1, lateralFriction=0.7, restitution=0.05, linearDamping=0.1,
+                          angularDamping=0.1, physicsClientId=c)
+        self.instances.append(Instance(len(self.instances), sku, bin_id, bin_id, tuple(slot.local_xyz[:2])))
+        self._bodies.append(body)
+
+    # -- stepping and sensing -----------------------------------------------------------------
+    def step(self) -> None:
+        pb.stepSimulation(physicsClientId=self._client)
+
+    def cell_loads_g(self) -> np.ndarray:
+        """True load on every cell (sorted by id), grams: the plate's reaction force minus its tare."""
+        out = np.empty(len(self.cell_ids))
+        for i, cid in enumerate(self.cell_ids):
+            fz = pb.getJointState(self._cell_body[cid], 0, physicsClientId=self._client)[2][2]
+            out[i] = fz / GRAVITY * 1000.0 - PLATE_MASS_KG * 1000.0
+        return out
+
+    def pose(self, index: int) -> np.ndarray:
+        pos, quat = pb.getBasePositionAndOrientation(self._bodies[index], physicsClientId=self._client)
+        T = np.eye(4)
+        T[:3, :3] = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
+        T[:3, 3] = pos
+        return T
+
+    def poses(self) -> np.ndarray:
+        """N×4×4 poses of all product instances (their box centres)."""
+        return np.stack([self.pose(i) for i in range(len(self._bodies))]) if self._bodies else np.zeros((0, 4, 4))
+
+    # -- the hand -----------------------------------------------------------------------------
+    def grasp(self, index: int) -> None:
+        """The item leaves physics and follows :meth:`carry` from now on."""
+        body = self._bodies[index]
+        pb.setCollisionFilterGroupMask(body, -1, 0, 0, physicsClientId=self._client)
+        pb.changeDynamics(body, -1, mass=0, physicsClientId=self._client)
+        self._held.add(index)
+        self.instances[index].bin = None
+
+    def carry(self, index: int, position: np.ndarray, yaw_rad: float = 0.0) -> None:
+        quat = pb.getQuaternionFromEuler([0, 0, yaw_rad])
+        pb.resetBasePositionAndOrientation(self._bodies[index], np.asarray(position).tolist(), quat, physicsClientId=self._client)
+
+    def release(self, index: int, bin_id: str, local_xyz: np.ndarray) -> np.ndarray:
+        """Put a held item down on a bin's plate at ``local_xyz`` (unit frame, plate surface);
+        it drops the last few millimetres under physics. Returns its world centre."""
+        p = self.store.products[self.instances[index].sku]
+        unit = self.store.bins[bin_id].unit
+        pos = (unit.local_to_world() @ np.append(np.asarray(local_xyz) + [0, 0, p.size_m[2] / 2 + 0.004], 1.0))[:3]
+        body = self._bodies[index]
+        c = self._client
+        pb.resetBasePositionAndOrientation(body, pos.tolist(), pb.getQuaternionFromEuler([0, 0, np.radians(unit.yaw_deg)]), physicsClientId=c)
+        pb.changeDynamics(body, -1, mass=p.mass_g / 1000.0, physicsClientId=c)
+        pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=c)
+        pb.setCollisionFilterGroupMask(body, -1, 1, 0xFFFF, physicsClientId=c)
+        self._held.discard(index)
+        inst = self.instances[index]
+        inst.bin, inst.slot_xy = bin_id, (float(local_xyz[0]), float(local_xyz[1]))
+        return pos
+
+    def items_in_bin(self, bin_id: str) -> list[int]:
+        return [i.index for i in self.instances if i.bin == bin_id]
+
+    def free_slot(self, bin_id: str, sku: str) -> np.ndarray:
+        """A slot of the bin with no item on it, front rows first; the front-most slot otherwise."""
+        slots = self.bin_slots(bin_id)
+        taken = [np.array(self.instances[i].slot_xy) for i in self.items_in_bin(bin_id)]
+        size = self.store.products[sku].size_m
+        for s in slots:
+            if all(np.linalg.norm(s.local_xyz[:2] - t) > 0.6 * min(size[0], size[1]) for t in taken):
+                return s.local_xyz
+        return slots[0].local_xyz
+
+    def close(self) -> None:
+        if pb.isConnected(self._client):
+            pb.disconnect(self._client)
+
+
+def bin_of(store: StoreSpec, bin_id: str) -> Bin:
+    return store.bins[bin_id]
