@@ -79,8 +79,8 @@ SEGMENT_NAMES: tuple[str, ...] = (
     "left_thigh", "right_thigh", "left_shin", "right_shin", "left_foot", "right_foot",
 )
 
-_REACH_COMFORT = 0.96       # a target beyond this fraction of arm length triggers a posture change
-_N_POSTURE = 25             # posture-search grid per mode
+_REACH_COMFORT = 0.99       # a target beyond this fraction of arm length triggers a posture change
+_N_POSTURE = 33             # posture-search grid
 
 
 def _rgb(value: object, what: str) -> tuple[int, int, int]:
@@ -315,18 +315,54 @@ def _two_link(s: tuple, t: tuple, a: float, b: float, pole: tuple) -> tuple[tupl
     return mid, end
 
 
-def _posture(s: np.ndarray, high: np.ndarray, twist_sign: float, H: float, hip_m: float) -> tuple:
+_HAND_RADII = (0.027, 0.012, 0.05)     # hand ellipsoid half-axes / H: across the palm, thickness, length
+_FLOOR_CLEAR_M = 0.005
+
+
+def _hand_dir(shape: BodyShape, wrist: tuple, u: tuple, left: tuple) -> tuple:
+    """The hand's direction: along the forearm, unless the hand would then dip below the floor;
+    then the wrist bends it up towards horizontal (same azimuth) until it clears."""
+    H = shape.height_m
+    rw, rt, rl = (r * H for r in _HAND_RADII)
+    rw *= shape.limb_scale
+    rt *= shape.limb_scale
+    ho = shape.hand_offset_m
+
+    def lowest(d: tuple) -> float:
+        # Hand frame as in segment_poses: z = d, x = left × d, y = z × x; only z-components matter.
+        xx, xy, xz = left[1] * d[2] - left[2] * d[1], left[2] * d[0] - left[0] * d[2], left[0] * d[1] - left[1] * d[0]
+        n = math.sqrt(xx * xx + xy * xy + xz * xz) or 1.0
+        xx, xy, xz = xx / n, xy / n, xz / n
+        yz = d[0] * xy - d[1] * xx
+        return wrist[2] + ho * d[2] - math.sqrt((rl * d[2]) ** 2 + (rw * xz) ** 2 + (rt * yz) ** 2)
+
+    if u[2] >= 0.0 or wrist[2] - (ho + rl) > _FLOOR_CLEAR_M or lowest(u) >= _FLOOR_CLEAR_M:
+        return u
+    h = math.hypot(u[0], u[1])
+    hx, hy = (u[0] / h, u[1] / h) if h > 1e-6 else (1.0, 0.0)
+    elev0 = math.atan2(u[2], h)
+    d = u
+    for k in range(1, 13):
+        e = elev0 * (1.0 - k / 12.0)
+        d = (hx * math.cos(e), hy * math.cos(e), math.sin(e))
+        if lowest(d) >= _FLOOR_CLEAR_M:
+            break
+    return d
+
+
+def _posture(s: np.ndarray, high: float, twist_sign: float, H: float, hip_m: float) -> tuple:
     """Posture adjustments for effort ``s`` in [0, 1]: (lean, crouch, back, twist, rise, shrug).
 
-    Low/far mode bends forward at the hips, then crouches (pelvis down and back); high mode leans a
-    little, rises on tiptoe and lifts the shoulder. Both twist the reaching shoulder forward.
+    ``high`` in [0, 1] blends two ways of reaching: for low or far targets (0) bend forward at the
+    hips, then crouch (pelvis down and back); for high ones (1) lean a little, rise on tiptoe and
+    lift the shoulder. Both twist the reaching shoulder forward.
     """
-    lean = np.where(high, 0.3 * s, 1.3 * s)
-    crouch = np.where(high, 0.0, 0.45 * hip_m * np.clip((s - 0.3) / 0.7, 0.0, 1.0))
+    lean = (1.3 - 1.0 * high) * s
+    crouch = (1.0 - high) * 0.45 * hip_m * np.clip((s - 0.3) / 0.7, 0.0, 1.0)
     back = 0.35 * crouch
     twist = twist_sign * 0.4 * s
-    rise = np.where(high, 0.04 * H * s, 0.0)
-    shrug = np.where(high, 0.015 * H * s, 0.0)
+    rise = high * 0.04 * H * s
+    shrug = high * 0.015 * H * s
     return lean, crouch, back, twist, rise, shrug
 
 
@@ -336,7 +372,7 @@ def solve_skeleton(shape: BodyShape, pose: BodyPose) -> Skeleton:
     Walking (``walk_phase``, ``walk_amount``) swings the feet along a step of ±0.18 H with the
     swing foot lifted, arms counter-swinging; the pelvis drops so the stance foot stays planted.
     A hand target pulls that wrist there by two-link IK (elbow down and out). When a target lies
-    beyond 96 % of the arm, the smallest posture change that brings it in reach is chosen: a lean
+    beyond 99 % of the arm, the smallest posture change that brings it in reach is chosen: a lean
     at the hips then a crouch for low or far targets, tiptoe and shoulder lift for high ones, and a
     twist of the reaching shoulder forward. An unreachable target is approached along the line.
     ``pose.lean`` adds to the lean. A free arm hangs (or swings) whatever the other arm does.
@@ -372,46 +408,46 @@ def solve_skeleton(shape: BodyShape, pose: BodyPose) -> Skeleton:
     zs = spine
     reach_ok = _REACH_COMFORT * (a_up + a_lo)
 
-    # Posture search, only when some target is beyond comfortable reach of the neutral posture.
+    # Posture search, only when some target is beyond comfortable reach of the neutral posture:
+    # the least effort s on a grid that brings every target in reach, interpolated inside its cell
+    # so the posture moves smoothly as a target moves.
     lean_a = crouch = back = twist = rise = shrug = 0.0
     if targets:
         twist_sign = 0.0 if len(targets) == 2 else -float(next(iter(targets)))
-        s_grid = np.concatenate([np.linspace(0.0, 1.0, _N_POSTURE)] * 2)
-        high = np.repeat([False, True], _N_POSTURE)
-        lg, cg, bg, tg, rg, sg = _posture(s_grid, high, twist_sign, H, hip_m)
-        th = base_lean + lg
-        pz = np.minimum(z_gait, hip_m - cg) + rg
-        cth, sth, ctw, stw = np.cos(th), np.sin(th), np.cos(tg), np.sin(tg)
-        excess = np.full(s_grid.shape, -np.inf)
+        cl0, sl0 = math.cos(base_lean), math.sin(base_lean)
+        worst, t_worst = -math.inf, None
         for side, t in targets.items():
-            y = side * sh_w
+            e = math.dist(t, (zs * sl0, side * sh_w, z_gait + zs * cl0)) - reach_ok
+            if e > worst:
+                worst, t_worst = e, t
+        if worst > 0.0:
+            u = min(max((t_worst[2] - z_gait - zs * cl0 + 0.05 * H) / (0.15 * H), 0.0), 1.0)
+            high = u * u * (3.0 - 2.0 * u)
+            s_grid = np.linspace(0.0, 1.0, _N_POSTURE)
+            lg, cg, bg, tg, rg, sg = _posture(s_grid, high, twist_sign, H, hip_m)
+            th = base_lean + lg
+            pz = np.minimum(z_gait, hip_m - cg) + rg
+            cth, sth, ctw, stw = np.cos(th), np.sin(th), np.cos(tg), np.sin(tg)
             zz = zs + sg
-            sx = -bg - y * stw * cth + zz * sth
-            sy = y * ctw
-            sz = pz + y * stw * sth + zz * cth
-            dist = np.sqrt((t[0] - sx) ** 2 + (t[1] - sy) ** 2 + (t[2] - sz) ** 2)
-            excess = np.maximum(excess, dist - reach_ok)
-        if excess[0] > 0.0:
-            ok = excess <= 0.0
-            if ok.any():
-                # Least effort that reaches, per mode; interpolate inside the grid cell for smoothness.
-                best_s, best_mode = 2.0, False
-                for mode in (False, True):
-                    sel = np.flatnonzero(ok & (high == mode))
-                    if sel.size == 0:
-                        continue
-                    k = int(sel[0])
-                    s_val = float(s_grid[k])
-                    if s_grid[k] > 0.0 and not ok[k - 1]:
-                        e0, e1 = float(excess[k - 1]), float(excess[k])
-                        s_val = float(s_grid[k - 1]) + (s_val - float(s_grid[k - 1])) * e0 / (e0 - e1)
-                    if s_val < best_s:
-                        best_s, best_mode = s_val, mode
+            excess = np.full(_N_POSTURE, -np.inf)
+            for side, t in targets.items():
+                y = side * sh_w
+                sx = -bg - y * stw * cth + zz * sth
+                sy = y * ctw
+                sz = pz + y * stw * sth + zz * cth
+                dist = np.sqrt((t[0] - sx) ** 2 + (t[1] - sy) ** 2 + (t[2] - sz) ** 2)
+                excess = np.maximum(excess, dist - reach_ok)
+            ok = np.flatnonzero(excess <= 0.0)
+            if ok.size:
+                k = int(ok[0])
+                best_s = float(s_grid[k])
+                if k > 0:
+                    e0, e1 = float(excess[k - 1]), float(excess[k])
+                    best_s -= (best_s - float(s_grid[k - 1])) * (-e1) / (e0 - e1)
             else:
-                k = int(np.argmin(excess))
-                best_s, best_mode = float(s_grid[k]), bool(high[k])
+                best_s = float(s_grid[int(np.argmin(excess))])
             lean_a, crouch, back, twist, rise, shrug = (
-                float(v) for v in _posture(np.float64(best_s), np.bool_(best_mode), twist_sign, H, hip_m))
+                float(v) for v in _posture(np.float64(best_s), high, twist_sign, H, hip_m))
 
     lean = base_lean + lean_a
     pz = min(z_gait, hip_m - crouch) + rise
@@ -441,20 +477,21 @@ def solve_skeleton(shape: BodyShape, pose: BodyPose) -> Skeleton:
             E, Wr = _two_link(S, (t[0], t[1], t[2]), a_up, a_lo, pole)
         else:
             fwd = -side * swing                     # arm swings against the same-side leg
-            flex = 0.22 + 0.25 * w * max(0.0, fwd) / 0.35
+            flex = 0.35 + 0.25 * w * max(0.0, fwd) / 0.35
             beta = 0.13
             cb, sb = math.cos(beta), math.sin(beta)
             E = (S[0] + a_up * math.sin(fwd) * cb, S[1] + side * a_up * sb, S[2] - a_up * math.cos(fwd) * cb)
             f2 = fwd + flex
             Wr = (E[0] + a_lo * math.sin(f2) * cb, E[1] + side * a_lo * sb, E[2] - a_lo * math.cos(f2) * cb)
-        u = [(Wr[i] - E[i]) / a_lo for i in range(3)]
+        u = _hand_dir(shape, Wr, ((Wr[0] - E[0]) / a_lo, (Wr[1] - E[1]) / a_lo, (Wr[2] - E[2]) / a_lo),
+                      (R_t[0, 1], R_t[1, 1], R_t[2, 1]))
         ho = shape.hand_offset_m
         pts[name + "_elbow"] = E
         pts[name + "_wrist"] = Wr
         pts[name + "_hand"] = (Wr[0] + ho * u[0], Wr[1] + ho * u[1], Wr[2] + ho * u[2])
 
     # Legs: hips on the pelvis, ankles planted by the gait, knees forward.
-    foot_pitch = math.asin(min(rise / (0.1 * H), 0.9))
+    foot_pitch = math.asin(min(rise / (0.115 * H), 0.9))    # on tiptoe: heel up, toes stay down
     for side, name in ((1, "left"), (-1, "right")):
         hp = (pelvis[0], side * hip_w, pelvis[2])
         A = (ankle_fwd[side], side * hip_w, ankle_m + ankle_lift[side] + rise)
@@ -471,7 +508,8 @@ def solve_skeleton(shape: BodyShape, pose: BodyPose) -> Skeleton:
     # Body frame → world.
     Jw = J @ R_yaw.T + root
     R_foot = _rot_yz(foot_pitch, 0.0)
-    frames_b = np.stack([np.eye(3), R_t, R_head, R_foot, R_foot])
+    R_pelvis = _rot_yz(0.35 * lean, 0.0)            # the pelvis tips with a bend; hip joints lie on its axis
+    frames_b = np.stack([R_pelvis, R_t, R_head, R_foot, R_foot])
     frames_w = R_yaw @ frames_b
     joints = {n: Jw[i] for i, n in enumerate(_JOINTS)}
     return Skeleton(keypoints=Jw[_KP_INDEX], joints=joints, frames=dict(zip(_FRAMES, frames_w)))
@@ -560,7 +598,7 @@ def body_segments(shape: BodyShape) -> list[Segment]:
         (0.09 * H, 0.053 * H * sb, 0.081 * H * b, 0.0),
         (0.19 * H, 0.062 * H * sb, 0.094 * H * b, 0.004 * H),
         (z_sh - 0.022 * H, 0.056 * H * sb, 0.108 * H * b, 0.0),
-        (z_sh + 0.008 * H, 0.040 * H * sb, 0.070 * H * b, -0.004 * H),
+        (z_sh + 0.013 * H, 0.040 * H * sb, 0.068 * H * b, -0.004 * H),
     ])
     pelvis = _rings([
         (0.075 * H, 0.056 * H * sb, 0.086 * H * b, 0.0),
@@ -571,7 +609,8 @@ def body_segments(shape: BodyShape) -> list[Segment]:
 
     upper_arm = _capsule(0.026 * H * g, 0.020 * H * g, shape.upper_arm_m)
     forearm = _capsule(0.019 * H * g, 0.015 * H * g, shape.forearm_m)
-    hand = _ellipsoid((0.027 * H * g, 0.012 * H * g, 0.05 * H), (0.0, 0.0, shape.hand_offset_m), 8, 5)
+    hw, ht, hl = _HAND_RADII
+    hand = _ellipsoid((hw * H * g, ht * H * g, hl * H), (0.0, 0.0, shape.hand_offset_m), 8, 5)
     thigh = _capsule(0.040 * H * g, 0.027 * H * g, shape.thigh_m)
     shin = _capsule(0.026 * H * g, 0.019 * H * g, shape.shin_m)
 
