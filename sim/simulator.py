@@ -28,6 +28,7 @@ class CameraConfig:
     render: bool = True          # False: no video at all (weights and gates only, much faster)
     cameras: tuple[str, ...] = ()  # only these cameras; empty = all
     truth: bool = True           # per-frame boxes and keypoints (needs an extra id render)
+    masks: str = "persons"       # "all": exact product masks too (slower; training data)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class Simulator:
                     next_frame[c] += 1
                     if self._camera_down(c, t_frame) or self._rng_faults.random() < self._drop_rate[c]:
                         continue
-                    out = self.renderer.render(c, with_ids=cfg.camera.truth)
+                    out = self.renderer.render(c, masks=cfg.camera.masks if cfg.camera.truth else "none")
                     if cfg.camera.truth:
                         self.truth.record_frame(c, seq, t_frame, self.renderer.truth(c, state, out))
                     self._pending.append(Frame(c, t_frame, seq, out.bgr))

@@ -40,17 +40,19 @@ class LightingPreset:
 
 
 PRESETS = {
-    "day": LightingPreset("day", ambient=0.45, ceiling_intensity=9.0, colour=(1.0, 1.0, 0.97), sun=2.0),
-    "evening": LightingPreset("evening", ambient=0.12, ceiling_intensity=3.5, colour=(1.0, 0.82, 0.6)),
-    "flicker": LightingPreset("flicker", ambient=0.35, ceiling_intensity=8.0, colour=(0.95, 1.0, 1.0),
+    "day": LightingPreset("day", ambient=0.3, ceiling_intensity=10.0, colour=(1.0, 1.0, 0.97), sun=1.5),
+    "evening": LightingPreset("evening", ambient=0.08, ceiling_intensity=4.0, colour=(1.0, 0.82, 0.6)),
+    "flicker": LightingPreset("flicker", ambient=0.25, ceiling_intensity=9.0, colour=(0.95, 1.0, 1.0),
                               flicker_depth=0.45, flicker_hz=1.7),
 }
 
 
 def light_rig(store: StoreSpec, preset: LightingPreset) -> list[tuple[pyrender.Light, np.ndarray]]:
-    """Ceiling point lights on a ~2 m grid, plus daylight when the preset has sun."""
+    """Ceiling point lights on a ~4 m grid, plus daylight when the preset has sun.
+
+    Few lights on purpose: pyrender binds every light per draw call, in Python."""
     W, D = store.floor.width_m, store.floor.depth_m
-    nx, ny = max(1, round(W / 2.2)), max(1, round(D / 2.2))
+    nx, ny = max(1, round(W / 4.0)), max(1, round(D / 4.0))
     out = []
     for i in range(nx):
         for j in range(ny):

@@ -32,6 +32,21 @@ PERSON_ID0 = 1_000_000
 KEYPOINT_SURFACE_TOL_M = 0.25   # a joint lies inside its limb: its own surface may be this much nearer
 HIDDEN = np.diag([1.0, 1.0, 1.0, 1.0])
 HIDDEN[2, 3] = -50.0
+BASKET_RGB = (190, 25, 25)
+
+
+def _set_msaa_samples(samples: int) -> None:
+    """pyrender always renders into a 4× multisampled framebuffer; on a CPU (llvmpipe) that costs
+    ~40% of a frame. We render single-sampled and let a lens blur do the anti-aliasing."""
+    from OpenGL import GL
+    import pyrender.renderer as prr
+
+    prr.glRenderbufferStorageMultisample = (
+        lambda target, _samples, fmt, w, h: GL.glRenderbufferStorageMultisample(target, samples, fmt, w, h))
+
+
+_set_msaa_samples(0)
+LENS_BLUR_SIGMA_PX = 0.7
 
 
 def _id_colour(i: int) -> np.ndarray:
@@ -69,6 +84,7 @@ class RenderOutput:
     bgr: np.ndarray          # H×W×3 uint8
     depth: np.ndarray        # H×W float32, metres along the optical axis, 0 where nothing
     ids: np.ndarray | None   # H×W int64 instance ids (0 background, 1 fixtures, products, people)
+    masks: str = "persons"   # which ids are resolved: none | persons | all
 
 
 @dataclass
@@ -83,7 +99,7 @@ class FrameTruth:
     product_ids: np.ndarray         # Q instance indices
     product_boxes: np.ndarray       # Q×4 visible
     product_boxes_amodal: np.ndarray  # Q×4
-    product_pixels: np.ndarray      # Q
+    product_pixels: np.ndarray      # Q: mask pixels (masks="all") or seen surface samples (of 150)
 
 
 class StoreRenderer:
@@ -95,19 +111,24 @@ class StoreRenderer:
         self.lighting = lighting if isinstance(lighting, LightingPreset) else LightingPreset.named(lighting)
         self.seed = seed
         self.scene = pyrender.Scene(ambient_light=np.full(3, self.lighting.ambient), bg_color=[0.1, 0.1, 0.1, 1.0])
-        self._seg: dict[pyrender.Node, np.ndarray] = {}
         self._add_static()
-        sku_mesh = {sku: pyrender.Mesh.from_trimesh(product_mesh(store.products[sku], packaging_rng))
-                    for sku in sorted(set(instance_skus))}
-        self._sku_half = {sku: np.array(store.products[sku].size_m) / 2 for sku in sku_mesh}
+        self._sku_trimesh = {sku: product_mesh(store.products[sku], packaging_rng) for sku in sorted(set(instance_skus))}
+        self._sku_mesh = {sku: pyrender.Mesh.from_trimesh(m) for sku, m in self._sku_trimesh.items()}
+        self._sku_half = {sku: np.array(store.products[sku].size_m) / 2 for sku in self._sku_mesh}
+        self._sku_bottom = {sku: np.array([0.0, 0.0, -h[2]]) for sku, h in self._sku_half.items()}
         self.instance_skus = list(instance_skus)
-        self._product_nodes = []
-        for i, sku in enumerate(instance_skus):
-            node = self.scene.add(sku_mesh[sku], pose=HIDDEN)
-            self._seg[node] = _id_colour(PRODUCT_ID0 + i)
-            self._product_nodes.append(node)
+        # Items resting where they were stocked are drawn instanced, one draw call per SKU; an item
+        # that moves gets its own node from then on (pyrender's per-node cost is in Python).
+        self._resting_pose: np.ndarray | None = None
+        self._moved = np.zeros(len(instance_skus), dtype=bool)
+        self._instanced: dict[str, pyrender.Node] = {}
+        self._single: dict[int, pyrender.Node] = {}
+        self._seg_scene = None
         self._lights = [(self.scene.add(light, pose=pose), light.intensity) for light, pose in light_rig(store, self.lighting)]
-        self._shopper_nodes: dict[int, tuple[list[pyrender.Node], list[np.ndarray], pyrender.Node]] = {}
+        self._shopper_nodes: dict[int, pyrender.Node] = {}
+        self._shopper_parts: dict[int, list] = {}
+        self._shopper_verts: dict[int, np.ndarray] = {}
+        self._state: SceneState | None = None
         self._cam_node = None
         self._renderers: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
         self._undistort: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
@@ -127,48 +148,76 @@ class StoreRenderer:
             m.visual = trimesh.visual.ColorVisuals(m, face_colors=np.tile([*rgb, 255], (len(m.faces), 1)))
             parts.append(m)
         fixtures = pyrender.Mesh.from_trimesh(trimesh.util.concatenate(parts), smooth=False)
-        self._seg[self.scene.add(fixtures)] = _id_colour(FIXTURE_ID)
         floor = pyrender.Mesh.from_trimesh(floor_mesh(self.store), smooth=False)
-        self._seg[self.scene.add(floor)] = _id_colour(FIXTURE_ID)
+        self._static_nodes = [self.scene.add(fixtures), self.scene.add(floor)]
 
-    def _shopper(self, view: ShopperView):
-        if view.id not in self._shopper_nodes:
-            segs = body_segments(view.shape)
-            nodes, verts = [], []
-            for s in segs:
-                mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*(np.array(s.rgb) / 255.0), 1.0], roughnessFactor=0.9, metallicFactor=0.0)
-                node = self.scene.add(pyrender.Mesh.from_trimesh(s.mesh, material=mat, smooth=False), pose=HIDDEN)
-                self._seg[node] = _id_colour(PERSON_ID0 + view.id)
-                nodes.append(node)
-                verts.append(np.asarray(s.mesh.vertices))
-            basket = trimesh.creation.box([0.36, 0.26, 0.2])
-            bmat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[0.75, 0.1, 0.1, 1.0], roughnessFactor=0.7)
-            bnode = self.scene.add(pyrender.Mesh.from_trimesh(basket, material=bmat), pose=HIDDEN)
-            self._seg[bnode] = _id_colour(PERSON_ID0 + view.id)
-            self._shopper_nodes[view.id] = (nodes, verts, bnode)
-        return self._shopper_nodes[view.id]
+    def _mesh_pose(self, i: int, centre_pose: np.ndarray) -> np.ndarray:
+        """Product meshes have their base at z=0; physics poses are box centres."""
+        T = centre_pose.copy()
+        T[:3, 3] = centre_pose[:3, 3] + centre_pose[:3, :3] @ self._sku_bottom[self.instance_skus[i]]
+        return T
+
+    def _sync_products(self, state: SceneState) -> None:
+        poses = state.product_poses
+        if self._resting_pose is None:
+            self._resting_pose = poses.copy()
+            changed_skus = set(self.instance_skus)
+        else:
+            drift = np.abs(poses[:, :3, 3] - self._resting_pose[:, :3, 3]).max(axis=1)
+            newly = (drift > 0.002) & ~self._moved
+            self._moved |= newly
+            changed_skus = {self.instance_skus[i] for i in np.flatnonzero(newly)}
+        for sku in changed_skus:
+            idx = [i for i, k in enumerate(self.instance_skus) if k == sku and not self._moved[i]]
+            if sku in self._instanced:
+                self.scene.remove_node(self._instanced.pop(sku))
+            if idx:
+                mesh = pyrender.Mesh.from_trimesh(self._sku_trimesh[sku],
+                                                  poses=np.stack([self._mesh_pose(i, self._resting_pose[i]) for i in idx]))
+                self._instanced[sku] = self.scene.add(mesh)
+        for i in np.flatnonzero(self._moved):
+            pose = self._mesh_pose(i, poses[i]) if state.product_visible[i] else HIDDEN
+            if i not in self._single:
+                self._single[i] = self.scene.add(self._sku_mesh[self.instance_skus[i]], pose=pose)
+            else:
+                self.scene.set_pose(self._single[i], pose)
+
+    def _sync_shoppers(self, state: SceneState) -> None:
+        """One merged, vertex-coloured mesh per shopper (and its basket), rebuilt per state."""
+        for node in self._shopper_nodes.values():
+            self.scene.remove_node(node)
+        self._shopper_nodes = {}
+        self._shopper_verts = {}
+        for v in state.shoppers:
+            if v.id not in self._shopper_parts:
+                segs = body_segments(v.shape)
+                basket = trimesh.creation.box([0.36, 0.26, 0.2])
+                parts = [(np.asarray(sg.mesh.vertices), np.asarray(sg.mesh.faces), sg.rgb) for sg in segs]
+                parts.append((np.asarray(basket.vertices), np.asarray(basket.faces), BASKET_RGB))
+                self._shopper_parts[v.id] = parts
+            parts = self._shopper_parts[v.id]
+            poses = list(segment_poses(v.shape, v.skeleton))
+            T = np.eye(4)
+            if v.basket_xyz is not None:
+                c, sn = math.cos(v.heading_rad), math.sin(v.heading_rad)
+                T[:2, :2] = [[c, -sn], [sn, c]]
+                T[:3, 3] = v.basket_xyz
+                poses.append(T)
+            verts, faces, cols, n = [], [], [], 0
+            for (vt, fc, rgb), P in zip(parts, poses):
+                verts.append(vt @ P[:3, :3].T + P[:3, 3])
+                faces.append(fc + n)
+                cols.append(np.tile([*rgb, 255], (len(vt), 1)))
+                n += len(vt)
+            V = np.concatenate(verts)
+            tm = trimesh.Trimesh(V, np.concatenate(faces), vertex_colors=np.concatenate(cols).astype(np.uint8), process=False)
+            self._shopper_nodes[v.id] = self.scene.add(pyrender.Mesh.from_trimesh(tm, smooth=False))
+            self._shopper_verts[v.id] = V[:-len(parts[-1][0])] if v.basket_xyz is not None else V
 
     def set_state(self, state: SceneState) -> None:
-        for node, pose, vis in zip(self._product_nodes, state.product_poses, state.product_visible):
-            self.scene.set_pose(node, pose if vis else HIDDEN)
-        seen = set()
-        for v in state.shoppers:
-            nodes, _, bnode = self._shopper(v)
-            for node, pose in zip(nodes, segment_poses(v.shape, v.skeleton)):
-                self.scene.set_pose(node, pose)
-            if v.basket_xyz is not None:
-                T = np.eye(4)
-                c, s = math.cos(v.heading_rad), math.sin(v.heading_rad)
-                T[:2, :2] = [[c, -s], [s, c]]
-                T[:3, 3] = v.basket_xyz
-                self.scene.set_pose(bnode, T)
-            else:
-                self.scene.set_pose(bnode, HIDDEN)
-            seen.add(v.id)
-        for sid, (nodes, _, bnode) in self._shopper_nodes.items():
-            if sid not in seen:
-                for node in [*nodes, bnode]:
-                    self.scene.set_pose(node, HIDDEN)
+        self._state = state
+        self._sync_products(state)
+        self._sync_shoppers(state)
         gain = self.lighting.gain(state.t, self.seed)
         for node, base in self._lights:
             node.light.intensity = base * gain
@@ -202,48 +251,88 @@ class StoreRenderer:
                 self._undistort[cam.id] = (ideal[..., 0].astype(np.float32), ideal[..., 1].astype(np.float32))
         return self._undistort[cam.id]
 
-    def render(self, camera_id: str, with_ids: bool = True) -> RenderOutput:
-        """Render the current state from one camera (call :meth:`set_state` first)."""
+    def render(self, camera_id: str, masks: str = "persons") -> RenderOutput:
+        """Render the current state from one camera (call :meth:`set_state` first).
+
+        ``masks``: ``"none"``; ``"persons"`` (default: every person's visible pixels get its id,
+        other surfaces the fixture id — one cheap extra pass); ``"all"`` (every product instance
+        too — an extra pass that draws each item on its own, for training data).
+        """
+        if masks not in ("none", "persons", "all"):
+            raise ValueError(f"masks={masks!r}: expected 'none', 'persons' or 'all'")
         cam = self.store.camera_by_id[camera_id]
         self._place_camera(cam)
         r = self._renderer(cam.width, cam.height)
         rgb, depth = r.render(self.scene)
         ids = None
-        if with_ids:
-            seg, _ = r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=self._seg)
-            ids = _decode_ids(seg)
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        if masks == "persons":
+            seg_map = {node: _id_colour(PERSON_ID0 + sid) for sid, node in self._shopper_nodes.items()}
+            ids = np.where(depth > 0, FIXTURE_ID, 0).astype(np.int64)
+            if seg_map:
+                seg, pdepth = r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
+                pid = _decode_ids(seg)
+                visible = (pid >= PERSON_ID0) & (np.abs(pdepth - depth) <= 0.005 + 0.002 * depth)
+                ids[visible] = pid[visible]
+        elif masks == "all":
+            ids = self._render_all_ids(r)
+        bgr = cv2.GaussianBlur(np.ascontiguousarray(rgb[..., ::-1]), (3, 3), LENS_BLUR_SIGMA_PX)
         maps = self._distortion_maps(cam)
         if maps is not None:
             bgr = cv2.remap(bgr, maps[0], maps[1], cv2.INTER_LINEAR)
             depth = cv2.remap(depth, maps[0], maps[1], cv2.INTER_NEAREST)
             if ids is not None:
                 ids = cv2.remap(ids.astype(np.float64), maps[0], maps[1], cv2.INTER_NEAREST).astype(np.int64)
-        return RenderOutput(bgr, depth.astype(np.float32), ids)
+        return RenderOutput(bgr, depth.astype(np.float32), ids, masks)
+
+    def _render_all_ids(self, r: pyrender.OffscreenRenderer) -> np.ndarray:
+        """Instance ids of everything, from a scene that holds one node per product item."""
+        if self._seg_scene is None:
+            sc = pyrender.Scene()
+            self._seg_fixed = {sc.add(node.mesh): _id_colour(FIXTURE_ID) for node in self._static_nodes}
+            self._seg_items = [sc.add(self._sku_mesh[sku], pose=HIDDEN) for sku in self.instance_skus]
+            self._seg_scene = sc
+        sc = self._seg_scene
+        st = self._state
+        for i, node in enumerate(self._seg_items):
+            sc.set_pose(node, self._mesh_pose(i, st.product_poses[i]) if st.product_visible[i] else HIDDEN)
+        seg_map = dict(self._seg_fixed)
+        seg_map.update({n: _id_colour(PRODUCT_ID0 + i) for i, n in enumerate(self._seg_items)})
+        people = []
+        for sid, node in self._shopper_nodes.items():
+            n = sc.add(node.mesh)
+            people.append(n)
+            seg_map[n] = _id_colour(PERSON_ID0 + sid)
+        cam = sc.add(self._cam_node.camera, pose=self.scene.get_pose(self._cam_node))
+        seg, _ = r.render(sc, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
+        for n in [*people, cam]:
+            sc.remove_node(n)
+        return _decode_ids(seg)
 
     # -- ground truth from the same state --------------------------------------------------------
     def truth(self, camera_id: str, state: SceneState, out: RenderOutput) -> FrameTruth:
+        """Boxes and keypoints of one rendered frame. Product boxes come from the instance masks
+        when ``out`` has them (``masks="all"``), else from a depth test of points on each box."""
         cam = self.store.camera_by_id[camera_id]
         ids = out.ids
-        assert ids is not None, "ground truth needs the instance-id render"
-        objs = ndimage.find_objects(np.where(ids >= PERSON_ID0, ids - PERSON_ID0 + 1, 0).astype(np.int32))
-        counts_person = np.bincount(np.clip(ids - PERSON_ID0 + 1, 0, None).ravel())
+        if ids is None:
+            raise ValueError("ground truth needs a render with masks='persons' or 'all'")
+        person_lab = np.where(ids >= PERSON_ID0, ids - PERSON_ID0 + 1, 0).astype(np.int32)
+        objs = ndimage.find_objects(person_lab)
+        counts_person = np.bincount(person_lab.ravel())
         p_ids, p_box, p_amodal, p_pix, kps = [], [], [], [], []
+        lim = np.array([cam.width, cam.height, cam.width, cam.height], float)
         for v in state.shoppers:
             k = v.id + 1
-            nodes, verts, _ = self._shopper(v)
-            pts = np.concatenate([vt @ T[:3, :3].T + T[:3, 3] for vt, T in zip(verts, segment_poses(v.shape, v.skeleton))])
-            uv_all, z_all = project(cam, pts)
+            uv_all, z_all = project(cam, self._shopper_verts[v.id])
             ok = z_all > 0.05
             if not ok.any():
                 continue
-            uv_all = uv_all[ok]
-            amodal = np.array([*uv_all.min(axis=0), *uv_all.max(axis=0)])
+            amodal = np.array([*uv_all[ok].min(axis=0), *uv_all[ok].max(axis=0)])
             if amodal[2] < 0 or amodal[3] < 0 or amodal[0] >= cam.width or amodal[1] >= cam.height:
                 continue
-            sl = objs[k - 1] if k - 1 < len(objs) else None
             npix = int(counts_person[k]) if k < len(counts_person) else 0
-            box = np.array([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop], float) if (sl is not None and npix) else np.zeros(4)
+            sl = objs[k - 1] if (npix and k - 1 < len(objs)) else None
+            box = np.array([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop], float) if sl is not None else np.zeros(4)
             uv, z = project(cam, v.skeleton.keypoints)
             inside = in_image(cam, uv, z)
             vis = np.where(inside, 1, 0)
@@ -253,30 +342,54 @@ class StoreRenderer:
                     vis[j] = 2
             p_ids.append(v.id)
             p_box.append(box)
-            p_amodal.append(np.clip(amodal, [0, 0, 0, 0], [cam.width, cam.height, cam.width, cam.height]))
+            p_amodal.append(np.clip(amodal, 0, lim))
             p_pix.append(npix)
             kps.append(np.concatenate([uv, vis[:, None]], axis=1))
-        # products
-        prod = np.where((ids >= PRODUCT_ID0) & (ids < PERSON_ID0), ids - PRODUCT_ID0 + 1, 0).astype(np.int32)
-        pobjs = ndimage.find_objects(prod)
-        counts = np.bincount(prod.ravel(), minlength=len(self.instance_skus) + 1)
-        q_ids, q_box, q_amodal, q_pix = [], [], [], []
-        for i in np.flatnonzero(counts[1:]):
-            sl = pobjs[i]
-            T = state.product_poses[i]
-            half = self._sku_half[self.instance_skus[i]]
-            corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * half
-            uv, z = project(cam, corners @ T[:3, :3].T + T[:3, 3])
-            am = np.array([*uv.min(axis=0), *uv.max(axis=0)])
-            q_ids.append(i)
-            q_box.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
-            q_amodal.append(np.clip(am, [0, 0, 0, 0], [cam.width, cam.height, cam.width, cam.height]))
-            q_pix.append(int(counts[i + 1]))
+        q = self._product_truth(cam, state, out)
         f = lambda a, shape: np.asarray(a, dtype=float).reshape(shape)  # noqa: E731
-        return FrameTruth(
-            np.asarray(p_ids, dtype=int), f(p_box, (-1, 4)), f(p_amodal, (-1, 4)), np.asarray(p_pix, dtype=int),
-            f(kps, (-1, 17, 3)), np.asarray(q_ids, dtype=int), f(q_box, (-1, 4)), f(q_amodal, (-1, 4)),
-            np.asarray(q_pix, dtype=int))
+        return FrameTruth(np.asarray(p_ids, dtype=int), f(p_box, (-1, 4)), f(p_amodal, (-1, 4)),
+                          np.asarray(p_pix, dtype=int), f(kps, (-1, 17, 3)), *q)
+
+    def _product_truth(self, cam: Camera, state: SceneState, out: RenderOutput):
+        lim = np.array([cam.width, cam.height, cam.width, cam.height], float)
+        n = len(self.instance_skus)
+        halves = np.stack([self._sku_half[s] for s in self.instance_skus]) if n else np.zeros((0, 3))
+        corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+        R, t = state.product_poses[:, :3, :3], state.product_poses[:, :3, 3]
+        world = np.einsum("nij,nkj->nki", R, corners[None] * halves[:, None]) + t[:, None]
+        uv, z = project(cam, world.reshape(-1, 3))
+        uv, z = uv.reshape(n, 8, 2), z.reshape(n, 8)
+        amodal = np.concatenate([uv.min(axis=1), uv.max(axis=1)], axis=1)
+        if out.masks == "all":
+            lab = np.where((out.ids >= PRODUCT_ID0) & (out.ids < PERSON_ID0), out.ids - PRODUCT_ID0 + 1, 0).astype(np.int32)
+            objs = ndimage.find_objects(lab, max_label=n)
+            counts = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+            keep = np.flatnonzero(counts)
+            boxes = np.array([[objs[i][1].start, objs[i][0].start, objs[i][1].stop, objs[i][0].stop] for i in keep], float)
+            return keep, boxes.reshape(-1, 4), np.clip(amodal[keep], 0, lim), counts[keep]
+        # Depth test of a 5×5 grid on each of the six faces: a point is seen where the depth image
+        # agrees with its own depth.
+        g = np.linspace(-1, 1, 5)
+        a, b = np.meshgrid(g, g)
+        a, b = a.ravel(), b.ravel()
+        one = np.ones_like(a)
+        faces = np.concatenate([np.stack([s * one, a, b], 1) for s in (-1, 1)] + [np.stack([a, s * one, b], 1) for s in (-1, 1)]
+                               + [np.stack([a, b, s * one], 1) for s in (-1, 1)])
+        pts = np.einsum("nij,nkj->nki", R, faces[None] * halves[:, None]) + t[:, None]
+        m = len(faces)
+        puv, pz = project(cam, pts.reshape(-1, 3))
+        inside = in_image(cam, puv, pz)
+        seen = np.zeros(len(pz), bool)
+        px = np.clip(puv[:, 0].astype(int), 0, cam.width - 1)
+        py = np.clip(puv[:, 1].astype(int), 0, cam.height - 1)
+        d = out.depth[py, px]
+        seen[inside] = np.abs(d[inside] - pz[inside]) <= 0.006 + 0.004 * pz[inside]
+        seen = seen.reshape(n, m) & state.product_visible[:, None]
+        counts = seen.sum(axis=1)
+        keep = np.flatnonzero(counts)
+        puv = puv.reshape(n, m, 2)
+        boxes = np.array([[*puv[i][seen[i]].min(axis=0), *puv[i][seen[i]].max(axis=0)] for i in keep], float).reshape(-1, 4)
+        return keep, np.clip(boxes, 0, lim), np.clip(amodal[keep], 0, lim), counts[keep]
 
     def close(self) -> None:
         for r in self._renderers.values():
