@@ -49,6 +49,17 @@ _set_msaa_samples(0)
 LENS_BLUR_SIGMA_PX = 0.7
 
 
+_OFFSCREEN: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
+
+
+def _offscreen(w: int, h: int) -> pyrender.OffscreenRenderer:
+    """One EGL context per image size for the whole process: creating and deleting contexts
+    alongside each other is what EGL drivers get wrong."""
+    if (w, h) not in _OFFSCREEN:
+        _OFFSCREEN[(w, h)] = pyrender.OffscreenRenderer(w, h)
+    return _OFFSCREEN[(w, h)]
+
+
 def _id_colour(i: int) -> np.ndarray:
     return np.array([i & 255, (i >> 8) & 255, (i >> 16) & 255], dtype=np.uint8)
 
@@ -123,14 +134,15 @@ class StoreRenderer:
         self._moved = np.zeros(len(instance_skus), dtype=bool)
         self._instanced: dict[str, pyrender.Node] = {}
         self._single: dict[int, pyrender.Node] = {}
-        self._seg_scene = None
+        self._seg_items: list[pyrender.Node] | None = None
         self._lights = [(self.scene.add(light, pose=pose), light.intensity) for light, pose in light_rig(store, self.lighting)]
         self._shopper_nodes: dict[int, pyrender.Node] = {}
         self._shopper_parts: dict[int, list] = {}
+        self._basket_nodes: dict[int, pyrender.Node] = {}
+        self._basket_mesh = None
         self._shopper_verts: dict[int, np.ndarray] = {}
         self._state: SceneState | None = None
         self._cam_node = None
-        self._renderers: dict[tuple[int, int], pyrender.OffscreenRenderer] = {}
         self._undistort: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
 
     # -- scene ---------------------------------------------------------------------------------
@@ -183,28 +195,20 @@ class StoreRenderer:
                 self.scene.set_pose(self._single[i], pose)
 
     def _sync_shoppers(self, state: SceneState) -> None:
-        """One merged, vertex-coloured mesh per shopper (and its basket), rebuilt per state."""
+        """One merged, vertex-coloured body mesh per shopper, rebuilt per state, and its basket."""
         for node in self._shopper_nodes.values():
             self.scene.remove_node(node)
         self._shopper_nodes = {}
         self._shopper_verts = {}
+        if self._basket_mesh is None:
+            bmat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*(np.array(BASKET_RGB) / 255.0), 1.0], roughnessFactor=0.7)
+            self._basket_mesh = pyrender.Mesh.from_trimesh(trimesh.creation.box([0.36, 0.26, 0.2]), material=bmat)
         for v in state.shoppers:
             if v.id not in self._shopper_parts:
-                segs = body_segments(v.shape)
-                basket = trimesh.creation.box([0.36, 0.26, 0.2])
-                parts = [(np.asarray(sg.mesh.vertices), np.asarray(sg.mesh.faces), sg.rgb) for sg in segs]
-                parts.append((np.asarray(basket.vertices), np.asarray(basket.faces), BASKET_RGB))
-                self._shopper_parts[v.id] = parts
-            parts = self._shopper_parts[v.id]
-            poses = list(segment_poses(v.shape, v.skeleton))
-            T = np.eye(4)
-            if v.basket_xyz is not None:
-                c, sn = math.cos(v.heading_rad), math.sin(v.heading_rad)
-                T[:2, :2] = [[c, -sn], [sn, c]]
-                T[:3, 3] = v.basket_xyz
-                poses.append(T)
+                self._shopper_parts[v.id] = [(np.asarray(sg.mesh.vertices), np.asarray(sg.mesh.faces), sg.rgb)
+                                             for sg in body_segments(v.shape)]
             verts, faces, cols, n = [], [], [], 0
-            for (vt, fc, rgb), P in zip(parts, poses):
+            for (vt, fc, rgb), P in zip(self._shopper_parts[v.id], segment_poses(v.shape, v.skeleton)):
                 verts.append(vt @ P[:3, :3].T + P[:3, 3])
                 faces.append(fc + n)
                 cols.append(np.tile([*rgb, 255], (len(vt), 1)))
@@ -212,7 +216,20 @@ class StoreRenderer:
             V = np.concatenate(verts)
             tm = trimesh.Trimesh(V, np.concatenate(faces), vertex_colors=np.concatenate(cols).astype(np.uint8), process=False)
             self._shopper_nodes[v.id] = self.scene.add(pyrender.Mesh.from_trimesh(tm, smooth=False))
-            self._shopper_verts[v.id] = V[:-len(parts[-1][0])] if v.basket_xyz is not None else V
+            self._shopper_verts[v.id] = V
+            if v.id not in self._basket_nodes:
+                self._basket_nodes[v.id] = self.scene.add(self._basket_mesh, pose=HIDDEN)
+            T = HIDDEN
+            if v.basket_xyz is not None:
+                T = np.eye(4)
+                c, sn = math.cos(v.heading_rad), math.sin(v.heading_rad)
+                T[:2, :2] = [[c, -sn], [sn, c]]
+                T[:3, 3] = v.basket_xyz
+            self.scene.set_pose(self._basket_nodes[v.id], T)
+        present = {v.id for v in state.shoppers}
+        for sid, node in self._basket_nodes.items():
+            if sid not in present:
+                self.scene.set_pose(node, HIDDEN)
 
     def set_state(self, state: SceneState) -> None:
         self._state = state
@@ -225,9 +242,7 @@ class StoreRenderer:
 
     # -- cameras --------------------------------------------------------------------------------
     def _renderer(self, w: int, h: int) -> pyrender.OffscreenRenderer:
-        if (w, h) not in self._renderers:
-            self._renderers[(w, h)] = pyrender.OffscreenRenderer(w, h)
-        return self._renderers[(w, h)]
+        return _offscreen(w, h)
 
     def _place_camera(self, cam: Camera) -> None:
         K = cam.K
@@ -285,27 +300,27 @@ class StoreRenderer:
         return RenderOutput(bgr, depth.astype(np.float32), ids, masks)
 
     def _render_all_ids(self, r: pyrender.OffscreenRenderer) -> np.ndarray:
-        """Instance ids of everything, from a scene that holds one node per product item."""
-        if self._seg_scene is None:
-            sc = pyrender.Scene()
-            self._seg_fixed = {sc.add(node.mesh): _id_colour(FIXTURE_ID) for node in self._static_nodes}
-            self._seg_items = [sc.add(self._sku_mesh[sku], pose=HIDDEN) for sku in self.instance_skus]
-            self._seg_scene = sc
-        sc = self._seg_scene
+        """Instance ids of everything. Each item has its own node in the scene whose mesh stays
+        invisible except during this pass (one scene, so nothing is re-uploaded between passes)."""
         st = self._state
+        if self._seg_items is None:
+            seg_meshes = {sku: pyrender.Mesh.from_trimesh(m) for sku, m in self._sku_trimesh.items()}
+            for m in seg_meshes.values():
+                m.is_visible = False
+            self._seg_meshes = seg_meshes
+            self._seg_items = [self.scene.add(seg_meshes[sku], pose=HIDDEN) for sku in self.instance_skus]
         for i, node in enumerate(self._seg_items):
-            sc.set_pose(node, self._mesh_pose(i, st.product_poses[i]) if st.product_visible[i] else HIDDEN)
-        seg_map = dict(self._seg_fixed)
+            self.scene.set_pose(node, self._mesh_pose(i, st.product_poses[i]) if st.product_visible[i] else HIDDEN)
+        seg_map = {n: _id_colour(FIXTURE_ID) for n in [*self._static_nodes, *self._basket_nodes.values()]}
         seg_map.update({n: _id_colour(PRODUCT_ID0 + i) for i, n in enumerate(self._seg_items)})
-        people = []
-        for sid, node in self._shopper_nodes.items():
-            n = sc.add(node.mesh)
-            people.append(n)
-            seg_map[n] = _id_colour(PERSON_ID0 + sid)
-        cam = sc.add(self._cam_node.camera, pose=self.scene.get_pose(self._cam_node))
-        seg, _ = r.render(sc, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
-        for n in [*people, cam]:
-            sc.remove_node(n)
+        seg_map.update({n: _id_colour(PERSON_ID0 + sid) for sid, n in self._shopper_nodes.items()})
+        for m in self._seg_meshes.values():
+            m.is_visible = True
+        try:
+            seg, _ = r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
+        finally:
+            for m in self._seg_meshes.values():
+                m.is_visible = False
         return _decode_ids(seg)
 
     # -- ground truth from the same state --------------------------------------------------------
@@ -392,6 +407,5 @@ class StoreRenderer:
         return keep, np.clip(boxes, 0, lim), np.clip(amodal[keep], 0, lim), counts[keep]
 
     def close(self) -> None:
-        for r in self._renderers.values():
-            r.delete()
-        self._renderers.clear()
+        """Drop this store's scene; the process-wide GL contexts stay for the next renderer."""
+        self.scene = None
