@@ -63,7 +63,7 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         fps = {c.id: c.fps for c in store.cameras}
         writer = StreamWriter(tmp / "streams", video=record_video, fourcc=fourcc, fps=fps)
         simulator = Simulator(store, scenario, sim)
-        best: dict[str, tuple[float, np.ndarray, object]] = {}
+        best: dict[str, tuple[float, np.ndarray, object, float]] = {}  # per camera: its most telling frame
         t0 = time.perf_counter()
         bar = tqdm(total=scenario.duration_s, unit="sim s", disable=not progress,
                    desc=f"simulate {scenario.name}", bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} sim s [{elapsed}<{remaining}, {rate_fmt}]"
@@ -78,7 +78,7 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
                         tr = frames.frames[-1]
                         score = float((tr.keypoints[..., 2] == 2).sum()) + 0.1 * len(tr.person_ids)
                         if msg.camera_id not in best or score > best[msg.camera_id][0]:
-                            best[msg.camera_id] = (score, msg.image, tr)
+                            best[msg.camera_id] = (score, msg.image, tr, msg.t)
                 if msg.t - last >= 0.5:
                     bar.update(msg.t - last)
                     last = msg.t
@@ -91,8 +91,7 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         simulator.truth.write(tmp / "gt")
         sheet = None
         if make_contact_sheet and best:
-            tiles = [(f"{cam}  t={simulator.truth.cameras[cam].t[0]:.1f}s" if False else cam, draw_truth(img, tr))
-                     for cam, (_, img, tr) in sorted(best.items())]
+            tiles = [(f"{cam}  t={t:.1f} s", draw_truth(img, tr)) for cam, (_, img, tr, t) in sorted(best.items())]
             sheet = contact_sheet(tiles, tmp / "contact_sheet.png")
         summary = {"scenario": scenario.name, "seed": scenario.seed, "sim_seconds": round(simulator.t, 3),
                    "wall_seconds": round(wall, 2), "messages": writer.counts,

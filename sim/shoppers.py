@@ -19,6 +19,8 @@ from sim.world import PhysicsWorld
 from twin.bodies import BodyPose, BodyShape, Skeleton, solve_skeleton
 
 STAND_OFF_M = 0.42      # from the unit's front face to where the shopper stands
+PERSONAL_M = 0.55       # shoppers keep this far apart (centre to centre) when they can
+MAX_YIELD_S = 2.0       # ... but give up waiting for someone after this long
 REACH_S = 0.8
 GRASP_S = 0.25
 RETRACT_S = 0.6
@@ -54,6 +56,7 @@ class ShopperContext:
     on_gate: Callable[[str, float, str, str], None]           # gate_id, t, account, kind
     on_interaction: Callable[[Interaction], None]
     clock: Callable[[], float]
+    others: Callable[[], list] = lambda: []     # every shopper, for keeping a polite distance
 
 
 def _smooth(u: float) -> float:
@@ -176,6 +179,7 @@ class Shopper:
     def _walk(self, waypoints: list[np.ndarray], gates=()) -> Iterator[None]:
         dt = self.ctx.dt_s
         stride_m = 0.75 * self.shape.height_m
+        waited = 0.0
         for wp in waypoints:
             while True:
                 d = np.asarray(wp) - self.xy
@@ -186,6 +190,14 @@ class Shopper:
                 self._turn_towards(target_heading, dt)
                 ahead = math.cos(target_heading - self.pose.heading_rad)
                 step = min(dist, self.speed_mps * dt * max(0.2, ahead))
+                if self._blocked(d / dist):
+                    waited += dt
+                    if waited < MAX_YIELD_S:
+                        self.pose.walk_amount = max(0.0, self.pose.walk_amount - dt * 4)
+                        yield
+                        continue
+                else:
+                    waited = 0.0
                 old = self.xy
                 new = old + d / dist * step
                 self.pose.x, self.pose.y = float(new[0]), float(new[1])
@@ -199,6 +211,21 @@ class Shopper:
             self.pose.walk_amount = max(0.0, self.pose.walk_amount - dt * 4)
             yield
 
+    def _blocked(self, direction: np.ndarray) -> bool:
+        """Someone stands close ahead (the lower index goes first when two meet)."""
+        for o in self.ctx.others():
+            if o is self or not o.present:
+                continue
+            rel = o.xy - self.xy
+            dist = float(np.linalg.norm(rel))
+            if dist < PERSONAL_M and float(rel @ direction) > 0.3 * dist:
+                if o.index < self.index or float(-rel @ o.heading_vector()) <= 0.3 * dist:
+                    return True
+        return False
+
+    def heading_vector(self) -> np.ndarray:
+        return np.array([math.cos(self.pose.heading_rad), math.sin(self.pose.heading_rad)])
+
     def _turn_towards(self, heading: float, dt: float, rate: float = 5.0) -> float:
         diff = (heading - self.pose.heading_rad + math.pi) % (2 * math.pi) - math.pi
         turn = max(-rate * dt, min(rate * dt, diff))
@@ -210,7 +237,14 @@ class Shopper:
         n = b.unit.front_normal()
         c = b.centre_world()[:2]
         stand = c + n * (b.unit.depth_m / 2 + STAND_OFF_M)
-        stand = self.ctx.planner.nearest_free(stand)
+        along = np.array([-n[1], n[0]])
+        for shift in (0.0, 0.45, -0.45, 0.9, -0.9):  # make room beside someone at the same bin
+            cand = self.ctx.planner.nearest_free(stand + shift * along)
+            if all(np.linalg.norm(o.xy - cand) >= PERSONAL_M for o in self.ctx.others() if o is not self and o.present):
+                stand = cand
+                break
+        else:
+            stand = self.ctx.planner.nearest_free(stand)
         if np.linalg.norm(stand - self.xy) > 0.05:
             yield from self._walk(self.ctx.planner.plan(self.xy, stand)[1:])
         face = math.atan2(-n[1], -n[0])

@@ -58,7 +58,7 @@ class Simulator:
             glitches=[Glitch(**f.params) for f in faults if f.kind == "loadcell_glitch"],
             offsets=[Offset(**f.params) for f in faults if f.kind == "loadcell_offset"])
         ctx = ShopperContext(store, self.world, self.planner, 1.0 / config.control_hz,
-                             self._on_gate, self._on_interaction, lambda: self.t)
+                             self._on_gate, self._on_interaction, lambda: self.t, lambda: self.shoppers)
         self.shoppers: list[Shopper] = []
         for i, plan in enumerate(scenario.shoppers):
             shape = sample_shape(self._rng_shoppers, plan.appearance)

@@ -1,0 +1,145 @@
+"""Simulator throughput and renderer speed on a busy store.
+
+    .venv/bin/python benchmarks/bench_sim.py [--scenario busy_store] [--window-s 40] [--json out.json]
+
+Measures, in one run:
+1. physics + shoppers + load cells + gates without cameras, over the whole scenario:
+   simulated seconds per wall second;
+2. the full simulator (every camera rendered, per-frame ground truth) over the first
+   ``--window-s`` simulated seconds: simulated seconds per wall second and frames per second;
+3. at the end of that window, the same scene (fixtures, floor, every product) rendered from every
+   camera by pyrender (EGL) and by pybullet's own ``getCameraImage`` (TinyRenderer), side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import numpy as np  # noqa: E402
+import pybullet as pb  # noqa: E402
+
+from harness.paths import scenario_path, store_dir  # noqa: E402
+from runtime.messages import Frame  # noqa: E402
+from sim.scenario import load_scenario  # noqa: E402
+from sim.simulator import CameraConfig, SimConfig, Simulator  # noqa: E402
+from twin.fixtures import floor_mesh, shelf_unit_meshes  # noqa: E402
+from twin.renderer import SceneState  # noqa: E402
+
+
+def physics_only(scenario) -> dict:
+    sim = Simulator(scenario.spec, scenario, SimConfig(camera=CameraConfig(render=False)))
+    t0 = time.perf_counter()
+    n = sum(1 for _ in sim.run())
+    wall = time.perf_counter() - t0
+    sim.close()
+    return {"sim_s": round(sim.t, 2), "wall_s": round(wall, 2), "sim_s_per_wall_s": round(sim.t / wall, 2), "messages": n}
+
+
+def full_window(scenario, window_s: float):
+    sim = Simulator(scenario.spec, scenario, SimConfig(max_duration_s=window_s))
+    t0 = time.perf_counter()
+    frames = sum(1 for m in sim.run() if isinstance(m, Frame))
+    wall = time.perf_counter() - t0
+    res = {"sim_s": round(sim.t, 2), "wall_s": round(wall, 2), "sim_s_per_wall_s": round(sim.t / wall, 3),
+           "frames": frames, "frames_per_s": round(frames / wall, 2), "cameras": len(sim.camera_ids),
+           "shoppers_in_store_at_end": sum(s.present for s in sim.shoppers)}
+    return res, sim
+
+
+def _pybullet_scene(store, state: SceneState, skus: list[str]) -> int:
+    c = pb.connect(pb.DIRECT)
+
+    def add_mesh(verts: np.ndarray, faces: np.ndarray, rgb) -> None:
+        vs = pb.createVisualShape(pb.GEOM_MESH, vertices=verts.tolist(), indices=faces.ravel().tolist(),
+                                  rgbaColor=[*(np.array(rgb) / 255.0), 1.0], physicsClientId=c)
+        pb.createMultiBody(0, -1, vs, [0, 0, 0], physicsClientId=c)
+
+    fl = floor_mesh(store)
+    add_mesh(np.asarray(fl.vertices), np.asarray(fl.faces), (200, 200, 200))
+    for u in store.units:
+        T = u.local_to_world()
+        for mesh, rgb in shelf_unit_meshes(u):
+            v = np.asarray(mesh.vertices) @ T[:3, :3].T + T[:3, 3]
+            add_mesh(v, np.asarray(mesh.faces), rgb)
+    for i, sku in enumerate(skus):
+        if not state.product_visible[i]:
+            continue
+        p = store.products[sku]
+        vs = pb.createVisualShape(pb.GEOM_BOX, halfExtents=(np.array(p.size_m) / 2).tolist(),
+                                  rgbaColor=[*(np.array(p.rgb()) / 255.0), 1.0], physicsClientId=c)
+        T = state.product_poses[i]
+        q = _quat(T[:3, :3])
+        pb.createMultiBody(0, -1, vs, T[:3, 3].tolist(), q, physicsClientId=c)
+    return c
+
+
+def _quat(R: np.ndarray) -> list[float]:
+    w = math.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
+    x = math.copysign(math.sqrt(max(0.0, 1 + R[0, 0] - R[1, 1] - R[2, 2])) / 2, R[2, 1] - R[1, 2])
+    y = math.copysign(math.sqrt(max(0.0, 1 - R[0, 0] + R[1, 1] - R[2, 2])) / 2, R[0, 2] - R[2, 0])
+    z = math.copysign(math.sqrt(max(0.0, 1 - R[0, 0] - R[1, 1] + R[2, 2])) / 2, R[1, 0] - R[0, 1])
+    return [x, y, z, w]
+
+
+def renderer_comparison(sim: Simulator, repeats: int = 3) -> dict:
+    store = sim.store
+    st = sim.scene_state()
+    state = SceneState(st.t, st.product_poses, st.product_visible, [])
+    r = sim.renderer
+    r.set_state(state)
+    skus = r.instance_skus
+    c = _pybullet_scene(store, state, skus)
+    out = {"pyrender_ms": [], "pybullet_tiny_ms": []}
+    for cam in store.cameras:
+        r.render(cam.id, masks="none")  # warm: uploads
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            r.render(cam.id, masks="none")
+        out["pyrender_ms"].append((time.perf_counter() - t0) / repeats * 1000)
+        view = pb.computeViewMatrix(cam.position_m, cam.look_at_m, (-cam.R[1]).tolist())
+        fov_y = math.degrees(2 * math.atan(cam.height / 2 / cam.K[1, 1]))
+        proj = pb.computeProjectionMatrixFOV(fov_y, cam.width / cam.height, 0.05, 30.0)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            pb.getCameraImage(cam.width, cam.height, view, proj, renderer=pb.ER_TINY_RENDERER, physicsClientId=c)
+        out["pybullet_tiny_ms"].append((time.perf_counter() - t0) / repeats * 1000)
+    pb.disconnect(c)
+    res = {k: round(float(np.mean(v)), 1) for k, v in out.items()}
+    res["speedup_pyrender"] = round(res["pybullet_tiny_ms"] / res["pyrender_ms"], 2)
+    res["resolution"] = f"{store.cameras[0].width}x{store.cameras[0].height}"
+    res["products"] = int(state.product_visible.sum())
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", default="busy_store")
+    ap.add_argument("--window-s", type=float, default=40.0)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    sc = load_scenario(scenario_path(a.scenario), store_dir())
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; scenario {sc.name}", flush=True)
+    phys = physics_only(sc)
+    print(f"physics+shoppers (no cameras): {phys}", flush=True)
+    full, sim = full_window(sc, a.window_s)
+    print(f"full simulator, first {a.window_s:g} s: {full}", flush=True)
+    comp = renderer_comparison(sim)
+    print(f"renderers on the same scene: {comp}", flush=True)
+    sim.close()
+    result = {"scenario": sc.name, "cores": os.cpu_count(), "physics_only": phys, "full": full, "renderers": comp}
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
