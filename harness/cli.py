@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 USAGE = """usage: storetwin <command> [key=value ...]
 
@@ -9,7 +10,7 @@ commands:
   simulate   run a scenario in the twin; writes streams/, gt/ and a contact sheet
              e.g. storetwin simulate scenario=busy_store sim.loadcell.noise_g=1.0
   coverage   how many cameras see each bin of a store
-             e.g. storetwin coverage store=small_convenience
+             e.g. storetwin coverage store=small_convenience out=plan.png
 """
 
 
@@ -37,6 +38,8 @@ def cmd_simulate(overrides: list[str]) -> int:
           f"{res.counts['frames']} frames, {res.counts['weights']} weight samples, {res.counts['gates']} gate events")
     if res.contact_sheet:
         print(f"  contact sheet: {res.contact_sheet}")
+    if (res.run_dir / "weights.png").exists():
+        print(f"  load cells:    {res.run_dir / 'weights.png'}")
     return 0
 
 
@@ -45,15 +48,19 @@ def cmd_coverage(overrides: list[str]) -> int:
     from runtime.geometry import coverage
     from runtime.store import load_store
 
+    from harness.plots import floor_plan
+
     args = dict(o.split("=", 1) for o in overrides)
     name = args.get("store", "small_convenience")
     store = load_store(store_dir() / f"{name}.yaml")
+    png = floor_plan(store, Path(args.get("out", f"coverage_{name}.png")))
     cov = coverage(store)
     worst = min(len(v) for v in cov.values())
     for bid, cams in cov.items():
         flag = "" if len(cams) >= 2 else "   <-- fewer than 2"
         print(f"{bid:10s} {len(cams)}  {', '.join(cams)}{flag}")
     print(f"{len(cov)} bins; every bin seen by at least {worst} cameras")
+    print(f"floor plan: {png}")
     return 0 if worst >= 2 else 1
 
 

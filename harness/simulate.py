@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from harness.contact_sheet import contact_sheet, draw_truth
 from harness.paths import scenario_path, store_dir
+from harness.plots import weight_traces
 from runtime.messages import Frame
 from runtime.recording import StreamWriter
 from sim.loadcell import LoadCellConfig
@@ -97,6 +98,7 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
                    "wall_seconds": round(wall, 2), "messages": writer.counts,
                    "shoppers": len(scenario.shoppers), "interactions": len(simulator.truth.interactions)}
         (tmp / "run.json").write_text(json.dumps(summary, indent=1))
+        weight_traces(tmp, tmp / "weights.png")
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -278,12 +278,14 @@ def _check_semantics(spec: StoreSpec, path: str) -> None:
         if p.sku in seen:
             raise SpecError(path, f"catalog[{i}].sku", "a unique SKU", p.sku)
         seen.add(p.sku)
-    groups: dict[str, float] = {}
+    groups: dict[str, Product] = {}
     for i, p in enumerate(spec.catalog):
         if p.lookalike is not None:
-            m = groups.setdefault(p.lookalike, p.mass_g)
-            if abs(m - p.mass_g) > 1e-9:
-                raise SpecError(path, f"catalog[{i}].mass_g", f"{m} g like the rest of look-alike group '{p.lookalike}'", p.mass_g)
+            first = groups.setdefault(p.lookalike, p)
+            for attr in ("mass_g", "size_m", "shape", "colour"):
+                if getattr(first, attr) != getattr(p, attr):
+                    raise SpecError(path, f"catalog[{i}].{attr}", f"{getattr(first, attr)!r} like the rest of look-alike "
+                                    f"group '{p.lookalike}' (look-alikes differ only by label)", getattr(p, attr))
     ids = [u.id for u in spec.units]
     for i, u in enumerate(spec.units):
         if "/" in u.id or ids.count(u.id) > 1:
@@ -296,6 +298,18 @@ def _check_semantics(spec: StoreSpec, path: str) -> None:
         for a, b in zip(zs, zs[1:]):
             if b - a < 0.08:
                 raise SpecError(path, f"units[{i}].shelves", "shelf levels at least 8 cm apart", [a, b])
+    W, D = spec.floor.width_m, spec.floor.depth_m
+    for i, u in enumerate(spec.units):
+        c = _footprint(u)
+        if c[:, 0].min() < -0.01 or c[:, 1].min() < -0.01 or c[:, 0].max() > W + 0.01 or c[:, 1].max() > D + 0.01:
+            raise SpecError(path, f"units[{i}].position_m", f"a footprint inside the {W} × {D} m floor", u.position_m)
+        for j in range(i):
+            if _rectangles_overlap(c, _footprint(spec.units[j])):
+                raise SpecError(path, f"units[{i}].position_m", f"a footprint clear of unit '{spec.units[j].id}'", u.position_m)
+    for i, g in enumerate(spec.gates):
+        if not _on_floor_edge(np.array(g.a_m), np.array(g.b_m), W, D):
+            raise SpecError(path, f"gates[{i}]", "a gate whose ends a_m and b_m lie on the same edge of the floor",
+                            [list(g.a_m), list(g.b_m)])
     bins = spec.bins
     for bid, f in spec.planogram.items():
         field = f"planogram.{bid}"
@@ -322,6 +336,32 @@ def _check_semantics(spec: StoreSpec, path: str) -> None:
     cam_ids = [c.id for c in spec.cameras]
     if len(set(cam_ids)) != len(cam_ids):
         raise SpecError(path, "cameras", "unique camera ids", cam_ids)
+
+
+def _footprint(u: ShelfUnit) -> np.ndarray:
+    """The unit's 4 floor corners, world xy."""
+    w, d = u.width_m / 2, u.depth_m / 2
+    pts = np.array([[-w, -d, 0, 1], [w, -d, 0, 1], [w, d, 0, 1], [-w, d, 0, 1]])
+    return (u.local_to_world() @ pts.T).T[:, :2]
+
+
+def _rectangles_overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Separating-axis test of two convex quadrilaterals (touching does not count)."""
+    for poly in (a, b):
+        for k in range(4):
+            edge = poly[(k + 1) % 4] - poly[k]
+            axis = np.array([-edge[1], edge[0]])
+            pa, pb = a @ axis, b @ axis
+            if pa.max() <= pb.min() + 1e-6 or pb.max() <= pa.min() + 1e-6:
+                return False
+    return True
+
+
+def _on_floor_edge(a: np.ndarray, b: np.ndarray, W: float, D: float, tol: float = 0.05) -> bool:
+    for axis, value in ((0, 0.0), (0, W), (1, 0.0), (1, D)):
+        if abs(a[axis] - value) <= tol and abs(b[axis] - value) <= tol:
+            return True
+    return False
 
 
 def parse_store(data: Any, path: str | Path = "<store>") -> StoreSpec:

@@ -192,14 +192,29 @@ class PhysicsWorld:
         return [i.index for i in self.instances if i.bin == bin_id]
 
     def free_slot(self, bin_id: str, sku: str) -> np.ndarray:
-        """A slot of the bin with no item on it, front rows first; the front-most slot otherwise."""
-        slots = self.bin_slots(bin_id)
-        taken = [np.array(self.instances[i].slot_xy) for i in self.items_in_bin(bin_id)]
-        size = self.store.products[sku].size_m
-        for s in slots:
-            if all(np.linalg.norm(s.local_xyz[:2] - t) > 0.6 * min(size[0], size[1]) for t in taken):
-                return s.local_xyz
-        return slots[0].local_xyz
+        """Where a shopper puts ``sku`` down in a bin (unit frame, on the plate): the front-most
+        spot where its footprint clears every item already there, nearest the bin's middle; on
+        top of the front-middle item when the bin is full."""
+        b = self.store.bins[bin_id]
+        w, d, _ = self.store.products[sku].size_m
+        inv = np.linalg.inv(b.unit.local_to_world())
+        boxes = []  # (x0, x1, y0, y1, top_z) of the items in this bin, unit frame
+        for i in self.items_in_bin(bin_id):
+            c = (inv @ np.append(self.pose(i)[:3, 3], 1.0))[:3]
+            pw, pd, ph = self.store.products[self.instances[i].sku].size_m
+            boxes.append((c[0] - pw / 2, c[0] + pw / 2, c[1] - pd / 2, c[1] + pd / 2, c[2] + ph / 2))
+        half_depth = b.unit.depth_m / 2
+        xs = np.arange(b.x0 + w / 2 + 0.003, b.x1 - w / 2 - 0.003 + 1e-9, 0.01)
+        ys = np.arange(half_depth - 0.01 - d / 2, -half_depth + d / 2, -0.01)
+        mid = (b.x0 + b.x1) / 2
+        xs = xs[np.argsort(np.abs(xs - mid))] if len(xs) else np.array([mid])
+        for y in ys:
+            for x in xs:
+                if all(x + w / 2 + 0.003 <= bx0 or x - w / 2 - 0.003 >= bx1 or y + d / 2 + 0.003 <= by0 or y - d / 2 - 0.003 >= by1
+                       for bx0, bx1, by0, by1, _ in boxes):
+                    return np.array([x, y, b.z0])
+        front = max(boxes, key=lambda bx: (bx[3], -abs((bx[0] + bx[1]) / 2 - mid)))
+        return np.array([(front[0] + front[1]) / 2, (front[2] + front[3]) / 2, front[4] + 0.002])
 
     def close(self) -> None:
         if pb.isConnected(self._client):

@@ -20,7 +20,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_run_directory_layout(run_dir: Path):
-    for rel in ["store.yaml", "scenario.yaml", "config.yaml", "run.json", "contact_sheet.png",
+    for rel in ["store.yaml", "scenario.yaml", "config.yaml", "run.json", "contact_sheet.png", "weights.png",
                 "streams/weights.csv", "streams/gates.jsonl", "gt/tracks.npz", "gt/interactions.jsonl",
                 "gt/carts.json", "gt/instances.json", "gt/shoppers.json"]:
         assert (run_dir / rel).is_file(), rel
@@ -81,3 +81,15 @@ def test_frame_truth_has_person_boxes_and_keypoints(run_dir: Path):
     assert set(np.unique(f["keypoints"][..., 2])) <= {0.0, 1.0, 2.0}
     assert (f["keypoints"][..., 2] == 2).any()
     assert len(f["product_instance"]) > 0
+
+
+def test_coverage_command_writes_a_floor_plan(tmp_path, capsys):
+    png = tmp_path / "plan.png"
+    assert main(["coverage", "store=tiny_unit", f"out={png}"]) == 0
+    assert cv2.imread(str(png)).shape[0] > 200
+    assert "every bin seen by at least" in capsys.readouterr().out
+
+
+def test_contact_sheet_shows_every_camera(run_dir: Path):
+    sheet = cv2.imread(str(run_dir / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[1] >= 3 * 400  # three cameras side by side

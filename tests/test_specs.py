@@ -53,6 +53,10 @@ def _store_dict():
     (lambda d: d["planogram"][next(iter(d["planogram"]))].update(sku="no_such_sku"), ".sku"),
     (lambda d: d["cameras"][0].update(fps=0), "cameras[0].fps"),
     (lambda d: d["units"][0].update(load_cells="per_aisle"), "units[0].load_cells"),
+    (lambda d: d["units"][0].update(position_m=[-1.0, 1.0]), "units[0].position_m"),
+    (lambda d: d["units"].append({**d["units"][0], "id": "V"}), "units[1].position_m"),
+    (lambda d: d["gates"][0].update(a_m=[1.0, 1.0]), "gates[0]"),
+    (lambda d: [p for p in d["catalog"] if p.get("lookalike")][1].update(colour="#123456"), ".colour"),
 ])
 def test_bad_store_names_file_and_field(mutate, field):
     d = _store_dict()
