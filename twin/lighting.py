@@ -41,9 +41,9 @@ class LightingPreset:
 
 PRESETS = {
     "day": LightingPreset("day", ambient=0.3, ceiling_intensity=10.0, colour=(1.0, 1.0, 0.97), sun=1.5),
-    "evening": LightingPreset("evening", ambient=0.08, ceiling_intensity=4.0, colour=(1.0, 0.82, 0.6)),
+    "evening": LightingPreset("evening", ambient=0.03, ceiling_intensity=1.6, colour=(1.0, 0.82, 0.6)),
     "flicker": LightingPreset("flicker", ambient=0.25, ceiling_intensity=9.0, colour=(0.95, 1.0, 1.0),
-                              flicker_depth=0.45, flicker_hz=1.7),
+                              flicker_depth=0.6, flicker_hz=1.7),
 }
 
 
