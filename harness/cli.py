@@ -29,6 +29,7 @@ def cmd_simulate(overrides: list[str]) -> int:
     from harness.simulate import sim_config_from, simulate
 
     cfg = _compose(overrides)
+    sim_config_from(cfg["sim"])  # fail before anything starts
     res = simulate(cfg["scenario"], sim_config_from(cfg["sim"]), out=cfg.get("out"),
                    record_video=cfg["video"]["record"], fourcc=cfg["video"]["fourcc"],
                    make_contact_sheet=cfg["contact_sheet"], resolved_config=cfg)
@@ -83,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
-        if isinstance(e, (HydraException, OmegaConfBaseException, FileExistsError)):
-            print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
+            print(f"error: sim.{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}", file=sys.stderr)
+            return 2
+        if isinstance(e, (HydraException, OmegaConfBaseException, FileExistsError, ValueError)):
+            print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
             return 2
         raise
 

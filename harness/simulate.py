@@ -28,10 +28,20 @@ from sim.simulator import CameraConfig, SimConfig, Simulator
 
 
 def sim_config_from(cfg: dict) -> SimConfig:
-    cfg = dict(cfg)
-    cam = dict(cfg.pop("camera", {}))
-    cam["cameras"] = tuple(cam.get("cameras") or ())
-    return SimConfig(loadcell=LoadCellConfig(**cfg.pop("loadcell", {})), camera=CameraConfig(**cam), **cfg)
+    """Check the ``sim`` config against :class:`SimConfig` (types, known keys) and build it."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.structured(SimConfig)
+    for node in (base, base.loadcell, base.camera):  # frozen dataclasses come read-only
+        OmegaConf.set_readonly(node, False)
+    merged = OmegaConf.to_container(OmegaConf.merge(base, cfg))
+    if isinstance(merged["camera"]["cameras"], str):
+        merged["camera"]["cameras"] = [merged["camera"]["cameras"]]
+    cam = dict(merged.pop("camera"))
+    cam["cameras"] = tuple(cam["cameras"])
+    if cam["masks"] not in ("persons", "all"):
+        raise ValueError(f"sim.camera.masks={cam['masks']!r}: expected 'persons' or 'all'")
+    return SimConfig(loadcell=LoadCellConfig(**merged.pop("loadcell")), camera=CameraConfig(**cam), **merged)
 
 
 @dataclass

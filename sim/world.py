@@ -10,7 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as pb
+
+
+def _import_pybullet_quietly():
+    """pybullet prints its build time on import, from C; keep the command's output clean."""
+    import ctypes
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import pybullet
+        ctypes.CDLL(None).fflush(None)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return pybullet
+
+
+pb = _import_pybullet_quietly()
 
 from runtime.store import SHELF_THICKNESS_M, Bin, StoreSpec
 

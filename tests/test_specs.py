@@ -106,3 +106,17 @@ def test_cli_reports_bad_scenario_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "shoppers[0].enter_at_s" in err[0]
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("sim.loadcell.noise_g=abc", "sim.loadcell.noise_g"),
+    ("sim.loadcel.noise_g=1", "sim.loadcel.noise_g"),
+    ("scenario=no_such_scenario", "no_such_scenario.yaml"),
+])
+def test_cli_rejects_bad_overrides_before_starting(tmp_path, capsys, override, words):
+    from harness.cli import main
+
+    assert main(["simulate", override, f"out={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert not any(tmp_path.iterdir())
