@@ -33,7 +33,7 @@ test-all: debs $(STAMP)
 	$(PY) -m pytest -q -m ''
 
 bench: debs $(STAMP)
-	$(PY) benchmarks/bench_sim.py
+	$(PY) benchmarks/bench_sim.py --window-s 40 --json docs/bench_sim_busy_store.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -83,6 +83,3 @@ class Receipt:
     flagged: bool = False
     reason: str = ""
 
-
-def message_time(msg: SensorMessage) -> float:
-    return msg.t

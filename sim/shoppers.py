@@ -136,7 +136,7 @@ class Shopper:
             if step.kind == "exit":
                 ex = store.gate("exit")
                 ex_out, ex_in = planner.gate_points(ex)
-                yield from self._walk_to(ex_in)
+                yield from self._walk(planner.plan(self.xy, ex_in)[1:])
                 yield from self._walk([ex_out], gates=[ex])
                 for i in self.basket:
                     self.ctx.world.carry(i, np.array([0.0, 0.0, -5.0 - i * 0.5]))
@@ -171,10 +171,6 @@ class Shopper:
         self.pose.walk_amount = 0.0
         for _ in range(max(1, round(seconds / self.ctx.dt_s))):
             yield
-
-    def _walk_to(self, goal: np.ndarray) -> Iterator[None]:
-        path = self.ctx.planner.plan(self.xy, goal)
-        yield from self._walk(path[1:] + [np.asarray(goal, dtype=float)] if not self.ctx.planner.is_free(goal) else path[1:])
 
     def _walk(self, waypoints: list[np.ndarray], gates=()) -> Iterator[None]:
         dt = self.ctx.dt_s
@@ -333,7 +329,8 @@ class Shopper:
 
     def _browse(self, bin_id: str, seconds: float) -> Iterator[None]:
         w = self.ctx.world
-        items = w.items_in_bin(bin_id)
+        front = np.append(self.ctx.store.bins[bin_id].unit.front_normal(), 0.0)
+        items = sorted(w.items_in_bin(bin_id), key=lambda i: -float(w.pose(i)[:3, 3] @ front))
         t_start = self.ctx.clock()
         rest = self._rest_hand()
         touch = self._grasp_point(items[0]) if items else self._bin_entry_point(bin_id)

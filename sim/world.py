@@ -34,7 +34,7 @@ def _import_pybullet_quietly():
 
 pb = _import_pybullet_quietly()
 
-from runtime.store import SHELF_THICKNESS_M, Bin, StoreSpec
+from runtime.store import SHELF_THICKNESS_M, StoreSpec
 
 GRAVITY = 9.81
 PLATE_MASS_KG = 0.5
@@ -242,6 +242,3 @@ class PhysicsWorld:
         if pb.isConnected(self._client):
             pb.disconnect(self._client)
 
-
-def bin_of(store: StoreSpec, bin_id: str) -> Bin:
-    return store.bins[bin_id]
