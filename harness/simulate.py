@@ -76,9 +76,9 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         simulator = Simulator(store, scenario, sim)
         best: dict[str, tuple[float, np.ndarray, object, float]] = {}  # per camera: its most telling frame
         t0 = time.perf_counter()
-        bar = tqdm(total=scenario.duration_s, unit="sim s", disable=not progress,
-                   desc=f"simulate {scenario.name}", bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} sim s [{elapsed}<{remaining}, {rate_fmt}]"
-                   if scenario.duration_s else "{desc}: {n:.1f} sim s [{elapsed}, {rate_fmt}]{postfix}")
+        total = round(simulator.expected_duration_s(), 1)
+        bar = tqdm(total=total, unit="sim s", disable=not progress, desc=f"simulate {scenario.name}",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/~{total} sim s [{elapsed}<{remaining}]{postfix}")
         last = 0.0
         try:
             for msg in simulator.run():

@@ -95,6 +95,36 @@ class Simulator:
                  for s in self.shoppers if s.present and s.skeleton is not None]
         return SceneState(self.t, poses, visible, views)
 
+    def expected_duration_s(self) -> float:
+        """A rough forecast of the run's length (for progress bars): straight-line walks at the
+        shoppers' speeds, the scripted waits and the reach motions."""
+        from sim.shoppers import GRASP_S, REACH_S, RETRACT_S, TO_BASKET_S
+
+        if self.scenario.duration_s:
+            return self.scenario.duration_s
+        end = 0.0
+        for sh in self.shoppers:
+            _, pos = self.planner.gate_points(self.store.gate("entry"))
+            t = sh.plan.enter_at_s + 2.4 / sh.speed_mps
+            for step in sh.plan.script:
+                if step.kind == "wait":
+                    t += step.seconds
+                    continue
+                if step.kind == "exit":
+                    goal = self.planner.gate_points(self.store.gate("exit"))[0]
+                else:
+                    b = step.bin or (self.store.bins_of_sku(step.sku) or [None])[0]
+                    if b is None:
+                        continue
+                    goal = self.store.bins[b].centre_world()[:2]
+                t += 1.3 * float(np.linalg.norm(goal - pos)) / sh.speed_mps + 1.0
+                pos = goal
+                per = {"pick": REACH_S + GRASP_S + RETRACT_S + TO_BASKET_S, "put_back": TO_BASKET_S + REACH_S + RETRACT_S + 0.1,
+                       "browse": REACH_S + RETRACT_S + step.seconds}.get(step.kind, 0.0)
+                t += per * (step.qty if step.kind != "browse" else 1)
+            end = max(end, t)
+        return min(end + self.config.tail_s, self.config.max_duration_s)
+
     def _camera_down(self, cam: str, t: float) -> bool:
         return any(d["camera"] == cam and d["from_s"] <= t < d["to_s"] for d in self._dropouts)
 

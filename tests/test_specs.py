@@ -120,3 +120,12 @@ def test_cli_rejects_bad_overrides_before_starting(tmp_path, capsys, override, w
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0]
     assert not any(tmp_path.iterdir())
+
+
+def test_readme_scenario_example_is_valid():
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(name: .*?)```", readme, re.S).group(1)
+    sc = parse_scenario(yaml.safe_load(block), "README.md", store_dir())
+    assert sc.faults and sc.lighting != "day"
