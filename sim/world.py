@@ -77,7 +77,7 @@ class PhysicsWorld:
         self._build_shelves()
         self.instances: list[Instance] = []
         self._bodies: list[int] = []
-        self._held: set[int] = set()
+        self._carried: dict[int, np.ndarray] = {}   # items out of physics: in a hand or a basket
         self._stock()
 
     # -- construction -------------------------------------------------------------------------
@@ -170,6 +170,8 @@ class PhysicsWorld:
         return out
 
     def pose(self, index: int) -> np.ndarray:
+        if index in self._carried:
+            return self._carried[index].copy()
         pos, quat = pb.getBasePositionAndOrientation(self._bodies[index], physicsClientId=self._client)
         T = np.eye(4)
         T[:3, :3] = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
@@ -182,16 +184,25 @@ class PhysicsWorld:
 
     # -- the hand -----------------------------------------------------------------------------
     def grasp(self, index: int) -> None:
-        """The item leaves physics and follows :meth:`carry` from now on."""
+        """The item leaves physics and follows :meth:`carry` from now on.
+
+        Its body is parked, static, far outside the store (pybullet's collision filters do not
+        reliably stop a teleported body from hitting the items it passes), and the world reports
+        the carried pose instead."""
         body = self._bodies[index]
-        pb.setCollisionFilterGroupMask(body, -1, 0, 0, physicsClientId=self._client)
-        pb.changeDynamics(body, -1, mass=0, physicsClientId=self._client)
-        self._held.add(index)
+        c = self._client
+        self._carried[index] = self.pose(index)
+        pb.changeDynamics(body, -1, mass=0, physicsClientId=c)
+        pb.resetBasePositionAndOrientation(body, [1000.0 + 2.0 * index, 1000.0, 5.0], [0, 0, 0, 1], physicsClientId=c)
         self.instances[index].bin = None
 
     def carry(self, index: int, position: np.ndarray, yaw_rad: float = 0.0) -> None:
-        quat = pb.getQuaternionFromEuler([0, 0, yaw_rad])
-        pb.resetBasePositionAndOrientation(self._bodies[index], np.asarray(position).tolist(), quat, physicsClientId=self._client)
+        """Move a held item (or one in a basket) to ``position``, its box centre."""
+        c, s = np.cos(yaw_rad), np.sin(yaw_rad)
+        T = np.eye(4)
+        T[:2, :2] = [[c, -s], [s, c]]
+        T[:3, 3] = position
+        self._carried[index] = T
 
     def release(self, index: int, bin_id: str, local_xyz: np.ndarray) -> np.ndarray:
         """Put a held item down on a bin's plate at ``local_xyz`` (unit frame, plate surface);
@@ -204,8 +215,7 @@ class PhysicsWorld:
         pb.resetBasePositionAndOrientation(body, pos.tolist(), pb.getQuaternionFromEuler([0, 0, np.radians(unit.yaw_deg)]), physicsClientId=c)
         pb.changeDynamics(body, -1, mass=p.mass_g / 1000.0, physicsClientId=c)
         pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=c)
-        pb.setCollisionFilterGroupMask(body, -1, 1, 0xFFFF, physicsClientId=c)
-        self._held.discard(index)
+        self._carried.pop(index, None)
         inst = self.instances[index]
         inst.bin, inst.slot_xy = bin_id, (float(local_xyz[0]), float(local_xyz[1]))
         return pos
