@@ -91,6 +91,8 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
                         if msg.camera_id not in best or score > best[msg.camera_id][0]:
                             best[msg.camera_id] = (score, msg.image, tr, msg.t)
                 if msg.t - last >= 0.5:
+                    if msg.t > bar.total:
+                        bar.total = round(msg.t + 1.0, 1)
                     bar.update(msg.t - last)
                     last = msg.t
                     bar.set_postfix(shoppers=sum(s.present for s in simulator.shoppers), refresh=False)

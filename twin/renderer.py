@@ -114,7 +114,7 @@ class FrameTruth:
 
 
 class StoreRenderer:
-    """One offscreen renderer for all cameras of a store (they share a resolution or get resized)."""
+    """The cameras of one store over one pyrender scene (GL contexts are shared per image size)."""
 
     def __init__(self, store: StoreSpec, instance_skus: list[str], lighting: LightingPreset | str = "day",
                  seed: int = 0, packaging_rng: np.random.Generator | None = None):
