@@ -40,19 +40,18 @@ class LightingPreset:
 
 
 PRESETS = {
-    "day": LightingPreset("day", ambient=0.3, ceiling_intensity=10.0, colour=(1.0, 1.0, 0.97), sun=1.5),
-    "evening": LightingPreset("evening", ambient=0.03, ceiling_intensity=1.6, colour=(1.0, 0.82, 0.6)),
-    "flicker": LightingPreset("flicker", ambient=0.25, ceiling_intensity=9.0, colour=(0.95, 1.0, 1.0),
+    "day": LightingPreset("day", ambient=0.3, ceiling_intensity=14.0, colour=(1.0, 1.0, 0.97), sun=1.5),
+    "evening": LightingPreset("evening", ambient=0.03, ceiling_intensity=2.4, colour=(1.0, 0.82, 0.6)),
+    "flicker": LightingPreset("flicker", ambient=0.25, ceiling_intensity=13.0, colour=(0.95, 1.0, 1.0),
                               flicker_depth=0.6, flicker_hz=1.7),
 }
 
 
 def light_rig(store: StoreSpec, preset: LightingPreset) -> list[tuple[pyrender.Light, np.ndarray]]:
-    """Ceiling point lights on a ~4 m grid, plus daylight when the preset has sun.
-
-    Few lights on purpose: pyrender binds every light per draw call, in Python."""
+    """A row of ceiling point lights ~4 m apart down the store's middle, plus daylight when the
+    preset has sun. Few lights on purpose: pyrender binds every light per draw call, in Python."""
     W, D = store.floor.width_m, store.floor.depth_m
-    nx, ny = max(1, round(W / 4.0)), max(1, round(D / 4.0))
+    nx, ny = max(1, round(W / 4.0)), 1
     out = []
     for i in range(nx):
         for j in range(ny):

@@ -128,18 +128,18 @@ class StoreRenderer:
         self._sku_half = {sku: np.array(store.products[sku].size_m) / 2 for sku in self._sku_mesh}
         self._sku_bottom = {sku: np.array([0.0, 0.0, -h[2]]) for sku, h in self._sku_half.items()}
         self.instance_skus = list(instance_skus)
-        # Items resting where they were stocked are drawn instanced, one draw call per SKU; an item
-        # that moves gets its own node from then on (pyrender's per-node cost is in Python).
+        # Items resting where they were stocked are drawn as one mesh over a texture atlas; an item
+        # that moves gets its own node from then on (pyrender's per-draw cost is in Python).
         self._resting_pose: np.ndarray | None = None
         self._moved = np.zeros(len(instance_skus), dtype=bool)
-        self._instanced: dict[str, pyrender.Node] = {}
+        self._stock_node: pyrender.Node | None = None
         self._single: dict[int, pyrender.Node] = {}
         self._seg_items: list[pyrender.Node] | None = None
+        self._build_atlas()
         self._lights = [(self.scene.add(light, pose=pose), light.intensity) for light, pose in light_rig(store, self.lighting)]
         self._shopper_nodes: dict[int, pyrender.Node] = {}
         self._shopper_parts: dict[int, list] = {}
-        self._basket_nodes: dict[int, pyrender.Node] = {}
-        self._basket_mesh = None
+        self._baskets_node: pyrender.Node | None = None
         self._shopper_verts: dict[int, np.ndarray] = {}
         self._state: SceneState | None = None
         self._cam_node = None
@@ -169,24 +169,63 @@ class StoreRenderer:
         T[:3, 3] = centre_pose[:3, 3] + centre_pose[:3, :3] @ self._sku_bottom[self.instance_skus[i]]
         return T
 
+    def _build_atlas(self) -> None:
+        """All SKUs' packaging in one texture (edge-padded cells, so mipmaps do not bleed), so that
+        the whole resting stock is one mesh and one draw call."""
+        skus = sorted(self._sku_trimesh)
+        n = max(1, math.ceil(math.sqrt(len(skus))))
+        tex = {k: np.asarray(self._sku_trimesh[k].visual.material.baseColorTexture.convert("RGB")) for k in skus}
+        size = max(t.shape[0] for t in tex.values())
+        pad = size // 8
+        cell = size + 2 * pad
+        atlas = np.zeros((n * cell, n * cell, 3), np.uint8)
+        self._atlas_uv: dict[str, np.ndarray] = {}
+        A = n * cell
+        for k, sku in enumerate(skus):
+            cx, cy = k % n, k // n
+            t = cv2.resize(tex[sku], (size, size), interpolation=cv2.INTER_AREA) if tex[sku].shape[0] != size else tex[sku]
+            atlas[cy * cell:(cy + 1) * cell, cx * cell:(cx + 1) * cell] = np.pad(t, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+            uv = np.asarray(self._sku_trimesh[sku].visual.uv, float)
+            x = cx * cell + pad + uv[:, 0] * size
+            y_top = cy * cell + pad + (1.0 - uv[:, 1]) * size
+            self._atlas_uv[sku] = np.stack([x / A, 1.0 - y_top / A], axis=1)
+        from PIL import Image
+
+        self._atlas_material = trimesh.visual.material.PBRMaterial(
+            baseColorTexture=Image.fromarray(atlas), metallicFactor=0.0, roughnessFactor=0.75)
+
+    def _stock_mesh(self, items: np.ndarray) -> pyrender.Mesh:
+        verts, faces, uvs, n = [], [], [], 0
+        for i in items:
+            sku = self.instance_skus[i]
+            m = self._sku_trimesh[sku]
+            T = self._mesh_pose(i, self._resting_pose[i])
+            v = np.asarray(m.vertices)
+            verts.append(v @ T[:3, :3].T + T[:3, 3])
+            faces.append(np.asarray(m.faces) + n)
+            uvs.append(self._atlas_uv[sku])
+            n += len(v)
+        tm = trimesh.Trimesh(np.concatenate(verts), np.concatenate(faces), process=False,
+                             visual=trimesh.visual.TextureVisuals(uv=np.concatenate(uvs), material=self._atlas_material))
+        return pyrender.Mesh.from_trimesh(tm)
+
     def _sync_products(self, state: SceneState) -> None:
         poses = state.product_poses
         if self._resting_pose is None:
             self._resting_pose = poses.copy()
-            changed_skus = set(self.instance_skus)
+            changed = True
         else:
             drift = np.abs(poses[:, :3, 3] - self._resting_pose[:, :3, 3]).max(axis=1)
             newly = (drift > 0.002) & ~self._moved
             self._moved |= newly
-            changed_skus = {self.instance_skus[i] for i in np.flatnonzero(newly)}
-        for sku in changed_skus:
-            idx = [i for i, k in enumerate(self.instance_skus) if k == sku and not self._moved[i]]
-            if sku in self._instanced:
-                self.scene.remove_node(self._instanced.pop(sku))
-            if idx:
-                mesh = pyrender.Mesh.from_trimesh(self._sku_trimesh[sku],
-                                                  poses=np.stack([self._mesh_pose(i, self._resting_pose[i]) for i in idx]))
-                self._instanced[sku] = self.scene.add(mesh)
+            changed = bool(newly.any())
+        if changed:
+            if self._stock_node is not None:
+                self.scene.remove_node(self._stock_node)
+                self._stock_node = None
+            resting = np.flatnonzero(~self._moved)
+            if len(resting):
+                self._stock_node = self.scene.add(self._stock_mesh(resting))
         for i in np.flatnonzero(self._moved):
             pose = self._mesh_pose(i, poses[i]) if state.product_visible[i] else HIDDEN
             if i not in self._single:
@@ -195,14 +234,15 @@ class StoreRenderer:
                 self.scene.set_pose(self._single[i], pose)
 
     def _sync_shoppers(self, state: SceneState) -> None:
-        """One merged, vertex-coloured body mesh per shopper, rebuilt per state, and its basket."""
-        for node in self._shopper_nodes.values():
+        """One merged, vertex-coloured body mesh per shopper (a node each, for the person masks)
+        and one mesh for all the baskets, rebuilt per state."""
+        for node in [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else [])]:
             self.scene.remove_node(node)
         self._shopper_nodes = {}
         self._shopper_verts = {}
-        if self._basket_mesh is None:
-            bmat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[*(np.array(BASKET_RGB) / 255.0), 1.0], roughnessFactor=0.7)
-            self._basket_mesh = pyrender.Mesh.from_trimesh(trimesh.creation.box([0.36, 0.26, 0.2]), material=bmat)
+        self._baskets_node = None
+        basket = trimesh.creation.box([0.36, 0.26, 0.2])
+        bverts, bfaces = [], []
         for v in state.shoppers:
             if v.id not in self._shopper_parts:
                 self._shopper_parts[v.id] = [(np.asarray(sg.mesh.vertices), np.asarray(sg.mesh.faces), sg.rgb)
@@ -217,19 +257,15 @@ class StoreRenderer:
             tm = trimesh.Trimesh(V, np.concatenate(faces), vertex_colors=np.concatenate(cols).astype(np.uint8), process=False)
             self._shopper_nodes[v.id] = self.scene.add(pyrender.Mesh.from_trimesh(tm, smooth=False))
             self._shopper_verts[v.id] = V
-            if v.id not in self._basket_nodes:
-                self._basket_nodes[v.id] = self.scene.add(self._basket_mesh, pose=HIDDEN)
-            T = HIDDEN
             if v.basket_xyz is not None:
-                T = np.eye(4)
                 c, sn = math.cos(v.heading_rad), math.sin(v.heading_rad)
-                T[:2, :2] = [[c, -sn], [sn, c]]
-                T[:3, 3] = v.basket_xyz
-            self.scene.set_pose(self._basket_nodes[v.id], T)
-        present = {v.id for v in state.shoppers}
-        for sid, node in self._basket_nodes.items():
-            if sid not in present:
-                self.scene.set_pose(node, HIDDEN)
+                R = np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1.0]])
+                bfaces.append(np.asarray(basket.faces) + 8 * len(bverts))
+                bverts.append(np.asarray(basket.vertices) @ R.T + v.basket_xyz)
+        if bverts:
+            tm = trimesh.Trimesh(np.concatenate(bverts), np.concatenate(bfaces), process=False,
+                                 face_colors=np.tile([*BASKET_RGB, 255], (12 * len(bverts), 1)).astype(np.uint8))
+            self._baskets_node = self.scene.add(pyrender.Mesh.from_trimesh(tm, smooth=False))
 
     def set_state(self, state: SceneState) -> None:
         self._state = state
@@ -311,7 +347,8 @@ class StoreRenderer:
             self._seg_items = [self.scene.add(seg_meshes[sku], pose=HIDDEN) for sku in self.instance_skus]
         for i, node in enumerate(self._seg_items):
             self.scene.set_pose(node, self._mesh_pose(i, st.product_poses[i]) if st.product_visible[i] else HIDDEN)
-        seg_map = {n: _id_colour(FIXTURE_ID) for n in [*self._static_nodes, *self._basket_nodes.values()]}
+        occluders = [*self._static_nodes, *([self._baskets_node] if self._baskets_node else [])]
+        seg_map = {n: _id_colour(FIXTURE_ID) for n in occluders}
         seg_map.update({n: _id_colour(PRODUCT_ID0 + i) for i, n in enumerate(self._seg_items)})
         seg_map.update({n: _id_colour(PERSON_ID0 + sid) for sid, n in self._shopper_nodes.items()})
         for m in self._seg_meshes.values():
