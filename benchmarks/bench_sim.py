@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 import numpy as np  # noqa: E402
-import pybullet as pb  # noqa: E402
+from sim.world import pb  # noqa: E402  (imported quietly there)
 
 from harness.paths import scenario_path, store_dir  # noqa: E402
 from runtime.messages import Frame  # noqa: E402
