@@ -46,7 +46,8 @@ class Simulator:
     def __init__(self, store: StoreSpec, scenario: Scenario, config: SimConfig = SimConfig()):
         self.store, self.scenario, self.config = store, scenario, config
         seeds = np.random.SeedSequence(scenario.seed).spawn(5)
-        self._rng_shoppers, rng_cells, self._rng_faults, rng_pack, _ = (np.random.default_rng(s) for s in seeds)
+        # one stream per component, so that adding a draw to one never shifts another
+        self._rng_shoppers, rng_cells, self._rng_faults, _, _ = (np.random.default_rng(s) for s in seeds)
         self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz)
         self.planner = FloorPlanner(store)
         self.truth = GroundTruth(store, [i.sku for i in self.world.instances], [i.home_bin for i in self.world.instances])
@@ -66,7 +67,11 @@ class Simulator:
             self.shoppers.append(Shopper(i, plan, shape, ctx, speed))
             self.truth.add_shopper(i, plan.account, shape)
         cams = config.camera.cameras or tuple(c.id for c in store.cameras)
-        self.camera_ids = [c for c in cams if c in store.camera_by_id]
+        unknown = [c for c in cams if c not in store.camera_by_id]
+        if unknown:
+            raise ValueError(f"sim.camera.cameras: {unknown} are not cameras of store '{store.name}' "
+                             f"({', '.join(sorted(store.camera_by_id))})")
+        self.camera_ids = list(cams)
         self.renderer = None
         if config.camera.render and self.camera_ids:
             self.renderer = StoreRenderer(store, [i.sku for i in self.world.instances], scenario.lighting,
