@@ -112,6 +112,7 @@ def test_cli_reports_bad_scenario_in_one_line(tmp_path, capsys):
     ("sim.loadcell.noise_g=abc", "sim.loadcell.noise_g"),
     ("sim.loadcel.noise_g=1", "sim.loadcel.noise_g"),
     ("scenario=no_such_scenario", "no_such_scenario.yaml"),
+    ("sim.camera.cameras=[cam_99]", "cam_99"),
 ])
 def test_cli_rejects_bad_overrides_before_starting(tmp_path, capsys, override, words):
     from harness.cli import main
