@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 
 from runtime.geometry import coverage  # noqa: E402
 from runtime.store import StoreSpec  # noqa: E402
-from runtime.store import _footprint  # noqa: E402
 
 
 def floor_plan(store: StoreSpec, path: Path) -> Path:
@@ -24,7 +23,7 @@ def floor_plan(store: StoreSpec, path: Path) -> Path:
     ax.add_patch(plt.Rectangle((0, 0), store.floor.width_m, store.floor.depth_m, fill=False, lw=2, color="0.3"))
     cmap = {0: "#d73027", 1: "#fc8d59", 2: "#91cf60", 3: "#1a9850"}
     for u in store.units:
-        c = _footprint(u)
+        c = u.footprint_xy()
         ax.fill(c[:, 0], c[:, 1], color="0.85", ec="0.4")
         n = u.front_normal()
         ax.annotate("", xy=u.position_m + n * (u.depth_m / 2 + 0.25), xytext=u.position_m + n * u.depth_m / 2,

@@ -103,6 +103,12 @@ class ShelfUnit(_Model):
         T[:2, 3] = self.position_m
         return T
 
+    def footprint_xy(self) -> np.ndarray:
+        """The unit's 4 floor corners, world xy (4×2)."""
+        w, d = self.width_m / 2, self.depth_m / 2
+        pts = np.array([[-w, -d, 0, 1], [w, -d, 0, 1], [w, d, 0, 1], [-w, d, 0, 1]])
+        return (self.local_to_world() @ pts.T).T[:, :2]
+
     def front_normal(self) -> np.ndarray:
         a = math.radians(self.yaw_deg)
         return np.array([-math.sin(a), math.cos(a)])
@@ -300,11 +306,11 @@ def _check_semantics(spec: StoreSpec, path: str) -> None:
                 raise SpecError(path, f"units[{i}].shelves", "shelf levels at least 8 cm apart", [a, b])
     W, D = spec.floor.width_m, spec.floor.depth_m
     for i, u in enumerate(spec.units):
-        c = _footprint(u)
+        c = u.footprint_xy()
         if c[:, 0].min() < -0.01 or c[:, 1].min() < -0.01 or c[:, 0].max() > W + 0.01 or c[:, 1].max() > D + 0.01:
             raise SpecError(path, f"units[{i}].position_m", f"a footprint inside the {W} × {D} m floor", u.position_m)
         for j in range(i):
-            if _rectangles_overlap(c, _footprint(spec.units[j])):
+            if _rectangles_overlap(c, spec.units[j].footprint_xy()):
                 raise SpecError(path, f"units[{i}].position_m", f"a footprint clear of unit '{spec.units[j].id}'", u.position_m)
     for i, g in enumerate(spec.gates):
         if not _on_floor_edge(np.array(g.a_m), np.array(g.b_m), W, D):
@@ -336,13 +342,6 @@ def _check_semantics(spec: StoreSpec, path: str) -> None:
     cam_ids = [c.id for c in spec.cameras]
     if len(set(cam_ids)) != len(cam_ids):
         raise SpecError(path, "cameras", "unique camera ids", cam_ids)
-
-
-def _footprint(u: ShelfUnit) -> np.ndarray:
-    """The unit's 4 floor corners, world xy."""
-    w, d = u.width_m / 2, u.depth_m / 2
-    pts = np.array([[-w, -d, 0, 1], [w, -d, 0, 1], [w, d, 0, 1], [-w, d, 0, 1]])
-    return (u.local_to_world() @ pts.T).T[:, :2]
 
 
 def _rectangles_overlap(a: np.ndarray, b: np.ndarray) -> bool:
