@@ -72,13 +72,31 @@ class FloorPlanner:
         centres = self.origin + (idx + 0.5) * self.res
         return centres[np.argmin(np.linalg.norm(centres - xy, axis=1))]
 
-    def _line_free(self, a: np.ndarray, b: np.ndarray) -> bool:
+    def _line_free(self, a: np.ndarray, b: np.ndarray, free: np.ndarray) -> bool:
         n = max(2, int(np.linalg.norm(b - a) / (self.res / 2)))
-        return all(self.free[self._cell(a + (b - a) * k / n)] for k in range(n + 1))
+        return all(free[self._cell(a + (b - a) * k / n)] for k in range(n + 1))
 
-    def plan(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray]:
-        """Waypoints from start to goal (both snapped onto free cells), shortened by line of sight."""
+    def plan(self, start: np.ndarray, goal: np.ndarray, avoid: list[np.ndarray] = (),
+             avoid_radius_m: float = 0.45) -> list[np.ndarray]:
+        """Waypoints from start to goal (both snapped onto free cells), shortened by line of sight.
+
+        ``avoid``: people standing still, to walk round (their discs leave the grid, start and goal
+        stay in it); when that leaves no way through, the plan ignores them."""
         start, goal = self.nearest_free(start), self.nearest_free(goal)
+        if len(avoid):
+            xs = self.origin[0] + (np.arange(self.nx) + 0.5) * self.res
+            ys = self.origin[1] + (np.arange(self.ny) + 0.5) * self.res
+            grid = self.free.copy()
+            for p in avoid:
+                grid &= ~(((xs[:, None] - p[0]) ** 2 + (ys[None, :] - p[1]) ** 2) < avoid_radius_m ** 2)
+            grid[self._cell(start)] = grid[self._cell(goal)] = True
+            try:
+                return self._plan(start, goal, grid)
+            except RuntimeError:
+                pass
+        return self._plan(start, goal, self.free)
+
+    def _plan(self, start: np.ndarray, goal: np.ndarray, free: np.ndarray) -> list[np.ndarray]:
         s, g = self._cell(start), self._cell(goal)
         steps = [(1, 0, 1.0), (-1, 0, 1.0), (0, 1, 1.0), (0, -1, 1.0),
                  (1, 1, 1.4142), (1, -1, 1.4142), (-1, 1, 1.4142), (-1, -1, 1.4142)]
@@ -94,9 +112,9 @@ class FloorPlanner:
                 continue
             for dx, dy, w in steps:
                 n = (c[0] + dx, c[1] + dy)
-                if not (0 <= n[0] < self.nx and 0 <= n[1] < self.ny) or not self.free[n]:
+                if not (0 <= n[0] < self.nx and 0 <= n[1] < self.ny) or not free[n]:
                     continue
-                if dx and dy and not (self.free[c[0] + dx, c[1]] and self.free[c[0], c[1] + dy]):
+                if dx and dy and not (free[c[0] + dx, c[1]] and free[c[0], c[1] + dy]):
                     continue
                 nc = c_cost + w
                 if nc < cost.get(n, math.inf):
@@ -112,8 +130,9 @@ class FloorPlanner:
         i = 0
         while i < len(pts) - 1:
             j = len(pts) - 1
-            while j > i + 1 and not self._line_free(pts[i], pts[j]):
+            while j > i + 1 and not self._line_free(pts[i], pts[j], free):
                 j -= 1
             out.append(pts[j])
             i = j
         return out
+

@@ -84,6 +84,7 @@ class Shopper:
     basket: list[int] = field(default_factory=list)
     cart: dict[str, int] = field(default_factory=dict)
     skeleton: Skeleton | None = None
+    walking: bool = False
 
     def __post_init__(self) -> None:
         entry = self.ctx.store.gate("entry")
@@ -136,7 +137,7 @@ class Shopper:
             if step.kind == "exit":
                 ex = store.gate("exit")
                 ex_out, ex_in = planner.gate_points(ex)
-                yield from self._walk(planner.plan(self.xy, ex_in)[1:])
+                yield from self._walk(self._plan(ex_in), replan=True)
                 yield from self._walk([ex_out], gates=[ex])
                 for i in self.basket:
                     self.ctx.world.carry(i, np.array([0.0, 0.0, -5.0 - i * 0.5]))
@@ -172,16 +173,58 @@ class Shopper:
         for _ in range(max(1, round(seconds / self.ctx.dt_s))):
             yield
 
-    def _walk(self, waypoints: list[np.ndarray], gates=()) -> Iterator[None]:
+    def _plan(self, goal: np.ndarray) -> list[np.ndarray]:
+        """A path to ``goal`` round the people standing still (waypoints after the start)."""
+        still = [o.xy for o in self.ctx.others() if o is not self and o.present and not o.walking]
+        return self.ctx.planner.plan(self.xy, goal, avoid=still)[1:]
+
+    def _walk(self, waypoints: list[np.ndarray], gates=(), replan: bool = False) -> Iterator[None]:
+        """Follow waypoints; with ``replan``, plan again round anyone who stops on the way."""
+        self.walking = True
+        try:
+            path = list(waypoints)
+            for _ in range(8):
+                if (yield from self._walk_path(path, gates, replan)) != "replan":
+                    break
+                path = self._plan(waypoints[-1])
+            else:
+                yield from self._walk_path(path, gates, False)
+        finally:
+            self.walking = False
+
+    def _still_person_on(self, path: list[np.ndarray], reach_m: float = 1.2) -> bool:
+        """Someone standing still within 0.4 m of the next ``reach_m`` of the path."""
+        still = [o.xy for o in self.ctx.others() if o is not self and o.present and not o.walking]
+        if not still:
+            return False
+        pts, left, prev = [], reach_m, self.xy
+        for wp in path:
+            seg = float(np.linalg.norm(wp - prev))
+            n = max(1, int(min(seg, left) / 0.1))
+            pts += [prev + (wp - prev) * min(1.0, left / max(seg, 1e-9)) * k / n for k in range(1, n + 1)]
+            left -= seg
+            prev = wp
+            if left <= 0:
+                break
+        if not pts:
+            return False
+        d = np.linalg.norm(np.array(pts)[:, None] - np.array(still)[None], axis=2)
+        return bool((d < 0.4).any())
+
+    def _walk_path(self, waypoints: list[np.ndarray], gates=(), replan: bool = False) -> Iterator[None]:
         dt = self.ctx.dt_s
         stride_m = 0.75 * self.shape.height_m
         waited = 0.0
-        for wp in waypoints:
+        tick = 0
+        for k, wp in enumerate(waypoints):
             while True:
                 d = np.asarray(wp) - self.xy
                 dist = float(np.linalg.norm(d))
                 if dist < 1e-3:
                     break
+                tick += 1
+                if replan and tick % 15 == 0 and self._still_person_on([np.asarray(w) for w in waypoints[k:]]):
+                    return "replan"
                 target_heading = math.atan2(d[1], d[0])
                 self._turn_towards(target_heading, dt)
                 ahead = math.cos(target_heading - self.pose.heading_rad)
@@ -242,7 +285,7 @@ class Shopper:
         else:
             stand = self.ctx.planner.nearest_free(stand)
         if np.linalg.norm(stand - self.xy) > 0.05:
-            yield from self._walk(self.ctx.planner.plan(self.xy, stand)[1:])
+            yield from self._walk(self._plan(stand), replan=True)
         face = math.atan2(-n[1], -n[0])
         while self._turn_towards(face, self.ctx.dt_s) > 0.02:
             yield
