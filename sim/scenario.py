@@ -12,6 +12,7 @@ from typing import Any
 from runtime.store import SpecError, StoreSpec, load_store, read_yaml
 
 LIGHTING_PRESETS = ("day", "evening", "flicker")
+GROUP_WINDOW_S = 5.0   # shoppers on one account (group entry) pass the entry gate this close together
 FAULT_KINDS = ("camera_dropout", "dropped_frames", "loadcell_glitch", "loadcell_offset")
 
 
@@ -24,6 +25,8 @@ class Step:
     qty: int = 1
     bin: str | None = None
     seconds: float = 0.0
+    per_reach: int = 1                     # pick: items taken in one reach (multi-item grab)
+    at: tuple[float, float] | None = None  # wait: walk to this floor point (metres) first
 
 
 @dataclass(frozen=True)
@@ -97,13 +100,15 @@ def _step(path: str, where: str, raw: Any, spec: StoreSpec) -> Step:
     kind, body = next(iter(raw.items()))
     w = f"{where}.{kind}"
     if kind in ("pick", "put_back"):
-        f = _Fields(path, w, body, {"sku", "qty", "bin"})
+        f = _Fields(path, w, body, {"sku", "qty", "bin"} | ({"per_reach"} if kind == "pick" else set()))
         sku = f.get("sku", str, check=lambda s: s in spec.products, expected=f"a SKU of store '{spec.name}'")
         qty = f.get("qty", int, 1, check=lambda q: 1 <= q <= 20, expected="an integer from 1 to 20")
         b = f.get("bin", str, None, check=lambda b: b in spec.bins, expected=f"a bin of store '{spec.name}' (e.g. {next(iter(spec.bins))})")
         if kind == "pick" and b is None and not spec.bins_of_sku(sku):
             raise SpecError(path, f"{w}.sku", "a SKU the planogram places in some bin", sku)
-        return Step(kind, sku=sku, qty=qty, bin=b)
+        per_reach = f.get("per_reach", int, 1, check=lambda n: 1 <= n <= min(qty, 3),
+                          expected=f"items per reach, from 1 to {min(qty, 3)} (at most qty and 3)")
+        return Step(kind, sku=sku, qty=qty, bin=b, per_reach=per_reach)
     if kind == "browse":
         f = _Fields(path, w, body, {"bin", "sku", "seconds"})
         b = f.get("bin", str, None, check=lambda b: b in spec.bins, expected=f"a bin of store '{spec.name}'")
@@ -112,8 +117,12 @@ def _step(path: str, where: str, raw: Any, spec: StoreSpec) -> Step:
             raise SpecError(path, w, "exactly one of 'bin' or 'sku'", body)
         return Step("browse", sku=sku, bin=b, seconds=f.get("seconds", float, 1.0, check=lambda s: 0 < s <= 600, expected="seconds in (0, 600]"))
     if kind == "wait":
-        f = _Fields(path, w, body, {"seconds"})
-        return Step("wait", seconds=f.get("seconds", float, check=lambda s: 0 < s <= 3600, expected="seconds in (0, 3600]"))
+        f = _Fields(path, w, body, {"seconds", "at"})
+        at = f.get("at", list, None, check=lambda a: len(a) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a)
+                   and 0 < a[0] < spec.floor.width_m and 0 < a[1] < spec.floor.depth_m,
+                   expected=f"a floor point [x, y] in metres inside the {spec.floor.width_m} × {spec.floor.depth_m} m floor")
+        return Step("wait", seconds=f.get("seconds", float, check=lambda s: 0 < s <= 3600, expected="seconds in (0, 3600]"),
+                    at=None if at is None else (float(at[0]), float(at[1])))
     raise SpecError(path, where, "one of 'exit', pick, put_back, browse, wait", kind)
 
 
@@ -182,6 +191,13 @@ def parse_scenario(data: Any, path: str | Path, store_dir: str | Path) -> Scenar
                                     f"at most the {carried.get(s.sku, 0)} of {s.sku} picked before this step", s.qty)
                 carried[s.sku] -= s.qty
         shoppers.append(ShopperPlan(account, enter, dict(appearance), tuple(script)))
+    first_entry: dict[str, float] = {}
+    for i, sp in enumerate(shoppers):
+        t0 = first_entry.setdefault(sp.account, sp.enter_at_s)
+        if abs(sp.enter_at_s - t0) > GROUP_WINDOW_S:
+            raise SpecError(path, f"shoppers[{i}].enter_at_s",
+                            f"shoppers sharing account '{sp.account}' are a group that enters on one scan: within "
+                            f"{GROUP_WINDOW_S:g} s of its first member ({t0:g} s)", sp.enter_at_s)
     faults = tuple(_fault(path, f"faults[{i}]", raw, spec) for i, raw in enumerate(top.get("faults", list, [])))
     return Scenario(
         name=top.get("name", str), description=top.get("description", str, ""), store=store_name,

@@ -80,7 +80,7 @@ class Shopper:
     pose: BodyPose = field(init=False)
     present: bool = False
     done: bool = False
-    held: int | None = None
+    held: list[int] = field(default_factory=list)   # items in the right hand
     basket: list[int] = field(default_factory=list)
     cart: dict[str, int] = field(default_factory=dict)
     skeleton: Skeleton | None = None
@@ -114,9 +114,11 @@ class Shopper:
     def _update_skeleton(self) -> None:
         self.skeleton = solve_skeleton(self.shape, self.pose)
         hand = self.skeleton.joints["right_hand"]
-        if self.held is not None:
-            p = self.ctx.store.products[self.ctx.world.instances[self.held].sku]
-            self.ctx.world.carry(self.held, hand - [0, 0, p.size_m[2] * 0.25], self.pose.heading_rad)
+        side = np.array([-math.sin(self.pose.heading_rad), math.cos(self.pose.heading_rad), 0.0])
+        for k, i in enumerate(self.held):   # a multi-item grab fans the items out across the hand
+            p = self.ctx.store.products[self.ctx.world.instances[i].sku]
+            offset = side * (k - (len(self.held) - 1) / 2) * p.size_m[0]
+            self.ctx.world.carry(i, hand - [0, 0, p.size_m[2] * 0.25] + offset, self.pose.heading_rad)
         base = self.basket_position()
         for k, i in enumerate(self.basket):
             self.ctx.world.carry(i, base + [0.04 * ((k % 3) - 1), 0.0, -0.06 + 0.02 * (k // 3)], self.pose.heading_rad)
@@ -143,6 +145,8 @@ class Shopper:
                     self.ctx.world.carry(i, np.array([0.0, 0.0, -5.0 - i * 0.5]))
                 return
             if step.kind == "wait":
+                if step.at is not None:
+                    yield from self._walk(self._plan(self.ctx.planner.nearest_free(np.array(step.at))), replan=True)
                 yield from self._idle(step.seconds)
                 continue
             bin_id = self._bin_for(step)
@@ -150,8 +154,11 @@ class Shopper:
                 continue
             yield from self._walk_to_bin(bin_id)
             if step.kind == "pick":
-                for _ in range(step.qty):
-                    yield from self._pick(bin_id, step.sku)
+                left = step.qty
+                while left > 0:
+                    n = min(step.per_reach, left)
+                    yield from self._pick(bin_id, step.sku, n)
+                    left -= n
             elif step.kind == "put_back":
                 for _ in range(step.qty):
                     yield from self._put_back(bin_id, step.sku)
@@ -277,7 +284,12 @@ class Shopper:
         c = b.centre_world()[:2]
         stand = c + n * (b.unit.depth_m / 2 + STAND_OFF_M)
         along = np.array([-n[1], n[0]])
-        for shift in (0.0, 0.45, -0.45, 0.9, -0.9):  # make room beside someone at the same bin
+        here = abs(float((self.xy - stand) @ along)) < 0.3 and abs(float((self.xy - stand) @ n)) < 0.15
+        if here:
+            stand = self.xy   # already standing at this bin (the step before was here too): stay put
+        # make room beside someone at the same bin, but stay within arm's reach of it
+        shifts = () if here else (0.0, 0.45, -0.45)
+        for shift in shifts:
             cand = self.ctx.planner.nearest_free(stand + shift * along)
             if all(np.linalg.norm(o.xy - cand) >= PERSONAL_M for o in self.ctx.others() if o is not self and o.present):
                 stand = cand
@@ -319,28 +331,31 @@ class Shopper:
         n = np.append(b.unit.front_normal(), 0.0)
         return c + n * (b.unit.depth_m / 2 + 0.02)
 
-    def _pick(self, bin_id: str, sku: str) -> Iterator[None]:
+    def _pick(self, bin_id: str, sku: str, n: int = 1) -> Iterator[None]:
+        """One reach that takes the ``n`` frontmost items of ``sku`` (n > 1: a multi-item grab)."""
         w = self.ctx.world
         items = [i for i in w.items_in_bin(bin_id) if w.instances[i].sku == sku]
         if not items:
             return
         front = np.append(self.ctx.store.bins[bin_id].unit.front_normal(), 0.0)
-        item = max(items, key=lambda i: float(w.pose(i)[:3, 3] @ front))
+        taken = sorted(items, key=lambda i: -float(w.pose(i)[:3, 3] @ front))[:n]
         t_start = self.ctx.clock()
         rest = self._rest_hand()
-        grasp = self._grasp_point(item)
+        grasp = np.mean([self._grasp_point(i) for i in taken], axis=0)
         yield from self._move_hand(rest, grasp, REACH_S)
         yield from self._idle(GRASP_S)
-        w.grasp(item)
-        self.held = item
+        for item in taken:
+            w.grasp(item)
+        self.held = list(taken)
         t_end = self.ctx.clock()
-        self.ctx.on_interaction(Interaction("pick", self.plan.account, self.index, sku, bin_id, item, t_start, t_end,
-                                            self._planogram_bin(sku)))
+        for item in taken:
+            self.ctx.on_interaction(Interaction("pick", self.plan.account, self.index, sku, bin_id, item, t_start, t_end,
+                                                self._planogram_bin(sku)))
         yield from self._move_hand(grasp, rest + [0, 0, 0.25], RETRACT_S)
         yield from self._move_hand(rest + [0, 0, 0.25], self.basket_position() + [0, 0, 0.12], TO_BASKET_S)
-        self.basket.append(item)
-        self.held = None
-        self.cart[sku] = self.cart.get(sku, 0) + 1
+        self.basket.extend(taken)
+        self.held = []
+        self.cart[sku] = self.cart.get(sku, 0) + len(taken)
         self.pose.right_hand_target = None
 
     def _put_back(self, bin_id: str, sku: str) -> Iterator[None]:
@@ -352,14 +367,14 @@ class Shopper:
         rest = self._rest_hand()
         yield from self._move_hand(rest, self.basket_position() + [0, 0, 0.12], TO_BASKET_S)
         self.basket.remove(item)
-        self.held = item
+        self.held = [item]
         t_start = self.ctx.clock()
         slot = w.free_slot(bin_id, sku)
         b = self.ctx.store.bins[bin_id]
         p = self.ctx.store.products[sku]
         target = (b.unit.local_to_world() @ np.append(slot + [0, p.size_m[1] / 2 + 0.02, p.size_m[2] * 0.7], 1.0))[:3]
         yield from self._move_hand(self.basket_position() + [0, 0, 0.12], target, REACH_S)
-        self.held = None
+        self.held = []
         w.release(item, bin_id, slot)
         self.cart[sku] -= 1
         if self.cart[sku] == 0:

@@ -52,6 +52,10 @@ class Simulator:
         self.planner = FloorPlanner(store)
         self.truth = GroundTruth(store, [i.sku for i in self.world.instances], [i.home_bin for i in self.world.instances])
         self._pending: list[SensorMessage] = []
+        self._gate_passes: dict[tuple[str, str], int] = {}
+        self._group_size: dict[str, int] = {}
+        for plan in scenario.shoppers:
+            self._group_size[plan.account] = self._group_size.get(plan.account, 0) + 1
         self.t = 0.0
         faults = scenario.faults
         self.cells = LoadCellBank(
@@ -85,6 +89,12 @@ class Simulator:
 
     # -- callbacks from shoppers --------------------------------------------------------------
     def _on_gate(self, gate_id: str, t: float, account: str, kind: str) -> None:
+        # A group (shoppers sharing an account) scans once: the gate reports the first member in
+        # and the last member out.
+        passed = self._gate_passes.setdefault((account, kind), 0) + 1
+        self._gate_passes[(account, kind)] = passed
+        if (kind == "enter" and passed > 1) or (kind == "exit" and passed < self._group_size[account]):
+            return
         ev = GateEvent(gate_id, round(t, 6), account, kind)  # type: ignore[arg-type]
         self._pending.append(ev)
         self.truth.gate_events.append(ev)
@@ -113,6 +123,9 @@ class Simulator:
             t = sh.plan.enter_at_s + 2.4 / sh.speed_mps
             for step in sh.plan.script:
                 if step.kind == "wait":
+                    if step.at is not None:
+                        t += 1.3 * float(np.linalg.norm(np.array(step.at) - pos)) / sh.speed_mps
+                        pos = np.array(step.at)
                     t += step.seconds
                     continue
                 if step.kind == "exit":
@@ -126,7 +139,7 @@ class Simulator:
                 pos = goal
                 per = {"pick": REACH_S + GRASP_S + RETRACT_S + TO_BASKET_S, "put_back": TO_BASKET_S + REACH_S + RETRACT_S + 0.1,
                        "browse": REACH_S + RETRACT_S + step.seconds}.get(step.kind, 0.0)
-                t += per * (step.qty if step.kind != "browse" else 1)
+                t += per * ({"pick": -(-step.qty // step.per_reach), "browse": 1}.get(step.kind, step.qty))
             end = max(end, t)
         return min(end + self.config.tail_s, self.config.max_duration_s)
 

@@ -84,6 +84,9 @@ def _scenario_dict():
     (lambda d: d.update(faults=[{"kind": "camera_dropout", "camera": "cam_99", "from_s": 1, "to_s": 2}]), "faults[0].camera"),
     (lambda d: d.update(lighting={"preset": "disco"}), "lighting.preset"),
     (lambda d: d["shoppers"][0].pop("account"), "shoppers[0].account"),
+    (lambda d: d["shoppers"][0]["script"][0]["pick"].update(per_reach=2), "shoppers[0].script[0].pick.per_reach"),
+    (lambda d: d["shoppers"][0]["script"].insert(0, {"wait": {"seconds": 2, "at": [9.0, 1.0]}}), "shoppers[0].script[0].wait.at"),
+    (lambda d: d["shoppers"].append({"account": "a", "enter_at_s": 9.0, "script": ["exit"]}), "shoppers[1].enter_at_s"),
 ])
 def test_bad_scenario_names_file_and_field(mutate, field):
     d = _scenario_dict()
