@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 DEBS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYOPENGL_PLATFORM := egl
+export YOLO_OFFLINE := 1
 
 .PHONY: demo test test-all bench debs clean
 
@@ -19,7 +20,7 @@ debs:
 $(STAMP): pyproject.toml | debs
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[sim,dev]'
+	$(PY) -m pip install -q -e '.[sim,data,train,dev]'
 	@touch $(STAMP)
 
 demo: debs $(STAMP)

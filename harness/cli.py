@@ -9,28 +9,43 @@ USAGE = """usage: storetwin <command> [key=value ...]
 commands:
   simulate   run a scenario in the twin; writes streams/, gt/ and a contact sheet
              e.g. storetwin simulate scenario=busy_store sim.loadcell.noise_g=1.0
+             or draw random shopping trips (store, seed, shoppers, duration_s; trips.* knobs):
+             e.g. storetwin simulate random=true store=small_convenience seed=7 shoppers=6 duration_s=90
+             the run directory's scenario.yaml re-runs a drawn scenario: scenario=<run>/scenario.yaml
+  datagen    synthetic training data (YOLO detect + pose, COCO) from randomised scenarios;
+             sharded (hydra multirun on joblib, or Ray) and resumable: rerun to finish
+             e.g. storetwin datagen out=data/sc-v1 shards=16 jobs=2 duration_s=60
   coverage   how many cameras see each bin of a store
              e.g. storetwin coverage store=small_convenience out=plan.png
 """
 
 
-def _compose(overrides: list[str]):
+def _compose(overrides: list[str], config_name: str = "config"):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from harness.paths import conf_dir
 
+    # `store=NAME` names a file in conf/store/, a folder hydra takes for a config group (and would
+    # refuse to override as a value): set that key after composing instead.
+    stores = [o.split("=", 1)[1] for o in overrides if o.startswith("store=")]
+    overrides = [o for o in overrides if not o.startswith("store=")]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        cfg = compose(config_name=config_name, overrides=overrides)
+    if stores:
+        cfg.store = stores[-1]
     return OmegaConf.to_container(cfg, resolve=True)
 
 
 def cmd_simulate(overrides: list[str]) -> int:
-    from harness.simulate import sim_config_from, simulate
+    from harness.simulate import random_scenario_from, sim_config_from, simulate
 
     cfg = _compose(overrides)
-    sim_config_from(cfg["sim"])  # fail before anything starts
-    res = simulate(cfg["scenario"], sim_config_from(cfg["sim"]), out=cfg.get("out"),
+    sim = sim_config_from(cfg["sim"])  # fail before anything starts
+    if not isinstance(cfg.get("random"), bool):
+        raise ValueError(f"random={cfg.get('random')!r}: expected true or false")
+    scenario = random_scenario_from(cfg) if cfg["random"] else cfg["scenario"]
+    res = simulate(scenario, sim, out=cfg.get("out"),
                    record_video=cfg["video"]["record"], fourcc=cfg["video"]["fourcc"],
                    make_contact_sheet=cfg["contact_sheet"], resolved_config=cfg)
     print(f"run directory: {res.run_dir}")
@@ -65,7 +80,26 @@ def cmd_coverage(overrides: list[str]) -> int:
     return 0 if worst >= 2 else 1
 
 
-COMMANDS = {"simulate": cmd_simulate, "coverage": cmd_coverage}
+def cmd_datagen(overrides: list[str]) -> int:
+    from harness.datagen import datagen_config_from, run_datagen
+
+    cfg = _compose(overrides, "datagen")
+    dg = datagen_config_from(cfg)   # fail before anything starts
+    res = run_datagen(dg, Path(cfg["out"]), command=" ".join(["storetwin datagen", *overrides]))
+    print(f"dataset: {res.out}")
+    print(f"  shards made {len(res.made)}, already complete {len(res.skipped)}; {res.wall_s:.0f} s")
+    for split, c in res.counts.items():
+        n_prod = sum(v for k, v in c["instances"].items() if k != "person")
+        print(f"  {split:5s}: {len(c['scenarios'])} scenarios, {c['images']} images, "
+              f"{c['instances']['person']} persons, {n_prod} product boxes")
+    print(f"  YOLO detect: {res.out / 'detect' / 'data.yaml'}")
+    print(f"  YOLO pose:   {res.out / 'pose' / 'data.yaml'}")
+    print(f"  COCO:        {res.out / 'coco'}")
+    print(f"  card: {res.card}   samples: {res.mosaic}")
+    return 0
+
+
+COMMANDS = {"simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
             print(f"error: sim.{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}", file=sys.stderr)
             return 2
-        if isinstance(e, (HydraException, OmegaConfBaseException, FileExistsError, ValueError)):
+        if isinstance(e, (HydraException, OmegaConfBaseException, FileExistsError, ValueError, RuntimeError)):
             print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
             return 2
         raise

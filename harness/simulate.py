@@ -1,8 +1,9 @@
 """`storetwin simulate`: run a scenario in the twin and write its run directory.
 
-The run directory holds the resolved config, the store and scenario files, the recorded sensor
-streams (``streams/``), the ground truth (``gt/``) and ``contact_sheet.png``. It is written under
-a temporary name and renamed when complete, so a failed run leaves nothing half-written.
+The run directory holds the resolved config, the store and scenario files (a scenario drawn at
+random or built in code is written out, so it can be re-run), the recorded sensor streams
+(``streams/``), the ground truth (``gt/``) and ``contact_sheet.png``. It is written under a
+temporary name and renamed when complete, so a failed run leaves nothing half-written.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from harness.paths import scenario_path, store_dir
 from harness.plots import weight_traces
 from runtime.messages import Frame
 from runtime.recording import StreamWriter
+from runtime.store import load_store
 from sim.loadcell import LoadCellConfig
+from sim.randomize import TripConfig, random_scenario, scenario_to_dict
 from sim.scenario import Scenario, load_scenario
 from sim.simulator import CameraConfig, SimConfig, Simulator
 
@@ -42,6 +45,46 @@ def sim_config_from(cfg: dict) -> SimConfig:
     if cam["masks"] not in ("persons", "all"):
         raise ValueError(f"sim.camera.masks={cam['masks']!r}: expected 'persons' or 'all'")
     return SimConfig(loadcell=LoadCellConfig(**merged.pop("loadcell")), camera=CameraConfig(**cam), **merged)
+
+
+def trip_config_from(cfg: dict | None) -> TripConfig:
+    """Check the ``trips`` config against :class:`TripConfig` (known keys, types, ranges) and build it.
+    Every error is one ``ValueError`` line naming ``trips.<field>``."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    base = OmegaConf.structured(TripConfig)
+    OmegaConf.set_readonly(base, False)
+    try:
+        merged = OmegaConf.to_container(OmegaConf.merge(base, cfg or {}))
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        raise ValueError(f"trips.{key}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
+    try:
+        return TripConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()})
+    except ValueError as e:
+        raise ValueError(f"trips.{e}") from None
+
+
+def random_scenario_from(cfg: dict) -> Scenario:
+    """The scenario ``storetwin simulate random=true`` draws: top-level ``store``, ``seed``,
+    ``shoppers``, ``duration_s`` and the ``trips`` knobs, each checked with a one-line error."""
+    def field(key: str, kind: type | tuple, ok, expected: str):
+        v = cfg.get(key)
+        if isinstance(v, bool) or not isinstance(v, kind) or not ok(v):
+            raise ValueError(f"{key}={v!r}: expected {expected}")
+        return v
+
+    store_name = field("store", str, lambda s: s != "", "a store name")
+    seed = field("seed", int, lambda s: s >= 0, "an integer ≥ 0")
+    shoppers = field("shoppers", int, lambda k: k >= 1, "an integer ≥ 1")
+    duration_s = float(field("duration_s", (int, float), lambda d: d > 0, "seconds > 0"))
+    trips = trip_config_from(cfg.get("trips"))
+    path = Path(store_dir()) / f"{store_name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(store_dir()).glob("*.yaml")))
+        raise ValueError(f"store={store_name!r}: expected a store in {store_dir()} ({known})")
+    return random_scenario(load_store(path), store_name, seed, shoppers, duration_s, trips, store_dir=store_dir())
 
 
 @dataclass
@@ -67,8 +110,11 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
     tmp.mkdir(parents=True)
     try:
         shutil.copy(Path(store_dir()) / f"{scenario.store}.yaml", tmp / "store.yaml")
-        if scenario.path:
+        if scenario.path and not scenario.path.startswith("<"):
             shutil.copy(scenario.path, tmp / "scenario.yaml")
+        else:  # drawn or built in code: write it out, so `storetwin simulate scenario=<this file>` re-runs it
+            (tmp / "scenario.yaml").write_text(yaml.safe_dump(scenario_to_dict(scenario), sort_keys=False,
+                                                              default_flow_style=None, allow_unicode=True))
         if resolved_config is not None:
             (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
         fps = {c.id: c.fps for c in store.cameras}

@@ -163,6 +163,12 @@ class StoreRenderer:
         floor = pyrender.Mesh.from_trimesh(floor_mesh(self.store), smooth=False)
         self._static_nodes = [self.scene.add(fixtures), self.scene.add(floor)]
 
+    def add_props(self, props: list[trimesh.Trimesh]) -> None:
+        """Static clutter in world coordinates (boxes on the floor, signs, a mop bucket): drawn and
+        occluding like the fixtures, never labelled. One mesh, so it costs one draw call."""
+        if props:
+            self._static_nodes.append(self.scene.add(pyrender.Mesh.from_trimesh(trimesh.util.concatenate(props), smooth=False)))
+
     def _mesh_pose(self, i: int, centre_pose: np.ndarray) -> np.ndarray:
         """Product meshes have their base at z=0; physics poses are box centres."""
         T = centre_pose.copy()

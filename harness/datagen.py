@@ -1,0 +1,668 @@
+"""`storetwin datagen`: labelled training images from randomised scenarios.
+
+A dataset is made of shards. Each shard simulates ``scenarios_per_shard`` randomised shopping
+scenarios (``sim.randomize``) with domain randomisation (lighting, camera pose, packaging,
+clutter, sensor noise, motion blur; clothing and body shape come with every drawn shopper),
+renders the cameras at a fixed interval, drops near-duplicate frames and writes, under
+``<out>/shards/shard_NNNNN/``, the images and one label record per image (``labels.jsonl``). A
+shard is written under a temporary name and renamed when complete, so rerunning the same command
+only makes the shards that are missing.
+
+The export then builds, from all complete shards (hard links, no copies):
+
+- ``detect/``: an Ultralytics YOLO detection dataset, class 0 = person, then every SKU;
+- ``pose/``: an Ultralytics YOLO pose dataset, persons with 17 COCO keypoints; a keypoint hidden
+  behind a shelf or a body, or outside the image, has visibility 0;
+- ``coco/instances_{train,val}.json``: the same labels as COCO JSON (keypoints with COCO's
+  visibility: 0 not in the image, 1 in the image but hidden, 2 visible);
+- ``README.md`` (the dataset card: counts per class, seeds, settings) and ``mosaic.jpg``.
+
+Scenarios, not frames, are split between train and val, so the two never share a scenario.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from runtime.store import StoreSpec
+from sim.randomize import TripConfig, random_scenario, scenario_to_dict
+from sim.simulator import CameraConfig, SimConfig, Simulator
+from twin.bodies import COCO_KEYPOINTS, COCO_SKELETON
+from twin.lighting import LightingPreset
+
+FLIP_IDX = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+SHARD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Randomisation:
+    """Domain randomisation, drawn once per scenario (image effects once per image)."""
+
+    lighting: tuple[str, ...] = ("day", "day", "evening", "flicker")   # drawn uniformly from this list
+    light_scale: tuple[float, float] = (0.6, 1.4)      # ceiling and ambient light intensity factor
+    camera_jitter_m: float = 0.04                      # std of each camera's position error
+    camera_look_jitter_m: float = 0.12                 # std of its aim point error (≈ 2° at 3 m)
+    packaging_jitter: bool = True                      # print colours vary from the catalog's
+    clutter: tuple[int, int] = (0, 8)                  # unlabelled props (boxes, crates, signs)
+    noise_sigma: tuple[float, float] = (0.0, 5.0)      # Gaussian sensor noise, grey levels
+    motion_blur_p: float = 0.3                         # share of images with linear motion blur
+    motion_blur_px: tuple[int, int] = (3, 9)           # its length
+    jpeg_quality: tuple[int, int] = (80, 95)
+
+
+@dataclass(frozen=True)
+class DatagenConfig:
+    store: str = "small_convenience"
+    seed: int = 0
+    shards: int = 4
+    scenarios_per_shard: int = 1
+    shoppers: tuple[int, int] = (2, 6)           # per scenario, drawn uniformly (inclusive)
+    duration_s: float = 40.0                     # per scenario
+    sample_every_s: float = 1.0                  # render each camera at this interval
+    cameras: tuple[str, ...] = ()                # empty = all of the store's
+    min_shift_px: float = 12.0                   # near-duplicate: nothing moved this far since the camera's last kept frame
+    background_p: float = 0.05                   # keep a frame with nobody in it with this probability
+    min_person_pixels: int = 150                 # smaller (or more hidden) people are not labelled
+    min_product_pixels: int = 25
+    exact_product_masks: bool = True             # product boxes from per-item masks (slower, exact)
+    val_fraction: float = 0.2
+    jobs: int = 2                                # shards made at once
+    launcher: str = "joblib"                     # joblib (hydra multirun) | ray | serial
+    ray_address: Optional[str] = None            # ray: an existing cluster ("auto", "ray://host:10001"); none = start one here
+    randomise: Randomisation = field(default_factory=Randomisation)
+    trips: TripConfig = field(default_factory=TripConfig)
+
+    def settings_hash(self) -> str:
+        """What makes the dataset's content: everything except how it is launched."""
+        d = dataclasses.asdict(self)
+        for k in ("shards", "jobs", "launcher", "ray_address"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def classes(store: StoreSpec) -> list[str]:
+    """Detection classes: person, then the catalog's SKUs in catalog order."""
+    return ["person", *[p.sku for p in store.catalog]]
+
+
+def scenario_split(index: int, n_scenarios: int, val_fraction: float) -> str:
+    """Every k-th scenario is validation (k = 1 / val_fraction); with fewer than k scenarios, the
+    last one, so that any dataset of two or more scenarios has both splits."""
+    if val_fraction <= 0 or n_scenarios < 2:
+        return "train"
+    k = max(2, round(1 / val_fraction))
+    return "val" if index % k == k - 1 or (n_scenarios < k and index == n_scenarios - 1) else "train"
+
+
+def scenario_seed(cfg: DatagenConfig, index: int) -> int:
+    return cfg.seed * 1_000_003 + index
+
+
+# -- domain randomisation ------------------------------------------------------------------------
+def jitter_cameras(store: StoreSpec, rng: np.random.Generator, pos_m: float, look_m: float) -> StoreSpec:
+    """The same store seen by cameras whose mounting is a little off (labels follow the cameras)."""
+    if pos_m <= 0 and look_m <= 0:
+        return store
+    d = store.model_dump()
+    for c in d["cameras"]:
+        c["position_m"] = list(np.asarray(c["position_m"]) + rng.normal(0, pos_m, 3))
+        c["look_at_m"] = list(np.asarray(c["look_at_m"]) + rng.normal(0, look_m, 3))
+    return type(store).model_validate(d)
+
+
+def lighting_preset(r: Randomisation, rng: np.random.Generator) -> LightingPreset:
+    base = LightingPreset.named(str(rng.choice(list(r.lighting))))
+    s = float(rng.uniform(*r.light_scale))
+    return dataclasses.replace(base, ceiling_intensity=base.ceiling_intensity * s, ambient=min(1.0, base.ambient * s))
+
+
+def clutter(store: StoreSpec, rng: np.random.Generator, n: int) -> list:
+    """Unlabelled props: cardboard boxes and crates along the walls and at the foot of the shelves,
+    and hanging promotion signs. They only occlude; the shoppers' physics does not know them."""
+    import trimesh
+
+    W, D = store.floor.width_m, store.floor.depth_m
+    props = []
+    for _ in range(n):
+        kind = rng.choice(["box", "crate", "sign"], p=[0.5, 0.25, 0.25])
+        if kind == "sign":
+            size = [rng.uniform(0.4, 0.9), 0.01, rng.uniform(0.2, 0.45)]
+            xy = [rng.uniform(0.5, W - 0.5), rng.uniform(0.8, D - 0.8)]
+            z = rng.uniform(2.0, 2.4)
+        else:
+            size = [rng.uniform(0.25, 0.6), rng.uniform(0.2, 0.45), rng.uniform(0.15, 0.5)]
+            if rng.random() < 0.5 and store.units:   # at the foot of a shelf unit
+                u = store.units[int(rng.integers(len(store.units)))]
+                n_ = u.front_normal()
+                c = u.footprint_xy().mean(axis=0)
+                along = np.array([-n_[1], n_[0]])
+                xy = c + n_ * (u.depth_m / 2 + size[1] / 2 + 0.02) + along * rng.uniform(-0.7, 0.7) * u.width_m / 2
+            else:                                     # along a wall
+                side = rng.integers(3)
+                t = rng.uniform(0.3, 0.7 * (W if side != 1 else D))
+                xy = [[t, D - 0.3], [W - 0.3, t], [0.3, t]][side] if side else [rng.uniform(0.3, W - 0.3), D - 0.3]
+            z = size[2] / 2
+        m = trimesh.creation.box(extents=size)
+        T = np.eye(4)
+        yaw = rng.uniform(0, np.pi)
+        T[:3, :3] = trimesh.transformations.rotation_matrix(yaw, [0, 0, 1])[:3, :3]
+        T[:3, 3] = [xy[0], xy[1], z]
+        m.apply_transform(T)
+        base = {"box": (170, 130, 85), "crate": (40, 90, 160), "sign": (230, 60, 50)}[kind]
+        rgb = np.clip(np.array(base) + rng.normal(0, 25, 3), 0, 255).astype(np.uint8)
+        m.visual = trimesh.visual.ColorVisuals(m, face_colors=np.tile([*rgb, 255], (len(m.faces), 1)))
+        props.append(m)
+    return props
+
+
+def degrade(bgr: np.ndarray, r: Randomisation, rng: np.random.Generator) -> tuple[np.ndarray, int, dict]:
+    """Sensor effects on the rendered image: motion blur, noise; returns the JPEG quality too."""
+    img = bgr
+    info: dict = {}
+    if rng.random() < r.motion_blur_p:
+        n = int(rng.integers(r.motion_blur_px[0], r.motion_blur_px[1] + 1))
+        k = np.zeros((n, n), np.float32)
+        k[n // 2, :] = 1.0 / n
+        ang = float(rng.uniform(0, 180))
+        k = cv2.warpAffine(k, cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), ang, 1.0), (n, n))
+        img = cv2.filter2D(img, -1, k / max(k.sum(), 1e-6))
+        info["motion_blur"] = [n, round(ang, 1)]
+    sigma = float(rng.uniform(*r.noise_sigma))
+    if sigma > 0:
+        img = np.clip(img.astype(np.float32) + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+        info["noise_sigma"] = round(sigma, 2)
+    return img, int(rng.integers(r.jpeg_quality[0], r.jpeg_quality[1] + 1)), info
+
+
+# -- labels ----------------------------------------------------------------------------------------
+def frame_labels(truth, instance_skus: list[str], w: int, h: int, cfg: DatagenConfig) -> dict:
+    """The labels of one rendered frame: visible boxes, keypoints (u, v, visibility 0/1/2)."""
+    lim = np.array([w, h, w, h], float)
+    persons = []
+    for pid, box, pix, kp in zip(truth.person_ids, truth.person_boxes, truth.person_pixels, truth.keypoints):
+        box = np.clip(box, 0, lim)
+        if pix < cfg.min_person_pixels or box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            continue
+        persons.append({"id": int(pid), "box": [round(float(v), 1) for v in box],
+                        "keypoints": [[round(float(u), 1), round(float(v), 1), int(vis)] for u, v, vis in kp]})
+    products = []
+    for inst, box, pix in zip(truth.product_ids, truth.product_boxes, truth.product_pixels):
+        box = np.clip(box, 0, lim)
+        if pix < cfg.min_product_pixels or box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            continue
+        products.append({"sku": instance_skus[int(inst)], "instance": int(inst), "box": [round(float(v), 1) for v in box]})
+    return {"persons": persons, "products": products}
+
+
+def near_duplicate(a: dict | None, b: dict, min_shift_px: float) -> bool:
+    """Nothing moved ``min_shift_px`` between two frames of one camera, and nobody came or went."""
+    if a is None:
+        return False
+    pa = {p["id"]: np.array(p["box"]) for p in a["persons"]}
+    pb = {p["id"]: np.array(p["box"]) for p in b["persons"]}
+    if set(pa) != set(pb):
+        return False
+    qa = {p["instance"]: np.array(p["box"]) for p in a["products"]}
+    qb = {p["instance"]: np.array(p["box"]) for p in b["products"]}
+    if set(qa) != set(qb):
+        return False
+    moved = [np.abs(pa[k] - pb[k]).max() for k in pa] + [np.abs(qa[k] - qb[k]).max() for k in qa]
+    return not moved or max(moved) < min_shift_px
+
+
+# -- one shard -----------------------------------------------------------------------------------
+def shard_dir(out: Path, shard: int) -> Path:
+    return Path(out) / "shards" / f"shard_{shard:05d}"
+
+
+def shard_done(out: Path, shard: int, settings_hash: str) -> bool:
+    f = shard_dir(out, shard) / "shard.json"
+    return f.is_file() and json.loads(f.read_text()).get("settings_hash") == settings_hash
+
+
+def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, progress: bool = True) -> dict:
+    """Make one shard (its scenarios, images and labels) unless it is already complete."""
+    from tqdm import tqdm
+
+    from runtime.store import load_store
+    from twin.renderer import StoreRenderer
+
+    out = Path(out)
+    final = shard_dir(out, shard)
+    if shard_done(out, shard, cfg.settings_hash()):
+        return json.loads((final / "shard.json").read_text())
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    store = load_store(Path(store_dir) / f"{cfg.store}.yaml")
+    n_total = cfg.shards * cfg.scenarios_per_shard
+    r = cfg.randomise
+    t0 = time.perf_counter()
+    records, scen_meta, rendered = [], [], 0
+    try:
+        for k in range(cfg.scenarios_per_shard):
+            g = shard * cfg.scenarios_per_shard + k
+            split = scenario_split(g, n_total, cfg.val_fraction)
+            rng = np.random.default_rng([cfg.seed, g, 20261125])
+            n_shoppers = int(rng.integers(cfg.shoppers[0], cfg.shoppers[1] + 1))
+            seed = scenario_seed(cfg, g)
+            sc = random_scenario(store, cfg.store, seed, n_shoppers, cfg.duration_s, cfg.trips, store_dir=store_dir)
+            light = lighting_preset(r, rng)
+            sc = dataclasses.replace(sc, lighting=light.name)
+            cam_store = jitter_cameras(store, rng, r.camera_jitter_m, r.camera_look_jitter_m)
+            cams = list(cfg.cameras) or [c.id for c in store.cameras]
+            unknown = [c for c in cams if c not in store.camera_by_id]
+            if unknown:
+                raise ValueError(f"datagen.cameras: {unknown} are not cameras of store '{store.name}'")
+            sim = Simulator(store, sc, SimConfig(camera=CameraConfig(render=False)))
+            skus = [i.sku for i in sim.world.instances]
+            renderer = StoreRenderer(cam_store, skus, light, seed=seed,
+                                     packaging_rng=np.random.default_rng(seed) if r.packaging_jitter else None)
+            n_props = int(rng.integers(r.clutter[0], r.clutter[1] + 1))
+            renderer.add_props(clutter(store, rng, n_props))
+            last: dict[str, dict] = {}
+            next_t = float(rng.uniform(0, cfg.sample_every_s))
+            bar = tqdm(total=round(cfg.duration_s), unit="sim s", disable=not progress, leave=False,
+                       desc=f"shard {shard} scenario {g}", position=shard % max(cfg.jobs, 1))
+            shown = 0
+            try:
+                for _ in sim.run():
+                    if sim.t + 1e-9 < next_t:
+                        continue
+                    next_t += cfg.sample_every_s
+                    if int(sim.t) > shown:
+                        bar.update(int(sim.t) - shown)
+                        shown = int(sim.t)
+                        bar.set_postfix(images=len(records), refresh=False)
+                    state = sim.scene_state()
+                    if not state.shoppers and rng.random() >= cfg.background_p:
+                        continue
+                    renderer.set_state(state)
+                    for cam_id in cams:
+                        cam = cam_store.camera_by_id[cam_id]
+                        o = renderer.render(cam_id, masks="all" if cfg.exact_product_masks else "persons")
+                        rendered += 1
+                        lab = frame_labels(renderer.truth(cam_id, state, o), skus, cam.width, cam.height, cfg)
+                        if not lab["persons"] and (state.shoppers and rng.random() >= cfg.background_p):
+                            continue
+                        if near_duplicate(last.get(cam_id), lab, cfg.min_shift_px):
+                            continue
+                        last[cam_id] = lab
+                        img, q, fx = degrade(o.bgr, r, rng)
+                        name = f"s{g:05d}_{cam_id}_{round(sim.t * 1000):07d}.jpg"
+                        cv2.imwrite(str(tmp / "images" / name), img, [cv2.IMWRITE_JPEG_QUALITY, q])
+                        records.append({"file": f"images/{name}", "width": cam.width, "height": cam.height,
+                                        "scenario": sc.name, "scenario_index": g, "split": split, "camera": cam_id,
+                                        "t": round(sim.t, 3), "effects": {**fx, "jpeg_quality": q}, **lab})
+            finally:
+                bar.close()
+                renderer.close()
+                sim.close()
+            scen_meta.append({"index": g, "seed": seed, "split": split, "shoppers": n_shoppers,
+                              "lighting": dataclasses.asdict(light), "props": n_props,
+                              "scenario": scenario_to_dict(sc)})
+        with open(tmp / "labels.jsonl", "w") as f:
+            for rec in records:
+                f.write(json.dumps(rec) + "\n")
+        summary = {"format": SHARD_FORMAT, "shard": shard, "settings_hash": cfg.settings_hash(), "scenarios": scen_meta,
+                   "images": len(records), "rendered": rendered, "wall_s": round(time.perf_counter() - t0, 2)}
+        (tmp / "shard.json").write_text(json.dumps(summary, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+# -- export ----------------------------------------------------------------------------------------
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _yolo_box(box, w: int, h: int) -> str:
+    x0, y0, x1, y1 = box
+    return f"{(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+
+
+def _yolo_keypoints(kps, w: int, h: int) -> str:
+    parts = []
+    for u, v, vis in kps:
+        parts.append(f"{u / w:.6f} {v / h:.6f} 2" if vis == 2 else "0 0 0")
+    return " ".join(parts)
+
+
+def load_records(out: Path) -> list[dict]:
+    recs = []
+    for d in sorted((Path(out) / "shards").glob("shard_?????")):
+        with open(d / "labels.jsonl") as f:
+            for line in f:
+                r = json.loads(line)
+                r["path"] = str(d / r["file"])
+                recs.append(r)
+    return recs
+
+
+def export(out: Path, cfg: DatagenConfig, store: StoreSpec) -> dict:
+    """Build detect/, pose/, coco/, the card and the mosaic from every complete shard."""
+    out = Path(out)
+    names = classes(store)
+    cls_of = {n: i for i, n in enumerate(names)}
+    recs = load_records(out)
+    for sub in ("detect", "pose", "coco"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    counts = {s: {"images": 0, "instances": {n: 0 for n in names}, "scenarios": set()} for s in ("train", "val")}
+    coco = {s: {"images": [], "annotations": []} for s in ("train", "val")}
+    for task in ("detect", "pose"):
+        for s in ("train", "val"):
+            (out / task / "images" / s).mkdir(parents=True, exist_ok=True)
+            (out / task / "labels" / s).mkdir(parents=True, exist_ok=True)
+    ann_id = 0
+    for i, r in enumerate(recs):
+        s, w, h = r["split"], r["width"], r["height"]
+        stem = f"{Path(r['path']).parent.parent.name}_{Path(r['file']).stem}"
+        det, pose = [], []
+        for p in r["persons"]:
+            det.append(f"0 {_yolo_box(p['box'], w, h)}")
+            pose.append(f"0 {_yolo_box(p['box'], w, h)} {_yolo_keypoints(p['keypoints'], w, h)}")
+            counts[s]["instances"]["person"] += 1
+        for q in r["products"]:
+            det.append(f"{cls_of[q['sku']]} {_yolo_box(q['box'], w, h)}")
+            counts[s]["instances"][q["sku"]] += 1
+        for task, lines in (("detect", det), ("pose", pose)):
+            _link(Path(r["path"]), out / task / "images" / s / f"{stem}.jpg")
+            (out / task / "labels" / s / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        counts[s]["images"] += 1
+        counts[s]["scenarios"].add(r["scenario_index"])
+        coco[s]["images"].append({"id": i, "file_name": f"detect/images/{s}/{stem}.jpg", "width": w, "height": h,
+                                  "camera": r["camera"], "t": r["t"], "scenario": r["scenario"]})
+        for p in r["persons"]:
+            x0, y0, x1, y1 = p["box"]
+            kp = []
+            for u, v, vis in p["keypoints"]:
+                kp += [u, v, int(vis)] if vis else [0, 0, 0]
+            coco[s]["annotations"].append({"id": ann_id, "image_id": i, "category_id": 0, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                           "area": (x1 - x0) * (y1 - y0), "iscrowd": 0, "keypoints": kp,
+                                           "num_keypoints": sum(1 for *_, v in p["keypoints"] if v == 2)})
+            ann_id += 1
+        for q in r["products"]:
+            x0, y0, x1, y1 = q["box"]
+            coco[s]["annotations"].append({"id": ann_id, "image_id": i, "category_id": cls_of[q["sku"]],
+                                           "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+            ann_id += 1
+    cats = [{"id": 0, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINTS),
+             "skeleton": [[a + 1, b + 1] for a, b in COCO_SKELETON]}]
+    cats += [{"id": cls_of[p.sku], "name": p.sku, "supercategory": "product"} for p in store.catalog]
+    (out / "coco").mkdir(exist_ok=True)
+    for s in ("train", "val"):
+        (out / "coco" / f"instances_{s}.json").write_text(json.dumps(
+            {"info": {"description": f"storetwin synthetic data, store {store.name}", "version": cfg.settings_hash()},
+             "images": coco[s]["images"], "annotations": coco[s]["annotations"], "categories": cats}))
+    import yaml
+
+    (out / "detect" / "data.yaml").write_text(yaml.safe_dump(
+        {"train": "images/train", "val": "images/val", "names": dict(enumerate(names))}, sort_keys=False))
+    (out / "pose" / "data.yaml").write_text(yaml.safe_dump(
+        {"train": "images/train", "val": "images/val", "kpt_shape": [17, 3], "flip_idx": FLIP_IDX,
+         "names": {0: "person"}}, sort_keys=False))
+    for s in counts:
+        counts[s]["scenarios"] = sorted(counts[s]["scenarios"])
+    return {"counts": counts, "records": recs, "classes": names}
+
+
+def mosaic(records: list[dict], path: Path, n: int = 16, seed: int = 0, tile_w: int = 400) -> Path | None:
+    """A grid of labelled samples: person boxes and skeletons, product boxes with their SKU."""
+    from harness.contact_sheet import contact_sheet
+
+    if not records:
+        return None
+    rng = np.random.default_rng(seed)
+    by_cam: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: (-len(r["persons"]), rng.random())):   # busiest frames first
+        by_cam.setdefault(r["camera"], []).append(r)
+    pick: list[dict] = []
+    while len(pick) < n and any(by_cam.values()):       # round robin over the cameras
+        for cam in sorted(by_cam):
+            if by_cam[cam] and len(pick) < n:
+                pick.append(by_cam[cam].pop(0))
+    tiles = []
+    for r in pick[:n]:
+        img = cv2.imread(r["path"])
+        for q in r["products"]:
+            x0, y0, x1, y1 = map(int, q["box"])
+            cv2.rectangle(img, (x0, y0), (x1, y1), (0, 200, 255), 1)
+        for p in r["persons"]:
+            x0, y0, x1, y1 = map(int, p["box"])
+            cv2.rectangle(img, (x0, y0), (x1, y1), (60, 255, 60), 2)
+            kp = p["keypoints"]
+            for a, b in COCO_SKELETON:
+                if kp[a][2] == 2 and kp[b][2] == 2:
+                    cv2.line(img, tuple(map(int, kp[a][:2])), tuple(map(int, kp[b][:2])), (255, 80, 80), 2)
+            for u, v, vis in kp:
+                if vis == 2:
+                    cv2.circle(img, (int(u), int(v)), 3, (255, 255, 255), -1)
+        tiles.append((f"{r['camera']} {r['scenario']} t={r['t']:.0f}s {r['split']}", img))
+    return contact_sheet(tiles, path, tile_w=tile_w)
+
+
+def write_card(out: Path, cfg: DatagenConfig, store: StoreSpec, exported: dict, shards: list[dict], command: str) -> Path:
+    c = exported["counts"]
+    lines = [f"# storetwin synthetic dataset — store `{store.name}`", "",
+             "Made by `storetwin datagen` from randomised shopping scenarios in the store twin. Every label "
+             "is projected from the simulator's state and checked against the rendered pixels (instance "
+             "masks); nothing was labelled by hand.", "",
+             "## Reproduce", "", "```", command, "```", "",
+             f"Settings hash `{cfg.settings_hash()}`; base seed {cfg.seed}; scenario seed = seed × 1000003 + "
+             "scenario index.", "",
+             "## Contents", "",
+             "| split | scenarios | images | persons | product boxes |", "| --- | ---: | ---: | ---: | ---: |"]
+    for s in ("train", "val"):
+        inst = c[s]["instances"]
+        lines.append(f"| {s} | {len(c[s]['scenarios'])} | {c[s]['images']} | {inst['person']} | "
+                     f"{sum(v for k, v in inst.items() if k != 'person')} |")
+    lines += ["", "Layouts: `detect/` (YOLO detection, class 0 person + one class per SKU), `pose/` (YOLO pose, "
+              "17 COCO keypoints; visibility 0 = hidden behind a shelf or a body, or outside the image; 2 = visible), "
+              "`coco/instances_{train,val}.json` (COCO; keypoint visibility 0 outside the image, 1 hidden, 2 visible; "
+              "`file_name` relative to this folder). Train and val never share a scenario.", "",
+              "![labelled samples](mosaic.jpg)", "",
+              "## Instances per class", "", "| class | look-alike group | train | val |", "| --- | --- | ---: | ---: |"]
+    for name in exported["classes"]:
+        group = store.products[name].lookalike if name in store.products else ""
+        lines.append(f"| {name} | {group or ''} | {c['train']['instances'][name]} | {c['val']['instances'][name]} |")
+    lines += ["", "## Scenarios", "", "| index | split | seed | shoppers | lighting | props |", "| ---: | --- | ---: | ---: | --- | ---: |"]
+    for sh in shards:
+        for s in sh["scenarios"]:
+            L = s["lighting"]
+            lines.append(f"| {s['index']} | {s['split']} | {s['seed']} | {s['shoppers']} | {L['name']} "
+                         f"×{L['ceiling_intensity'] / LightingPreset.named(L['name']).ceiling_intensity:.2f} | {s['props']} |")
+    wall = sum(s["wall_s"] for s in shards)
+    lines += ["", "## Settings", "", "```json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str), "```", "",
+              f"Made in {wall:.0f} s of shard time ({sum(s['images'] for s in shards)} images kept of "
+              f"{sum(s['rendered'] for s in shards)} rendered)."]
+    p = Path(out) / "README.md"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+# -- the whole job: shards (joblib via hydra multirun, Ray, or one by one), then the export ----------
+def datagen_config_from(d: dict) -> DatagenConfig:
+    """Check a ``datagen`` config (types, known keys) against :class:`DatagenConfig` and build it."""
+    from omegaconf import OmegaConf
+
+    from omegaconf.errors import OmegaConfBaseException
+
+    base = OmegaConf.structured(DatagenConfig)
+
+    def writable(node) -> None:   # frozen dataclasses come read-only, all the way down
+        OmegaConf.set_readonly(node, False)
+        for k in (node.keys() if OmegaConf.is_dict(node) else range(len(node))):
+            child = node._get_node(k)
+            if OmegaConf.is_config(child):
+                writable(child)
+
+    writable(base)
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(base, {k: v for k, v in d.items() if k not in ("out", "shard", "hydra")}))
+    except OmegaConfBaseException as e:   # name the field, one line
+        raise ValueError(f"{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
+    cfg = dataclasses.replace(cfg, randomise=Randomisation(**{k: (tuple(v) if isinstance(v, list) else v)
+                                                              for k, v in dataclasses.asdict(cfg.randomise).items()}),
+                              trips=TripConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                                                  for k, v in dataclasses.asdict(cfg.trips).items()}),
+                              shoppers=tuple(cfg.shoppers), cameras=tuple(cfg.cameras))
+    if cfg.shards < 1 or cfg.scenarios_per_shard < 1:
+        raise ValueError(f"shards={cfg.shards}, scenarios_per_shard={cfg.scenarios_per_shard}: expected ≥ 1")
+    if not 1 <= cfg.shoppers[0] <= cfg.shoppers[1]:
+        raise ValueError(f"shoppers={list(cfg.shoppers)}: expected [low, high] with 1 ≤ low ≤ high")
+    if cfg.launcher not in ("joblib", "ray", "serial"):
+        raise ValueError(f"launcher={cfg.launcher!r}: expected joblib, ray or serial")
+    if cfg.duration_s <= 0 or cfg.sample_every_s <= 0:
+        raise ValueError("duration_s and sample_every_s: expected seconds > 0")
+    if not 0 <= cfg.val_fraction < 1:
+        raise ValueError(f"val_fraction={cfg.val_fraction}: expected a fraction in [0, 1)")
+    bad = [x for x in cfg.randomise.lighting if x not in ("day", "evening", "flicker")]
+    if bad:
+        raise ValueError(f"randomise.lighting: {bad} are not lighting presets (day, evening, flicker)")
+    return cfg
+
+
+def _shard_job(c) -> int:
+    """One hydra multirun job: the config composed from conf/datagen.yaml with ``shard=N``."""
+    from omegaconf import OmegaConf
+
+    from harness.paths import store_dir
+
+    out, shard = Path(c.out), int(c.shard)
+    settings = json.loads((out / "datagen.json").read_text())["settings"]   # checked by run_datagen
+    generate_shard(datagen_config_from(settings), out, shard, store_dir())
+    return shard
+
+
+def _launch_joblib(out: Path, missing: list[int], jobs: int) -> None:
+    """The missing shards as one hydra multirun sweep over ``shard`` on the joblib launcher; each
+    job reads the dataset's settings from ``<out>/datagen.json``."""
+    import sys
+
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from harness.paths import conf_dir
+
+    GlobalHydra.instance().clear()
+    argv = ["storetwin-datagen", "--multirun", f"out={out}", f"shard={','.join(map(str, missing))}",
+            "hydra/launcher=joblib", f"hydra.launcher.n_jobs={min(jobs, len(missing))}",
+            f"hydra.sweep.dir={out / '.multirun'}", "hydra.sweep.subdir=${hydra.job.num}",
+            "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    app = hydra.main(config_path=str(conf_dir()), config_name="datagen", version_base="1.3")(_shard_job)
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        app()
+    except SystemExit as e:   # hydra reports a failed job and exits; we report the missing shards instead
+        if e.code not in (0, None):
+            pass
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+
+
+def _ray_shard(cfg: DatagenConfig, out: str, shard: int, store_dir: str) -> int:
+    generate_shard(cfg, Path(out), shard, Path(store_dir), progress=False)
+    return shard
+
+
+def _launch_ray(cfg: DatagenConfig, out: Path, missing: list[int], store_dir: Path) -> None:
+    """The missing shards as Ray tasks, one CPU each, on ``ray_address`` (or a local instance)."""
+    import ray
+    from tqdm import tqdm
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=cfg.ray_address, num_cpus=None if cfg.ray_address else cfg.jobs,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=1)(_ray_shard)
+        pending = [task.remote(cfg, str(out), s, str(store_dir)) for s in missing]
+        with tqdm(total=len(pending), unit="shard", desc="datagen on ray") as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                    except Exception as e:  # a failed shard stays missing; the others go on
+                        bar.write(f"a shard failed: {str(e).splitlines()[0]}")
+                    bar.update(1)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@dataclass
+class DatagenResult:
+    out: Path
+    made: list[int]
+    skipped: list[int]
+    counts: dict
+    card: Path
+    mosaic: Path | None
+    wall_s: float
+
+
+def run_datagen(cfg: DatagenConfig, out: Path, command: str = "storetwin datagen") -> DatagenResult:
+    """Make every missing shard, then export. The dataset folder remembers its settings: rerunning
+    with the same settings finishes it; other settings need another folder."""
+    from harness.paths import store_dir
+    from runtime.store import load_store
+
+    out = Path(out).resolve()
+    store_file = store_dir() / f"{cfg.store}.yaml"
+    if not store_file.is_file():
+        known = ", ".join(sorted(p.stem for p in store_dir().glob("*.yaml")))
+        raise ValueError(f"store={cfg.store!r}: expected a store in {store_dir()} ({known})")
+    store = load_store(store_file)
+    cams = [c for c in cfg.cameras if c not in store.camera_by_id]
+    if cams:
+        raise ValueError(f"cameras: {cams} are not cameras of store '{store.name}'")
+    manifest = out / "datagen.json"
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        if old.get("settings_hash") != cfg.settings_hash() or old.get("shards") != cfg.shards:
+            raise FileExistsError(f"{out}: a dataset made with other settings (or shard count) is there; "
+                                  "rerun with the same settings to finish it, or choose another out=")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"settings_hash": cfg.settings_hash(), "shards": cfg.shards,
+                                    "settings": dataclasses.asdict(cfg), "command": command}, indent=1, default=str))
+    t0 = time.perf_counter()
+    missing = [s for s in range(cfg.shards) if not shard_done(out, s, cfg.settings_hash())]
+    skipped = [s for s in range(cfg.shards) if s not in missing]
+    if missing:
+        if cfg.launcher == "serial" or (cfg.launcher == "joblib" and cfg.jobs <= 1 and len(missing) == 1):
+            for s in missing:
+                generate_shard(cfg, out, s, store_dir())
+        elif cfg.launcher == "joblib":
+            _launch_joblib(out, missing, cfg.jobs)
+        else:
+            _launch_ray(cfg, out, missing, store_dir())
+    still = [s for s in range(cfg.shards) if not shard_done(out, s, cfg.settings_hash())]
+    if still:
+        raise RuntimeError(f"{out}: shards {still} failed (see the messages above); rerun the same command "
+                           "to make only those")
+    shards = [json.loads((shard_dir(out, s) / "shard.json").read_text()) for s in range(cfg.shards)]
+    exported = export(out, cfg, store)
+    mos = mosaic(exported["records"], out / "mosaic.jpg", seed=cfg.seed)
+    card = write_card(out, cfg, store, exported, shards, command)
+    return DatagenResult(out, missing, skipped, exported["counts"], card, mos, time.perf_counter() - t0)

@@ -1,0 +1,182 @@
+"""`storetwin datagen`: datasets that Ultralytics loads, labels inside the image, hidden keypoints
+at visibility 0, train and val never sharing a scenario, and resuming that makes only what is
+missing. Tiny store, short scenarios."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.datagen import (DatagenConfig, datagen_config_from, degrade, near_duplicate, run_datagen,
+                             scenario_split, Randomisation)
+
+ARGS = ["store=tiny_unit", "shards=3", "duration_s=12", "shoppers=[1,2]", "seed=5", "jobs=2"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dg") / "ds"
+    assert main(["datagen", f"out={out}", *ARGS]) == 0
+    return out
+
+
+def _lines(p: Path) -> list[list[float]]:
+    return [[float(x) for x in line.split()] for line in p.read_text().splitlines() if line.strip()]
+
+
+def test_layout_and_both_splits(dataset: Path):
+    for task in ("detect", "pose"):
+        d = yaml.safe_load((dataset / task / "data.yaml").read_text())
+        assert d["train"] == "images/train" and d["val"] == "images/val"
+        for split in ("train", "val"):
+            imgs = sorted((dataset / task / "images" / split).glob("*.jpg"))
+            labels = sorted((dataset / task / "labels" / split).glob("*.txt"))
+            assert imgs and [p.stem for p in imgs] == [p.stem for p in labels]
+    names = yaml.safe_load((dataset / "detect" / "data.yaml").read_text())["names"]
+    assert names[0] == "person" and len(names) == 1 + 4
+    pose = yaml.safe_load((dataset / "pose" / "data.yaml").read_text())
+    assert pose["kpt_shape"] == [17, 3] and sorted(pose["flip_idx"]) == list(range(17))
+    for f in ("README.md", "mosaic.jpg", "coco/instances_train.json", "coco/instances_val.json"):
+        assert (dataset / f).is_file(), f
+
+
+def test_train_and_val_never_share_a_scenario(dataset: Path):
+    scen = {s: {p.name.split("_s")[1].split("_")[0] for p in (dataset / "detect" / "images" / s).glob("*.jpg")}
+            for s in ("train", "val")}
+    assert scen["train"] and scen["val"] and not scen["train"] & scen["val"]
+    coco = {s: json.loads((dataset / "coco" / f"instances_{s}.json").read_text()) for s in ("train", "val")}
+    assert not {i["scenario"] for i in coco["train"]["images"]} & {i["scenario"] for i in coco["val"]["images"]}
+
+
+def test_labels_stay_inside_the_image(dataset: Path):
+    n = 0
+    for p in (dataset / "detect" / "labels").rglob("*.txt"):
+        for cls, cx, cy, w, h in _lines(p):
+            assert w > 0 and h > 0
+            assert 0 <= cx - w / 2 + 1e-6 and cx + w / 2 <= 1 + 1e-6 and 0 <= cy - h / 2 + 1e-6 and cy + h / 2 <= 1 + 1e-6
+            n += 1
+    for p in (dataset / "pose" / "labels").rglob("*.txt"):
+        for row in _lines(p):
+            assert len(row) == 5 + 17 * 3 and row[0] == 0
+            kp = np.array(row[5:]).reshape(17, 3)
+            assert set(kp[:, 2]) <= {0.0, 2.0}
+            vis = kp[kp[:, 2] == 2]
+            assert ((vis[:, :2] >= 0) & (vis[:, :2] <= 1)).all()
+            cx, cy, w, h = row[1:5]   # a visible keypoint lies on the person, so in the box
+            assert ((vis[:, 0] >= cx - w / 2 - 0.01) & (vis[:, 0] <= cx + w / 2 + 0.01)).all()
+    assert n > 20
+
+
+def test_hidden_keypoints_have_visibility_zero(dataset: Path):
+    """A keypoint the renderer found hidden (behind a shelf or a body: the pixel shows something
+    else) is exported with visibility 0 and no position, in the pose dataset."""
+    hidden = shown = 0
+    for shard in sorted((dataset / "shards").glob("shard_*")):
+        for line in (shard / "labels.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            stem = f"{shard.name}_{Path(rec['file']).stem}"
+            split = rec["split"]
+            rows = _lines(dataset / "pose" / "labels" / split / f"{stem}.txt")
+            assert len(rows) == len(rec["persons"])
+            for row, person in zip(rows, rec["persons"]):
+                kp = np.array(row[5:]).reshape(17, 3)
+                for (u, v, vis), (ku, kv, kvis) in zip(person["keypoints"], kp):
+                    if vis == 1:
+                        hidden += 1
+                        assert kvis == 0 and ku == 0 and kv == 0
+                    elif vis == 2:
+                        shown += 1
+                        assert kvis == 2 and abs(ku * rec["width"] - u) < 0.01 and abs(kv * rec["height"] - v) < 0.01
+    assert hidden > 0 and shown > 0
+
+
+def test_rerun_makes_only_the_missing_shards_and_the_same_labels(dataset: Path, tmp_path: Path):
+    out = tmp_path / "ds"
+    shutil.copytree(dataset, out)
+    before = (out / "shards" / "shard_00001" / "labels.jsonl").read_text()
+    kept = (out / "shards" / "shard_00000" / "labels.jsonl").stat().st_mtime_ns
+    shutil.rmtree(out / "shards" / "shard_00001")
+    cfg = datagen_config_from({k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in ARGS)})
+    res = run_datagen(cfg, out)
+    assert res.made == [1] and res.skipped == [0, 2]
+    assert (out / "shards" / "shard_00001" / "labels.jsonl").read_text() == before, "same seed, same labels"
+    assert (out / "shards" / "shard_00000" / "labels.jsonl").stat().st_mtime_ns == kept
+    # other settings in the same folder are refused, and nothing is touched
+    assert main(["datagen", f"out={out}", *ARGS[:-1], "duration_s=13"]) == 2
+
+
+def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path: Path, capsys):
+    for bad in ("randomise.noise_sigma=banana", "launcher=slurm", "cameras=[cam_99]", "shoppers=[3,1]", "nope=1"):
+        assert main(["datagen", f"out={tmp_path / 'x'}", "store=tiny_unit", bad]) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:"), (bad, err)
+    assert not (tmp_path / "x").exists()
+
+
+TRAIN_ONE_BATCH = """
+import sys
+from ultralytics import YOLO
+data, model, project, name = sys.argv[1:]
+YOLO(model).train(data=data, epochs=1, imgsz=128, batch=8, workers=0, device="cpu", plots=False, val=False,
+                  amp=False, project=project, name=name, verbose=False, fraction=0.25)
+"""
+
+
+@pytest.mark.parametrize("task,model", [("detect", "yolov8n.yaml"), ("pose", "yolov8n-pose.yaml")])
+def test_ultralytics_loads_and_trains_one_batch(dataset: Path, tmp_path: Path, task: str, model: str):
+    """Both YOLO datasets load in Ultralytics and a from-scratch model takes a training step on
+    them. (In its own process, as `storetwin train` runs: torch's compiler stack and Mesa's
+    llvmpipe, loaded by the renderer, must not share a process.)"""
+    r = subprocess.run([sys.executable, "-c", TRAIN_ONE_BATCH, str(dataset / task / "data.yaml"), model, str(tmp_path), task],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / task / "weights" / "last.pt").is_file()
+
+
+def test_ray_launcher_on_a_local_instance(tmp_path: Path):
+    """The same shards on Ray (an instance the test starts here) as with the default launcher."""
+    pytest.importorskip("ray")
+    cfg = datagen_config_from({"store": "tiny_unit", "shards": 2, "duration_s": 6, "shoppers": [1, 1], "seed": 9,
+                               "launcher": "ray", "jobs": 2})
+    res = run_datagen(cfg, tmp_path / "ray")
+    assert res.made == [0, 1] and res.counts["train"]["images"] + res.counts["val"]["images"] > 0
+    serial = run_datagen(datagen_config_from({**{"store": "tiny_unit", "shards": 2, "duration_s": 6, "shoppers": [1, 1],
+                                                   "seed": 9}, "launcher": "serial"}), tmp_path / "serial")
+    for s in (0, 1):
+        a = (tmp_path / "ray" / "shards" / f"shard_0000{s}" / "labels.jsonl").read_text()
+        b = (tmp_path / "serial" / "shards" / f"shard_0000{s}" / "labels.jsonl").read_text()
+        assert a == b
+    assert serial.made == [0, 1]
+
+
+def test_scenario_split_has_both_splits_and_is_stable():
+    for n in range(2, 30):
+        splits = [scenario_split(i, n, 0.2) for i in range(n)]
+        assert "val" in splits and "train" in splits
+    assert [scenario_split(i, 10, 0.2) for i in range(10)].count("val") == 2
+    assert scenario_split(0, 1, 0.2) == "train"
+
+
+def test_near_duplicates():
+    a = {"persons": [{"id": 0, "box": [10, 10, 50, 90]}], "products": [{"instance": 3, "box": [1, 1, 5, 5]}]}
+    b = {"persons": [{"id": 0, "box": [14, 10, 54, 90]}], "products": [{"instance": 3, "box": [1, 1, 5, 5]}]}
+    c = {"persons": [{"id": 0, "box": [30, 10, 70, 90]}], "products": [{"instance": 3, "box": [1, 1, 5, 5]}]}
+    d = {"persons": [{"id": 0, "box": [14, 10, 54, 90]}, {"id": 1, "box": [0, 0, 9, 9]}], "products": b["products"]}
+    assert near_duplicate(a, b, 12) and not near_duplicate(a, c, 12) and not near_duplicate(a, d, 12)
+    assert not near_duplicate(None, a, 12)
+
+
+def test_degrade_blurs_and_adds_noise_but_keeps_the_frame():
+    rng = np.random.default_rng(0)
+    img = np.zeros((60, 80, 3), np.uint8)
+    img[20:40, 30:50] = 255
+    out, q, fx = degrade(img, Randomisation(motion_blur_p=1.0, noise_sigma=(3.0, 3.0)), rng)
+    assert out.shape == img.shape and out.dtype == np.uint8 and 80 <= q <= 95
+    assert "motion_blur" in fx and fx["noise_sigma"] == 3.0
+    assert np.abs(out.astype(int) - img).mean() > 1.0
