@@ -199,7 +199,9 @@ def frame_labels(truth, instance_skus: list[str], w: int, h: int, cfg: DatagenCo
     products = []
     for inst, box, pix in zip(truth.product_ids, truth.product_boxes, truth.product_pixels):
         box = np.clip(box, 0, lim)
-        if pix < cfg.min_product_pixels or box[2] - box[0] < 2 or box[3] - box[1] < 2:
+        # exact masks count pixels; the depth test counts seen surface samples (of 150) instead
+        area = pix if cfg.exact_product_masks else (box[2] - box[0]) * (box[3] - box[1]) * (pix >= 4)
+        if area < cfg.min_product_pixels or box[2] - box[0] < 2 or box[3] - box[1] < 2:
             continue
         products.append({"sku": instance_skus[int(inst)], "instance": int(inst), "box": [round(float(v), 1) for v in box]})
     return {"persons": persons, "products": products}
@@ -463,8 +465,8 @@ def write_card(out: Path, cfg: DatagenConfig, store: StoreSpec, exported: dict, 
     c = exported["counts"]
     lines = [f"# storetwin synthetic dataset — store `{store.name}`", "",
              "Made by `storetwin datagen` from randomised shopping scenarios in the store twin. Every label "
-             "is projected from the simulator's state and checked against the rendered pixels (instance "
-             "masks); nothing was labelled by hand.", "",
+             "comes from the simulator's state and the renderer's instance masks of the very frame; nothing "
+             "was labelled by hand.", "",
              "## Reproduce", "", "```", command, "```", "",
              f"Settings hash `{cfg.settings_hash()}`; base seed {cfg.seed}; scenario seed = seed × 1000003 + "
              "scenario index.", "",

@@ -180,3 +180,24 @@ def test_degrade_blurs_and_adds_noise_but_keeps_the_frame():
     assert out.shape == img.shape and out.dtype == np.uint8 and 80 <= q <= 95
     assert "motion_blur" in fx and fx["noise_sigma"] == 3.0
     assert np.abs(out.astype(int) - img).mean() > 1.0
+
+
+def test_domain_randomisation_moves_cameras_a_little_and_keeps_props_on_the_floor():
+    from harness.datagen import clutter, jitter_cameras, lighting_preset
+    from harness.paths import store_dir
+    from runtime.store import load_store
+
+    store = load_store(store_dir() / "small_convenience.yaml")
+    rng = np.random.default_rng(1)
+    j = jitter_cameras(store, rng, 0.04, 0.12)
+    for a, b in zip(store.cameras, j.cameras):
+        angle = np.degrees(np.arccos(np.clip((np.trace(a.R @ b.R.T) - 1) / 2, -1, 1)))
+        assert 0 < angle < 10 and np.linalg.norm(np.subtract(a.position_m, b.position_m)) < 0.3
+    props = clutter(store, rng, 12)
+    assert len(props) == 12
+    for m in props:
+        lo, hi = m.bounds
+        assert lo[0] > -0.05 and lo[1] > -0.05 and hi[0] < store.floor.width_m + 0.05 and hi[1] < store.floor.depth_m + 0.05
+        assert lo[2] > -1e-6 and hi[2] < 2.6
+    lights = {lighting_preset(Randomisation(), np.random.default_rng(s)).name for s in range(40)}
+    assert lights == {"day", "evening", "flicker"}
