@@ -20,7 +20,7 @@ debs:
 $(STAMP): pyproject.toml | debs
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[sim,data,train,dev]'
+	$(PY) -m pip install -q -e '.[sim,data,train,edge,dev]'
 	@touch $(STAMP)
 
 demo: debs $(STAMP)

@@ -77,6 +77,8 @@ class DatagenConfig:
     min_product_pixels: int = 25
     exact_product_masks: bool = True             # product boxes from per-item masks (slower, exact)
     val_fraction: float = 0.2
+    product_crops: int = 2                       # products/: crops per image at full resolution (0: none)
+    crop_px: int = 320                           # their size
     jobs: int = 2                                # shards made at once
     launcher: str = "joblib"                     # joblib (hydra multirun) | ray | serial
     ray_address: Optional[str] = None            # ray: an existing cluster ("auto", "ray://host:10001"); none = start one here
@@ -86,7 +88,7 @@ class DatagenConfig:
     def settings_hash(self) -> str:
         """What makes the dataset's content: everything except how it is launched."""
         d = dataclasses.asdict(self)
-        for k in ("shards", "jobs", "launcher", "ray_address"):
+        for k in ("shards", "jobs", "launcher", "ray_address", "product_crops", "crop_px"):   # not in the shards
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -365,8 +367,13 @@ def export(out: Path, cfg: DatagenConfig, store: StoreSpec) -> dict:
     names = classes(store)
     cls_of = {n: i for i, n in enumerate(names)}
     recs = load_records(out)
-    for sub in ("detect", "pose", "coco"):
-        shutil.rmtree(out / sub, ignore_errors=True)
+    # A layout already built from these very shards is left alone (a model may be training on it).
+    sig = {"format": SHARD_FORMAT, "settings_hash": cfg.settings_hash(),
+           "shards": sorted({Path(r["path"]).parent.parent.name for r in recs})}
+    rebuild = any(_export_sig(out / sub) != sig for sub in ("detect", "pose", "coco"))
+    if rebuild:
+        for sub in ("detect", "pose", "coco"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     counts = {s: {"images": 0, "instances": {n: 0 for n in names}, "scenarios": set()} for s in ("train", "val")}
     coco = {s: {"images": [], "annotations": []} for s in ("train", "val")}
     for task in ("detect", "pose"):
@@ -385,7 +392,7 @@ def export(out: Path, cfg: DatagenConfig, store: StoreSpec) -> dict:
         for q in r["products"]:
             det.append(f"{cls_of[q['sku']]} {_yolo_box(q['box'], w, h)}")
             counts[s]["instances"][q["sku"]] += 1
-        for task, lines in (("detect", det), ("pose", pose)):
+        for task, lines in (("detect", det), ("pose", pose)) if rebuild else ():
             _link(Path(r["path"]), out / task / "images" / s / f"{stem}.jpg")
             (out / task / "labels" / s / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
         counts[s]["images"] += 1
@@ -410,20 +417,90 @@ def export(out: Path, cfg: DatagenConfig, store: StoreSpec) -> dict:
              "skeleton": [[a + 1, b + 1] for a, b in COCO_SKELETON]}]
     cats += [{"id": cls_of[p.sku], "name": p.sku, "supercategory": "product"} for p in store.catalog]
     (out / "coco").mkdir(exist_ok=True)
-    for s in ("train", "val"):
+    for s in ("train", "val") if rebuild else ():
         (out / "coco" / f"instances_{s}.json").write_text(json.dumps(
             {"info": {"description": f"storetwin synthetic data, store {store.name}", "version": cfg.settings_hash()},
              "images": coco[s]["images"], "annotations": coco[s]["annotations"], "categories": cats}))
     import yaml
 
-    (out / "detect" / "data.yaml").write_text(yaml.safe_dump(
-        {"train": "images/train", "val": "images/val", "names": dict(enumerate(names))}, sort_keys=False))
-    (out / "pose" / "data.yaml").write_text(yaml.safe_dump(
-        {"train": "images/train", "val": "images/val", "kpt_shape": [17, 3], "flip_idx": FLIP_IDX,
-         "names": {0: "person"}}, sort_keys=False))
+    if rebuild:
+        (out / "detect" / "data.yaml").write_text(yaml.safe_dump(
+            {"train": "images/train", "val": "images/val", "names": dict(enumerate(names))}, sort_keys=False))
+        (out / "pose" / "data.yaml").write_text(yaml.safe_dump(
+            {"train": "images/train", "val": "images/val", "kpt_shape": [17, 3], "flip_idx": FLIP_IDX,
+             "names": {0: "person"}}, sort_keys=False))
     for s in counts:
         counts[s]["scenarios"] = sorted(counts[s]["scenarios"])
-    return {"counts": counts, "records": recs, "classes": names}
+    for sub in ("detect", "pose", "coco"):
+        (out / sub / "export.json").write_text(json.dumps(sig))
+    crops = export_product_crops(out, cfg, store, recs, sig) if cfg.product_crops > 0 else None
+    return {"counts": counts, "records": recs, "classes": names, "product_crops": crops}
+
+
+def _export_sig(folder: Path) -> dict | None:
+    f = folder / "export.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def export_product_crops(out: Path, cfg: DatagenConfig, store: StoreSpec, recs: list[dict], sig: dict) -> dict:
+    """``products/``: a YOLO detection dataset of every SKU on ``crop_px`` crops at the cameras'
+    full resolution — one round a hand (a visible wrist) when there is one, the others round a
+    random product — so small items stay as many pixels as the camera gives them. A box is kept
+    when 60% of it lies in the crop."""
+    sig = {**sig, "product_crops": cfg.product_crops, "crop_px": cfg.crop_px}
+    root = Path(out) / "products"
+    skus = [p.sku for p in store.catalog]
+    cls_of = {s: i for i, s in enumerate(skus)}
+    counts = {s: {"images": 0, "instances": 0} for s in ("train", "val")}
+    if _export_sig(root) == sig:
+        for s in counts:
+            counts[s]["images"] = len(list((root / "images" / s).glob("*.jpg")))
+        return counts
+    shutil.rmtree(root, ignore_errors=True)
+    for s in ("train", "val"):
+        (root / "images" / s).mkdir(parents=True)
+        (root / "labels" / s).mkdir(parents=True)
+    rng = np.random.default_rng([cfg.seed, 4])
+    C = cfg.crop_px
+    for r in recs:
+        if not r["products"]:
+            continue
+        w, h, s = r["width"], r["height"], r["split"]
+        centres = []
+        wrists = [kp[:2] for p in r["persons"] for kp in (p["keypoints"][9], p["keypoints"][10]) if kp[2] == 2]
+        if wrists:
+            centres.append(np.array(wrists[int(rng.integers(len(wrists)))]) + rng.normal(0, 40, 2))
+        while len(centres) < cfg.product_crops:
+            b = r["products"][int(rng.integers(len(r["products"])))]["box"]
+            centres.append(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) + rng.uniform(-C / 3, C / 3, 2))
+        img = None
+        for k, c in enumerate(centres[: cfg.product_crops]):
+            x0 = int(np.clip(c[0] - C / 2, 0, max(w - C, 0)))
+            y0 = int(np.clip(c[1] - C / 2, 0, max(h - C, 0)))
+            cw, ch = min(C, w), min(C, h)
+            lines = []
+            for q in r["products"]:
+                bx = np.array(q["box"], float)
+                area = (bx[2] - bx[0]) * (bx[3] - bx[1])
+                cb = np.clip(bx - [x0, y0, x0, y0], 0, [cw, ch, cw, ch])
+                if (cb[2] - cb[0]) * (cb[3] - cb[1]) < 0.6 * area or cb[2] - cb[0] < 2 or cb[3] - cb[1] < 2:
+                    continue
+                lines.append(f"{cls_of[q['sku']]} {_yolo_box(cb, cw, ch)}")
+            if not lines:
+                continue
+            if img is None:
+                img = cv2.imread(r["path"])
+            stem = f"{Path(r['path']).parent.parent.name}_{Path(r['file']).stem}_c{k}"
+            cv2.imwrite(str(root / "images" / s / f"{stem}.jpg"), img[y0:y0 + ch, x0:x0 + cw], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            (root / "labels" / s / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+            counts[s]["images"] += 1
+            counts[s]["instances"] += len(lines)
+    import yaml
+
+    (root / "data.yaml").write_text(yaml.safe_dump({"train": "images/train", "val": "images/val",
+                                                    "names": dict(enumerate(skus))}, sort_keys=False))
+    (root / "export.json").write_text(json.dumps(sig))
+    return counts
 
 
 def mosaic(records: list[dict], path: Path, n: int = 16, seed: int = 0, tile_w: int = 400) -> Path | None:
@@ -476,6 +553,11 @@ def write_card(out: Path, cfg: DatagenConfig, store: StoreSpec, exported: dict, 
         inst = c[s]["instances"]
         lines.append(f"| {s} | {len(c[s]['scenarios'])} | {c[s]['images']} | {inst['person']} | "
                      f"{sum(v for k, v in inst.items() if k != 'person')} |")
+    pc = exported.get("product_crops")
+    if pc:
+        lines += ["", f"`products/`: {pc['train']['images']} train and {pc['val']['images']} val crops of "
+                  f"{cfg.crop_px} px at full resolution (round hands and products), "
+                  f"{pc['train']['instances'] + pc['val']['instances']} SKU boxes."]
     lines += ["", "Layouts: `detect/` (YOLO detection, class 0 person + one class per SKU), `pose/` (YOLO pose, "
               "17 COCO keypoints; visibility 0 = hidden behind a shelf or a body, or outside the image; 2 = visible), "
               "`coco/instances_{train,val}.json` (COCO; keypoint visibility 0 outside the image, 1 hidden, 2 visible; "

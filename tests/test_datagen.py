@@ -201,3 +201,19 @@ def test_domain_randomisation_moves_cameras_a_little_and_keeps_props_on_the_floo
         assert lo[2] > -1e-6 and hi[2] < 2.6
     lights = {lighting_preset(Randomisation(), np.random.default_rng(s)).name for s in range(40)}
     assert lights == {"day", "evening", "flicker"}
+
+
+def test_product_crops_keep_full_resolution_and_every_box_inside(dataset: Path):
+    import cv2
+
+    d = yaml.safe_load((dataset / "products" / "data.yaml").read_text())
+    assert list(d["names"].values()) == ["cola_classic_330", "cola_zero_330", "water_still_500", "crisps_salted_150"]
+    imgs = sorted((dataset / "products" / "images" / "train").glob("*.jpg"))
+    assert imgs
+    for p in imgs[:40]:
+        h, w = cv2.imread(str(p)).shape[:2]
+        assert w <= 320 and h <= 320
+        rows = _lines(dataset / "products" / "labels" / "train" / f"{p.stem}.txt")
+        assert rows
+        for cls, cx, cy, bw, bh in rows:
+            assert 0 <= cls < 4 and 0 <= cx - bw / 2 + 1e-6 and cx + bw / 2 <= 1 + 1e-6 and cy + bh / 2 <= 1 + 1e-6

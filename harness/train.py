@@ -1,0 +1,296 @@
+"""`storetwin train` and `storetwin evaluate-model`: the project's own perception models.
+
+Models are trained from scratch (an Ultralytics architecture YAML, no downloaded weights) on a
+`storetwin datagen` dataset, then shipped in ``models/`` as ``<name>.pt`` and ``<name>.onnx``
+with a card ``<name>.md`` that records the commands that made the data and the model, the seeds,
+the settings and the scores.
+
+Ultralytics runs in this process; do not render in the same process (torch's compiler stack and
+Mesa's llvmpipe do not share a process well): `storetwin datagen` and `storetwin train` are
+separate commands.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+os.environ.setdefault("YOLO_OFFLINE", "1")   # no update checks, no downloads
+
+TASKS = {"pose": ("yolov8n-pose.yaml", "person_pose"), "detect": ("yolov8n.yaml", "products")}
+
+# People in the two photographs that ship with Ultralytics (ultralytics/assets), boxed by hand
+# (x0, y0, x1, y1 pixels) for the sim-to-real check; every person at least half in the picture.
+REAL_PERSONS = {
+    "bus.jpg": [(48, 398, 245, 905), (220, 405, 345, 860), (668, 392, 810, 880), (0, 550, 68, 875)],
+    "zidane.jpg": [(125, 195, 714, 720), (745, 40, 1150, 715)],
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "pose"                 # pose (person, 17 keypoints) | detect (person + every SKU)
+    data: str = "data/train"           # a `storetwin datagen` dataset folder
+    name: Optional[str] = None         # the model's name in models/; default person_pose / products
+    model: Optional[str] = None        # an Ultralytics architecture YAML; default yolov8n(-pose).yaml
+    epochs: int = 40
+    imgsz: int = 416
+    batch: int = 16
+    seed: int = 0
+    device: str = "auto"               # auto: the first GPU when there is one, else cpu
+    workers: int = 2
+    patience: int = 100
+    resume: bool = False               # continue models/runs/<name> from its last epoch
+    export: tuple[str, ...] = ("onnx", "openvino")  # openvino is skipped (and said in the card) where it does not install
+    out: str = "models"
+
+    @property
+    def model_name(self) -> str:
+        return self.name or TASKS[self.task][1]
+
+    @property
+    def arch(self) -> str:
+        return self.model or TASKS[self.task][0]
+
+
+def train_config_from(d: dict) -> TrainConfig:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    base = OmegaConf.structured(TrainConfig)
+    OmegaConf.set_readonly(base, False)
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(base, d))
+    except OmegaConfBaseException as e:
+        raise ValueError(f"{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
+    cfg = TrainConfig(**{**asdict(cfg), "export": tuple(cfg.export)})
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r}: expected one of {sorted(TASKS)}")
+    if cfg.epochs < 1 or cfg.imgsz < 32 or cfg.imgsz % 32 or cfg.batch < 1:
+        raise ValueError(f"epochs={cfg.epochs}, imgsz={cfg.imgsz}, batch={cfg.batch}: expected epochs ≥ 1, "
+                         "imgsz a multiple of 32, batch ≥ 1")
+    bad = [f for f in cfg.export if f not in ("onnx", "openvino")]
+    if bad:
+        raise ValueError(f"export: {bad}: expected onnx and/or openvino")
+    data_yaml = Path(cfg.data) / cfg.task / "data.yaml"
+    if not data_yaml.is_file():
+        raise ValueError(f"data={cfg.data}: expected a `storetwin datagen` dataset folder with {cfg.task}/data.yaml")
+    return cfg
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    onnx: Optional[Path]
+    card: Path
+    scores: dict
+    wall_s: float
+
+
+def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
+    from ultralytics import YOLO
+
+    out = Path(cfg.out)
+    runs = (out / "runs").resolve()
+    run = runs / cfg.model_name
+    data_yaml = (Path(cfg.data) / cfg.task / "data.yaml").resolve()
+    t0 = time.perf_counter()
+    meta = run / "storetwin.json"       # the command that started this run, and its training time so far
+    if cfg.resume:
+        last = run / "weights" / "last.pt"
+        if not last.is_file() or not meta.is_file():
+            raise ValueError(f"resume=true: no {last} to resume from; train without resume first")
+        info = json.loads(meta.read_text())
+        import torch
+
+        finished = torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1) == -1
+        if not finished:   # a finished run is only shipped again (export, scores, card)
+            YOLO(str(last)).train(resume=True)
+    else:
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        info = {"command": command, "train_s": 0.0}
+        meta.write_text(json.dumps(info))
+        YOLO(cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
+                             deterministic=True, device=_device(cfg.device), workers=cfg.workers, patience=cfg.patience,
+                             project=str(runs), name=cfg.model_name, exist_ok=True, plots=False, amp=False, verbose=True)
+    info["train_s"] = info.get("train_s", 0.0) + time.perf_counter() - t0
+    meta.write_text(json.dumps(info))
+    wall, command = info["train_s"], info["command"]
+    best = run / "weights" / "best.pt"
+    if not best.is_file():
+        best = run / "weights" / "last.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{cfg.model_name}.pt"
+    shutil.copy(best, weights)
+    onnx = None
+    exported = {}
+    for fmt in cfg.export:
+        try:
+            extra = {"simplify": False} if fmt == "onnx" else {}
+            f = YOLO(str(weights)).export(format=fmt, imgsz=cfg.imgsz, dynamic=False, **extra)
+            exported[fmt] = str(f)
+            if fmt == "onnx":
+                onnx = Path(f)
+        except Exception as e:  # OpenVINO may not install everywhere: say so in the card
+            exported[fmt] = f"failed: {str(e).splitlines()[0]}"
+    scores = evaluate(weights, Path(cfg.data), cfg.task, cfg.imgsz, splits=("val",))
+    scores["sim_to_real"] = sim_to_real(weights, cfg.imgsz)
+    card = write_card(cfg, weights, scores, exported, wall, command, run)
+    return TrainResult(weights, onnx, card, scores, wall)
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+def _lookalike_groups(names: dict[int, str], data: Path) -> dict[str, list[str]]:
+    """Look-alike groups of the dataset's store (from the dataset's settings)."""
+    from harness.paths import store_dir
+    from runtime.store import load_store
+
+    try:
+        store_name = json.loads((data / "datagen.json").read_text())["settings"]["store"]
+        store = load_store(store_dir() / f"{store_name}.yaml")
+    except (OSError, KeyError, ValueError):
+        return {}
+    groups: dict[str, list[str]] = {}
+    for p in store.catalog:
+        if p.lookalike and p.sku in names.values():
+            groups.setdefault(p.lookalike, []).append(p.sku)
+    return groups
+
+
+def evaluate(weights: Path, data: Path, task: str, imgsz: int, splits: tuple[str, ...] = ("train", "val"),
+             batch: int = 16) -> dict:
+    """Score a model on a `storetwin datagen` dataset (by default all of it: a held-out dataset
+    made from other seeds, or another store, is unseen as a whole)."""
+    import tempfile
+
+    import yaml
+    from ultralytics import YOLO
+
+    data = Path(data).resolve()
+    src = yaml.safe_load((data / task / "data.yaml").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        y = {**src, "path": str(data / task), "train": "images/train", "val": [f"images/{s}" for s in splits]}
+        dy = Path(tmp) / "data.yaml"
+        dy.write_text(yaml.safe_dump(y, sort_keys=False))
+        model = YOLO(str(weights))
+        m = model.val(data=str(dy), imgsz=imgsz, batch=batch, device=_device("auto"), plots=False, verbose=False,
+                      project=tmp, name="val", workers=0)
+    names = m.names
+    out = {"data": str(data), "splits": list(splits), "imgsz": imgsz, "images": int(getattr(m, "seen", 0) or 0),
+           "box_map50": float(m.box.map50), "box_map50_95": float(m.box.map)}
+    if task == "pose":
+        out.update(kpt_map50=float(m.pose.map50), kpt_map50_95=float(m.pose.map))
+    per_class = {}
+    for k, ci in enumerate(m.box.ap_class_index):
+        p, r, ap50, ap = m.box.class_result(k)
+        per_class[names[int(ci)]] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
+                                     "ap50": round(float(ap50), 4), "ap50_95": round(float(ap), 4)}
+    out["per_class"] = per_class
+    if "person" in per_class:
+        out["person_ap50"] = per_class["person"]["ap50"]
+        out["person_recall"] = per_class["person"]["recall"]
+    groups = _lookalike_groups(names, data)
+    if groups:
+        out["lookalike_recall"] = {g: {s: per_class.get(s, {}).get("recall") for s in skus} for g, skus in groups.items()}
+    return out
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
+
+
+def sim_to_real(weights: Path, imgsz: int, conf: float = 0.25) -> dict:
+    """Person recall (IoU ≥ 0.5) on the two real photographs that ship with Ultralytics."""
+    import ultralytics
+    from ultralytics import YOLO
+
+    assets = Path(ultralytics.__file__).parent / "assets"
+    model = YOLO(str(weights))
+    person = next((i for i, n in model.names.items() if n == "person"), None)
+    found, total, per = 0, 0, {}
+    for name, truth in REAL_PERSONS.items():
+        res = model.predict(str(assets / name), imgsz=imgsz, conf=conf, device=_device("auto"), verbose=False)[0]
+        boxes = [b for b, c in zip(res.boxes.xyxy.cpu().numpy(), res.boxes.cls.cpu().numpy()) if int(c) == person]
+        hit = sum(1 for t in truth if any(_iou(t, b) >= 0.5 for b in boxes))
+        per[name] = {"persons": len(truth), "found": hit, "detections": len(boxes)}
+        found += hit
+        total += len(truth)
+    return {"recall": round(found / total, 3), "conf": conf, "images": per}
+
+
+# -- the card ---------------------------------------------------------------------------------------
+def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wall_s: float, command: str,
+               run: Path) -> Path:
+    data = Path(cfg.data)
+    dg = json.loads((data / "datagen.json").read_text()) if (data / "datagen.json").is_file() else {}
+    settings = dg.get("settings", {})
+    n = settings.get("shards", 0) * settings.get("scenarios_per_shard", 1)
+    seeds = f"{settings.get('seed')} (scenario seeds {settings.get('seed', 0) * 1_000_003} … " \
+            f"{settings.get('seed', 0) * 1_000_003 + max(n - 1, 0)})" if settings else "unknown"
+    size_mb = weights.stat().st_size / 1e6
+    s = scores
+    lines = [f"# {cfg.model_name}", "",
+             f"{'Person pose (17 COCO keypoints)' if cfg.task == 'pose' else 'Products (every SKU) and persons'}: "
+             f"Ultralytics `{cfg.arch}` trained from scratch on synthetic images of the store twin. "
+             "No pretrained weights, no real images.", "",
+             "| file | size |", "| --- | ---: |", f"| `{weights.name}` | {size_mb:.1f} MB |"]
+    for fmt, f in exported.items():
+        p = Path(f)
+        lines.append(f"| `{p.name}` ({fmt}) | " + (f"{_size_mb(p):.1f} MB |" if p.exists() else f"{f} |"))
+    lines += ["", "## How it was made", "", "```bash", dg.get("command", "# (dataset made outside storetwin datagen)"),
+              command, "```", "",
+              f"- data: `{cfg.data}`, store `{settings.get('store')}`, base seed {seeds}, settings hash "
+              f"`{dg.get('settings_hash')}`",
+              f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, device "
+              f"{_device(cfg.device)}, {wall_s / 60:.1f} min wall",
+              "", "## Scores (measured after training, on the dataset's validation scenarios)", "",
+              "| metric | value |", "| --- | ---: |",
+              f"| box mAP50 | {s['box_map50']:.3f} |", f"| box mAP50-95 | {s['box_map50_95']:.3f} |"]
+    if "kpt_map50" in s:
+        lines += [f"| keypoint mAP50 | {s['kpt_map50']:.3f} |", f"| keypoint mAP50-95 | {s['kpt_map50_95']:.3f} |"]
+    if "person_ap50" in s:
+        lines += [f"| person AP50 | {s['person_ap50']:.3f} |", f"| person recall | {s['person_recall']:.3f} |"]
+    if s.get("lookalike_recall"):
+        lines += ["", "Recall of look-alike SKUs (same pack, different label):", "", "| group | SKU | recall |",
+                  "| --- | --- | ---: |"]
+        for g, skus in s["lookalike_recall"].items():
+            lines += [f"| {g} | {sku} | {r if r is not None else 'n/a'} |" for sku, r in skus.items()]
+    r = s["sim_to_real"]
+    lines += ["", "## Sim-to-real", "",
+              f"Person recall on the two real photographs that ship with Ultralytics (`bus.jpg`, `zidane.jpg`; "
+              f"{sum(v['persons'] for v in r['images'].values())} people boxed by hand, IoU ≥ 0.5, confidence "
+              f"≥ {r['conf']}): **{r['recall']:.2f}**. "
+              + "; ".join(f"{k}: {v['found']} of {v['persons']} found, {v['detections']} detections"
+                          for k, v in r['images'].items()) + ".",
+              "The model has only ever seen rendered people: this is the honest gap to real cameras.", "",
+              "## Compare a new model with this one", "", "```bash",
+              f"storetwin evaluate-model model=models/{weights.name} data=<a held-out datagen dataset>", "```", "",
+              f"Training run (ignored by git): `{run}`."]
+    card = weights.with_suffix(".md")
+    card.write_text("\n".join(lines) + "\n")
+    (weights.with_suffix(".scores.json")).write_text(json.dumps(scores, indent=1))
+    return card
+
+
+def _size_mb(p: Path) -> float:
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 1e6
+    return p.stat().st_size / 1e6

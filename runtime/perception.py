@@ -1,0 +1,177 @@
+"""Perception models on the edge box: people with 17 keypoints, products.
+
+``load_model(path)`` gives a :class:`Detector` for any of the shipped formats:
+
+- ``.onnx``: ONNX Runtime and numpy only (no torch on the edge box);
+- an ``*_openvino_model/`` folder: OpenVINO's runtime, same pre- and post-processing;
+- ``.pt``: Ultralytics on torch (the training format; handy on a workstation or a GPU box).
+
+All of them take a BGR frame as the cameras give it and return :class:`Detection` in that frame's
+pixels: a box, a score, a class and, for pose models, 17 COCO keypoints (u, v, confidence).
+"""
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: np.ndarray                    # x0, y0, x1, y1 pixels
+    score: float
+    cls: int
+    label: str
+    keypoints: np.ndarray | None = None  # 17×3: u, v, confidence (pose models)
+
+
+class Detector:
+    """A detection or pose model; call it on a BGR frame."""
+
+    task: str          # "detect" | "pose"
+    names: dict[int, str]
+    imgsz: tuple[int, int]
+
+    def __call__(self, bgr: np.ndarray) -> list[Detection]:
+        raise NotImplementedError
+
+
+def _literal(v):
+    return ast.literal_eval(v) if isinstance(v, str) else v
+
+
+def letterbox(bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad to ``size`` (h, w) with grey, as Ultralytics does."""
+    h, w = bgr.shape[:2]
+    r = min(size[0] / h, size[1] / w)
+    nh, nw = round(h * r), round(w * r)
+    img = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else bgr
+    top, left = (size[0] - nh) / 2, (size[1] - nw) / 2
+    img = cv2.copyMakeBorder(img, round(top - 0.1), round(top + 0.1), round(left - 0.1), round(left + 0.1),
+                             cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return img, r, (round(left - 0.1), round(top - 0.1))
+
+
+def decode(pred: np.ndarray, task: str, names: dict[int, str], ratio: float, pad: tuple[float, float],
+           shape: tuple[int, int], conf: float, iou: float, max_det: int = 300) -> list[Detection]:
+    """YOLOv8 head output (4 + classes [+ 17·3], N) → detections in the original frame."""
+    p = pred.T                                    # N × C
+    nc = len(names)
+    scores_all = p[:, 4:4 + nc]
+    cls = scores_all.argmax(axis=1)
+    score = scores_all[np.arange(len(p)), cls]
+    keep = score >= conf
+    p, cls, score = p[keep], cls[keep], score[keep]
+    if not len(p):
+        return []
+    xywh = p[:, :4].copy()
+    xywh[:, 0] -= xywh[:, 2] / 2
+    xywh[:, 1] -= xywh[:, 3] / 2
+    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), score.tolist(), cls.tolist(), conf, iou)
+    idx = np.array(idx, dtype=int).reshape(-1)[:max_det]
+    h, w = shape
+    out = []
+    for i in idx:
+        x, y, bw, bh = xywh[i]
+        box = np.array([(x - pad[0]) / ratio, (y - pad[1]) / ratio, (x + bw - pad[0]) / ratio, (y + bh - pad[1]) / ratio])
+        box = np.clip(box, 0, [w, h, w, h])
+        kps = None
+        if task == "pose":
+            k = p[i, 4 + nc:].reshape(-1, 3).copy()
+            k[:, 0] = (k[:, 0] - pad[0]) / ratio
+            k[:, 1] = (k[:, 1] - pad[1]) / ratio
+            kps = k
+        out.append(Detection(box, float(score[i]), int(cls[i]), names[int(cls[i])], kps))
+    return out
+
+
+class _ArrayDetector(Detector):
+    """Shared pre- and post-processing for the runtimes that take an NCHW float array."""
+
+    def __init__(self, task: str, names: dict[int, str], imgsz: tuple[int, int], conf: float, iou: float):
+        self.task, self.names, self.imgsz, self.conf, self.iou = task, names, imgsz, conf, iou
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, bgr: np.ndarray) -> list[Detection]:
+        img, r, pad = letterbox(bgr, self.imgsz)
+        x = np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        return decode(self._run(x)[0], self.task, self.names, r, pad, bgr.shape[:2], self.conf, self.iou)
+
+
+class OnnxDetector(_ArrayDetector):
+    def __init__(self, path: Path, conf: float = 0.25, iou: float = 0.5, threads: int = 0):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        names = {int(k): v for k, v in _literal(meta["names"]).items()}
+        imgsz = tuple(_literal(meta["imgsz"]))
+        super().__init__(meta.get("task", "detect"), names, imgsz, conf, iou)
+        self._input = self.session.get_inputs()[0].name
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input: x})[0]
+
+
+class OpenVinoDetector(_ArrayDetector):
+    def __init__(self, folder: Path, conf: float = 0.25, iou: float = 0.5):
+        import openvino as ov
+        import yaml
+
+        xml = next(Path(folder).glob("*.xml"))
+        meta = yaml.safe_load((Path(folder) / "metadata.yaml").read_text())
+        self.compiled = ov.Core().compile_model(str(xml), "CPU")
+        super().__init__(meta.get("task", "detect"), {int(k): v for k, v in meta["names"].items()},
+                         tuple(meta["imgsz"]), conf, iou)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.compiled(x)[0])
+
+
+class TorchDetector(Detector):
+    def __init__(self, path: Path, conf: float = 0.25, iou: float = 0.5, imgsz: int | None = None):
+        from ultralytics import YOLO
+
+        self.model = YOLO(str(path))
+        self.task = self.model.task
+        self.names = dict(self.model.names)
+        a = self.model.ckpt.get("train_args", {}) if getattr(self.model, "ckpt", None) else {}
+        s = imgsz or a.get("imgsz", 640)
+        self.imgsz = (s, s)
+        self.conf, self.iou = conf, iou
+
+    def __call__(self, bgr: np.ndarray) -> list[Detection]:
+        r = self.model.predict(bgr, imgsz=self.imgsz[0], conf=self.conf, iou=self.iou, verbose=False, device="cpu")[0]
+        boxes = r.boxes.xyxy.cpu().numpy()
+        cls = r.boxes.cls.cpu().numpy().astype(int)
+        sc = r.boxes.conf.cpu().numpy()
+        kps = r.keypoints.data.cpu().numpy() if self.task == "pose" and r.keypoints is not None else None
+        return [Detection(b, float(s), int(c), self.names[int(c)], None if kps is None else kps[i])
+                for i, (b, s, c) in enumerate(zip(boxes, sc, cls))]
+
+
+def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5) -> Detector:
+    """A detector for ``path``: ``.onnx``, an OpenVINO model folder, or an Ultralytics ``.pt``."""
+    path = Path(path)
+    if path.is_dir() and any(path.glob("*.xml")):
+        return OpenVinoDetector(path, conf, iou)
+    if path.suffix == ".onnx":
+        return OnnxDetector(path, conf, iou)
+    if path.suffix == ".pt":
+        return TorchDetector(path, conf, iou)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    raise ValueError(f"{path}: expected a .onnx file, an OpenVINO model folder or an Ultralytics .pt")
+
+
+def describe(d: Detector) -> str:
+    return json.dumps({"task": d.task, "classes": len(d.names), "imgsz": list(d.imgsz), "kind": type(d).__name__})
