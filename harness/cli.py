@@ -124,17 +124,20 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
     from harness.train import evaluate
 
     args = dict(o.split("=", 1) for o in overrides)
-    unknown = set(args) - {"model", "data", "imgsz", "task", "json"}
+    unknown = set(args) - {"model", "data", "imgsz", "task", "json", "layout"}
     if unknown or "model" not in args or "data" not in args:
         raise ValueError("usage: storetwin evaluate-model model=models/<name>.pt data=<datagen dataset> "
-                         "[imgsz=416] [task=pose|detect] [json=out.json]")
+                         "[imgsz=320] [task=pose|detect] [layout=pose|products|detect] [json=out.json]")
     model, data = Path(args["model"]), Path(args["data"])
     if not model.is_file():
         raise ValueError(f"model={model}: no such file")
+    from harness.train import default_layout
+
     task = args.get("task") or ("pose" if "pose" in model.stem else "detect")
-    if not (data / task / "data.yaml").is_file():
-        raise ValueError(f"data={data}: expected a `storetwin datagen` dataset folder with {task}/data.yaml")
-    s = evaluate(model, data, task, int(args.get("imgsz", 416)))
+    layout = args.get("layout") or default_layout(task, data)
+    if not (data / layout / "data.yaml").is_file():
+        raise ValueError(f"data={data}: expected a `storetwin datagen` dataset folder with {layout}/data.yaml")
+    s = evaluate(model, data, task, int(args.get("imgsz", 320)), layout=layout)
     print(f"{model} on {data} ({', '.join(s['splits'])}; {s['images']} images)")
     rows = [("box mAP50", s["box_map50"]), ("box mAP50-95", s["box_map50_95"])]
     rows += [("keypoint mAP50", s["kpt_map50"]), ("keypoint mAP50-95", s["kpt_map50_95"])] if "kpt_map50" in s else []

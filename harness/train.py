@@ -40,7 +40,7 @@ class TrainConfig:
     name: Optional[str] = None         # the model's name in models/; default person_pose / products
     model: Optional[str] = None        # an Ultralytics architecture YAML; default yolov8n(-pose).yaml
     epochs: int = 40
-    imgsz: int = 416
+    imgsz: int = 320
     batch: int = 16
     seed: int = 0
     device: str = "auto"               # auto: the first GPU when there is one, else cpu
@@ -49,6 +49,11 @@ class TrainConfig:
     resume: bool = False               # continue models/runs/<name> from its last epoch
     export: tuple[str, ...] = ("onnx", "openvino")  # openvino is skipped (and said in the card) where it does not install
     out: str = "models"
+    layout: Optional[str] = None       # the dataset folder to train on; default pose/ (pose), products/ (detect)
+
+    @property
+    def data_layout(self) -> str:
+        return self.layout or default_layout(self.task, Path(self.data))
 
     @property
     def model_name(self) -> str:
@@ -57,6 +62,14 @@ class TrainConfig:
     @property
     def arch(self) -> str:
         return self.model or TASKS[self.task][0]
+
+
+def default_layout(task: str, data: Path) -> str:
+    """pose/ for pose models; for detection the full-resolution product crops (products/) when the
+    dataset has them, else the whole frames (detect/)."""
+    if task == "pose":
+        return "pose"
+    return "products" if (Path(data) / "products" / "data.yaml").is_file() else "detect"
 
 
 def train_config_from(d: dict) -> TrainConfig:
@@ -78,9 +91,9 @@ def train_config_from(d: dict) -> TrainConfig:
     bad = [f for f in cfg.export if f not in ("onnx", "openvino")]
     if bad:
         raise ValueError(f"export: {bad}: expected onnx and/or openvino")
-    data_yaml = Path(cfg.data) / cfg.task / "data.yaml"
+    data_yaml = Path(cfg.data) / cfg.data_layout / "data.yaml"
     if not data_yaml.is_file():
-        raise ValueError(f"data={cfg.data}: expected a `storetwin datagen` dataset folder with {cfg.task}/data.yaml")
+        raise ValueError(f"data={cfg.data}: expected a `storetwin datagen` dataset folder with {cfg.data_layout}/data.yaml")
     return cfg
 
 
@@ -107,7 +120,7 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
     out = Path(cfg.out)
     runs = (out / "runs").resolve()
     run = runs / cfg.model_name
-    data_yaml = (Path(cfg.data) / cfg.task / "data.yaml").resolve()
+    data_yaml = (Path(cfg.data) / cfg.data_layout / "data.yaml").resolve()
     t0 = time.perf_counter()
     meta = run / "storetwin.json"       # the command that started this run, and its training time so far
     if cfg.resume:
@@ -148,7 +161,7 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
                 onnx = Path(f)
         except Exception as e:  # OpenVINO may not install everywhere: say so in the card
             exported[fmt] = f"failed: {str(e).splitlines()[0]}"
-    scores = evaluate(weights, Path(cfg.data), cfg.task, cfg.imgsz, splits=("val",))
+    scores = evaluate(weights, Path(cfg.data), cfg.task, cfg.imgsz, splits=("val",), layout=cfg.data_layout)
     scores["sim_to_real"] = sim_to_real(weights, cfg.imgsz)
     card = write_card(cfg, weights, scores, exported, wall, command, run)
     return TrainResult(weights, onnx, card, scores, wall)
@@ -173,7 +186,7 @@ def _lookalike_groups(names: dict[int, str], data: Path) -> dict[str, list[str]]
 
 
 def evaluate(weights: Path, data: Path, task: str, imgsz: int, splits: tuple[str, ...] = ("train", "val"),
-             batch: int = 16) -> dict:
+             batch: int = 16, layout: str | None = None) -> dict:
     """Score a model on a `storetwin datagen` dataset (by default all of it: a held-out dataset
     made from other seeds, or another store, is unseen as a whole)."""
     import tempfile
@@ -182,16 +195,17 @@ def evaluate(weights: Path, data: Path, task: str, imgsz: int, splits: tuple[str
     from ultralytics import YOLO
 
     data = Path(data).resolve()
-    src = yaml.safe_load((data / task / "data.yaml").read_text())
+    layout = layout or default_layout(task, data)
+    src = yaml.safe_load((data / layout / "data.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        y = {**src, "path": str(data / task), "train": "images/train", "val": [f"images/{s}" for s in splits]}
+        y = {**src, "path": str(data / layout), "train": "images/train", "val": [f"images/{s}" for s in splits]}
         dy = Path(tmp) / "data.yaml"
         dy.write_text(yaml.safe_dump(y, sort_keys=False))
         model = YOLO(str(weights))
         m = model.val(data=str(dy), imgsz=imgsz, batch=batch, device=_device("auto"), plots=False, verbose=False,
                       project=tmp, name="val", workers=0)
     names = m.names
-    out = {"data": str(data), "splits": list(splits), "imgsz": imgsz, "images": int(getattr(m, "seen", 0) or 0),
+    out = {"data": str(data), "layout": layout, "splits": list(splits), "imgsz": imgsz, "images": int(getattr(m, "seen", 0) or 0),
            "box_map50": float(m.box.map50), "box_map50_95": float(m.box.map)}
     if task == "pose":
         out.update(kpt_map50=float(m.pose.map50), kpt_map50_95=float(m.pose.map))
@@ -225,6 +239,8 @@ def sim_to_real(weights: Path, imgsz: int, conf: float = 0.25) -> dict:
     assets = Path(ultralytics.__file__).parent / "assets"
     model = YOLO(str(weights))
     person = next((i for i, n in model.names.items() if n == "person"), None)
+    if person is None:
+        return {"recall": None, "conf": conf, "images": {}, "note": "the model has no person class"}
     found, total, per = 0, 0, {}
     for name, truth in REAL_PERSONS.items():
         res = model.predict(str(assets / name), imgsz=imgsz, conf=conf, device=_device("auto"), verbose=False)[0]
@@ -257,7 +273,7 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
         lines.append(f"| `{p.name}` ({fmt}) | " + (f"{_size_mb(p):.1f} MB |" if p.exists() else f"{f} |"))
     lines += ["", "## How it was made", "", "```bash", dg.get("command", "# (dataset made outside storetwin datagen)"),
               command, "```", "",
-              f"- data: `{cfg.data}`, store `{settings.get('store')}`, base seed {seeds}, settings hash "
+              f"- data: `{cfg.data}/{cfg.data_layout}`, store `{settings.get('store')}`, base seed {seeds}, settings hash "
               f"`{dg.get('settings_hash')}`",
               f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, device "
               f"{_device(cfg.device)}, {wall_s / 60:.1f} min wall",
@@ -274,14 +290,18 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
         for g, skus in s["lookalike_recall"].items():
             lines += [f"| {g} | {sku} | {r if r is not None else 'n/a'} |" for sku, r in skus.items()]
     r = s["sim_to_real"]
-    lines += ["", "## Sim-to-real", "",
+    if r["recall"] is None:
+        lines += ["", "## Sim-to-real", "", "Not measured: the model has no person class, and no real photographs of "
+                  "this catalog's products exist to test it on."]
+    else:
+        lines += ["", "## Sim-to-real", "",
               f"Person recall on the two real photographs that ship with Ultralytics (`bus.jpg`, `zidane.jpg`; "
               f"{sum(v['persons'] for v in r['images'].values())} people boxed by hand, IoU ≥ 0.5, confidence "
               f"≥ {r['conf']}): **{r['recall']:.2f}**. "
               + "; ".join(f"{k}: {v['found']} of {v['persons']} found, {v['detections']} detections"
                           for k, v in r['images'].items()) + ".",
-              "The model has only ever seen rendered people: this is the honest gap to real cameras.", "",
-              "## Compare a new model with this one", "", "```bash",
+              "The model has only ever seen rendered people: this is the honest gap to real cameras."]
+    lines += ["", "## Compare a new model with this one", "", "```bash",
               f"storetwin evaluate-model model=models/{weights.name} data=<a held-out datagen dataset>", "```", "",
               f"Training run (ignored by git): `{run}`."]
     card = weights.with_suffix(".md")
