@@ -120,6 +120,18 @@ def test_resume_after_the_last_epoch_ships_again_without_training(trained):
     assert "resume=true" not in card and "storetwin train task=pose" in card, "the card keeps the command that trained it"
 
 
+def test_evaluate_model_scores_a_shipped_model_on_a_dataset(trained, tmp_path):
+    out = tmp_path / "scores.json"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "evaluate-model", f"model={trained['models'] / 'products.pt'}",
+                        f"data={trained['data']}", "imgsz=128", f"json={out}"],
+                       capture_output=True, text=True, timeout=600, env=ENV, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(out.read_text())
+    assert s["layout"] == "products" and s["splits"] == ["train", "val"] and 0 <= s["box_map50"] <= 1
+    assert set(s["lookalike_recall"]) == {"cola_can_330"}, "the tiny store's look-alike pair is reported"
+    assert "box mAP50" in r.stdout and "look-alikes cola_can_330" in r.stdout
+
+
 def test_decode_maps_letterboxed_boxes_back_to_the_frame():
     img = np.zeros((480, 640, 3), np.uint8)
     x, r, pad = letterbox(img, (320, 320))
