@@ -205,7 +205,7 @@ def evaluate(weights: Path, data: Path, task: str, imgsz: int, splits: tuple[str
         m = model.val(data=str(dy), imgsz=imgsz, batch=batch, device=_device("auto"), plots=False, verbose=False,
                       project=tmp, name="val", workers=0)
     names = m.names
-    out = {"data": str(data), "layout": layout, "splits": list(splits), "imgsz": imgsz, "images": int(getattr(m, "seen", 0) or 0),
+    out = {"data": str(data), "layout": layout, "splits": list(splits), "imgsz": imgsz, "images": sum(len(list((data / layout / "images" / sp).glob("*.jpg"))) for sp in splits),
            "box_map50": float(m.box.map50), "box_map50_95": float(m.box.map)}
     if task == "pose":
         out.update(kpt_map50=float(m.pose.map50), kpt_map50_95=float(m.pose.map))
