@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -585,29 +584,11 @@ def write_card(out: Path, cfg: DatagenConfig, store: StoreSpec, exported: dict, 
 # -- the whole job: shards (joblib via hydra multirun, Ray, or one by one), then the export ----------
 def datagen_config_from(d: dict) -> DatagenConfig:
     """Check a ``datagen`` config (types, known keys) against :class:`DatagenConfig` and build it."""
-    from omegaconf import OmegaConf
+    from harness.configs import checked_fields, tuples
 
-    from omegaconf.errors import OmegaConfBaseException
-
-    base = OmegaConf.structured(DatagenConfig)
-
-    def writable(node) -> None:   # frozen dataclasses come read-only, all the way down
-        OmegaConf.set_readonly(node, False)
-        for k in (node.keys() if OmegaConf.is_dict(node) else range(len(node))):
-            child = node._get_node(k)
-            if OmegaConf.is_config(child):
-                writable(child)
-
-    writable(base)
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(base, {k: v for k, v in d.items() if k not in ("out", "shard", "hydra")}))
-    except OmegaConfBaseException as e:   # name the field, one line
-        raise ValueError(f"{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
-    cfg = dataclasses.replace(cfg, randomise=Randomisation(**{k: (tuple(v) if isinstance(v, list) else v)
-                                                              for k, v in dataclasses.asdict(cfg.randomise).items()}),
-                              trips=TripConfig(**{k: (tuple(v) if isinstance(v, list) else v)
-                                                  for k, v in dataclasses.asdict(cfg.trips).items()}),
-                              shoppers=tuple(cfg.shoppers), cameras=tuple(cfg.cameras))
+    merged = tuples(checked_fields(DatagenConfig, {k: v for k, v in d.items() if k not in ("out", "shard", "hydra")}))
+    cfg = DatagenConfig(**{**merged, "randomise": Randomisation(**tuples(merged["randomise"])),
+                           "trips": TripConfig(**tuples(merged["trips"]))})
     if cfg.shards < 1 or cfg.scenarios_per_shard < 1:
         raise ValueError(f"shards={cfg.shards}, scenarios_per_shard={cfg.scenarios_per_shard}: expected ≥ 1")
     if not 1 <= cfg.shoppers[0] <= cfg.shoppers[1]:
@@ -626,8 +607,6 @@ def datagen_config_from(d: dict) -> DatagenConfig:
 
 def _shard_job(c) -> int:
     """One hydra multirun job: the config composed from conf/datagen.yaml with ``shard=N``."""
-    from omegaconf import OmegaConf
-
     from harness.paths import store_dir
 
     out, shard = Path(c.out), int(c.shard)

@@ -50,18 +50,11 @@ def sim_config_from(cfg: dict) -> SimConfig:
 def trip_config_from(cfg: dict | None) -> TripConfig:
     """Check the ``trips`` config against :class:`TripConfig` (known keys, types, ranges) and build it.
     Every error is one ``ValueError`` line naming ``trips.<field>``."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from harness.configs import checked_fields, tuples
 
-    base = OmegaConf.structured(TripConfig)
-    OmegaConf.set_readonly(base, False)
+    merged = checked_fields(TripConfig, cfg, "trips.")
     try:
-        merged = OmegaConf.to_container(OmegaConf.merge(base, cfg or {}))
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or "?"
-        raise ValueError(f"trips.{key}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
-    try:
-        return TripConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()})
+        return TripConfig(**tuples(merged))
     except ValueError as e:
         raise ValueError(f"trips.{e}") from None
 

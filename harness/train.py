@@ -15,11 +15,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 os.environ.setdefault("YOLO_OFFLINE", "1")   # no update checks, no downloads
 
@@ -73,16 +72,9 @@ def default_layout(task: str, data: Path) -> str:
 
 
 def train_config_from(d: dict) -> TrainConfig:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from harness.configs import checked_fields, tuples
 
-    base = OmegaConf.structured(TrainConfig)
-    OmegaConf.set_readonly(base, False)
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(base, d))
-    except OmegaConfBaseException as e:
-        raise ValueError(f"{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
-    cfg = TrainConfig(**{**asdict(cfg), "export": tuple(cfg.export)})
+    cfg = TrainConfig(**tuples(checked_fields(TrainConfig, d)))
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r}: expected one of {sorted(TASKS)}")
     if cfg.epochs < 1 or cfg.imgsz < 32 or cfg.imgsz % 32 or cfg.batch < 1:

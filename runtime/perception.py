@@ -12,7 +12,6 @@ pixels: a box, a score, a class and, for pose models, 17 COCO keypoints (u, v, c
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +171,3 @@ def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5) -> Detect
         raise FileNotFoundError(f"{path}: no such model file")
     raise ValueError(f"{path}: expected a .onnx file, an OpenVINO model folder or an Ultralytics .pt")
 
-
-def describe(d: Detector) -> str:
-    return json.dumps({"task": d.task, "classes": len(d.names), "imgsz": list(d.imgsz), "kind": type(d).__name__})
