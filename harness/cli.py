@@ -21,6 +21,10 @@ commands:
   evaluate-model
              score a model on a (held-out) datagen dataset: mAP, keypoint mAP, look-alike recall
              e.g. storetwin evaluate-model model=models/person_pose.pt data=data/heldout
+  run        simulate a scenario (or suite=default), run the store runtime on its streams and
+             score it: scorecard.json, report.html and a table
+             e.g. storetwin run scenario=single_pick
+             e.g. storetwin run suite=default sensing=[fused,weight_only]
   coverage   how many cameras see each bin of a store
              e.g. storetwin coverage store=small_convenience out=plan.png
 """
@@ -62,6 +66,17 @@ def cmd_simulate(overrides: list[str]) -> int:
         print(f"  contact sheet: {res.contact_sheet}")
     if (res.run_dir / "weights.png").exists():
         print(f"  load cells:    {res.run_dir / 'weights.png'}")
+    return 0
+
+
+def cmd_run(overrides: list[str]) -> int:
+    from harness.run import run, run_config_from
+
+    cfg = run_config_from(_compose(overrides))   # fail before anything starts
+    res = run(cfg)
+    print(res.table)
+    print(f"run directory: {res.out}")
+    print(f"report: {res.report}")
     return 0
 
 
@@ -152,7 +167,7 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
 
 
 COMMANDS = {"simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
-            "evaluate-model": cmd_evaluate_model}
+            "evaluate-model": cmd_evaluate_model, "run": cmd_run}
 
 
 def main(argv: list[str] | None = None) -> int:

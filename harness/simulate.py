@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import yaml
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from harness.contact_sheet import contact_sheet, draw_truth
 from harness.paths import scenario_path, store_dir
 from harness.plots import weight_traces
-from runtime.messages import Frame
+from runtime.messages import Frame, SensorMessage
 from runtime.recording import StreamWriter
 from runtime.store import load_store
 from sim.loadcell import LoadCellConfig
@@ -91,7 +92,11 @@ class SimulationResult:
 
 def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path | None = None,
              record_video: bool = True, fourcc: str = "mp4v", make_contact_sheet: bool = True,
-             progress: bool = True, resolved_config: dict | None = None) -> SimulationResult:
+             progress: bool = True, resolved_config: dict | None = None,
+             consumers: Sequence[Callable[[SensorMessage], object]] = ()) -> SimulationResult:
+    """Run ``scenario`` and write its run directory. ``consumers`` get every sensor message as the
+    simulation produces it (the simulator's live source; e.g. ``Runtime.process``): the messages
+    only, never the simulator's state."""
     if isinstance(scenario, str):
         scenario = load_scenario(scenario_path(scenario), store_dir())
     store = scenario.spec
@@ -122,6 +127,8 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         try:
             for msg in simulator.run():
                 writer.write(msg)
+                for consume in consumers:
+                    consume(msg)
                 if isinstance(msg, Frame) and make_contact_sheet:
                     frames = simulator.truth.cameras.get(msg.camera_id)
                     if frames and frames.seq and frames.seq[-1] == msg.seq:

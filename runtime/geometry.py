@@ -112,3 +112,26 @@ def _segment_hits_box(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarr
         if t0 > t1:
             return False
     return True
+
+
+def pixel_rays(cam: Camera, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World rays through N distorted pixels: (origin 3, unit directions N×3)."""
+    n = undistort_pixels(cam, uv)
+    d = np.concatenate([n, np.ones((len(n), 1))], axis=1) @ cam.R
+    return np.array(cam.position_m, dtype=float), d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def closest_point_of_rays(o1: np.ndarray, d1: np.ndarray, o2: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, float]:
+    """The midpoint of the shortest segment between two rays (unit directions) and its length;
+    (NaN, inf) for parallel rays or a point behind either camera."""
+    w = o1 - o2
+    b = float(d1 @ d2)
+    den = 1.0 - b * b
+    if den < 1e-6:
+        return np.full(3, np.nan), float("inf")
+    d, e = float(d1 @ w), float(d2 @ w)
+    s, u = (b * e - d) / den, (e - b * d) / den
+    if s <= 0 or u <= 0:
+        return np.full(3, np.nan), float("inf")
+    p1, p2 = o1 + s * d1, o2 + u * d2
+    return (p1 + p2) / 2, float(np.linalg.norm(p1 - p2))

@@ -1,0 +1,172 @@
+"""`storetwin run`: simulate a scenario (or a suite), run the store runtime on its sensor streams,
+score the outputs against the ground truth, and write the scorecard and the report.
+
+The runtime gets the run's recorded streams (``source=replay``, the default) or the messages as
+the simulation produces them (``source=live``), and the store description — never the simulator's
+state. With ``pacing=realtime`` (the default for replay) every message is released at its own
+timestamp on the wall clock, so the latency from an interaction to its published cart update is
+what a store would see on this machine. Each sensing mode (``sensing=[fused,weight_only]``) runs
+the runtime once more on the same streams: an ablation, side by side in one report.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from harness.metrics import aggregate, format_table, score_run
+from harness.paths import home, scenario_path, store_dir
+from harness.report import write_report, write_suite_report
+from harness.simulate import simulate
+from runtime.pipeline import SENSING, Runtime, RuntimeConfig
+from runtime.sources import ReplaySource, paced
+from runtime.store import load_store
+from runtime.tracking import TrackingConfig
+from runtime.weight_events import WeightEventConfig
+from sim.simulator import CameraConfig, SimConfig
+
+SOURCES, PACINGS = ("replay", "live"), ("realtime", "asfast")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    scenario: str = "single_pick"
+    suite: str | None = None             # "default": every scenario in scenarios/
+    sensing: tuple[str, ...] = ("fused",)  # the first is the run's main mode (out/); others go to out-<mode>/
+    source: str = "replay"               # replay: the recorded streams; live: in-process, as simulated
+    pacing: str = "realtime"             # realtime: messages released at their timestamps; asfast
+    out: str | None = None
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.sensing if s not in SENSING]
+        if bad or not self.sensing:
+            raise ValueError(f"sensing={list(self.sensing)}: expected some of {', '.join(SENSING)}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source={self.source!r}: expected one of {', '.join(SOURCES)}")
+        if self.pacing not in PACINGS:
+            raise ValueError(f"pacing={self.pacing!r}: expected one of {', '.join(PACINGS)}")
+        if self.source == "live" and (len(self.sensing) > 1 or self.pacing == "realtime"):
+            raise ValueError("source=live runs one sensing mode as fast as the simulation goes: "
+                             "use pacing=asfast and one sensing mode, or source=replay")
+
+
+def run_config_from(cfg: dict) -> RunConfig:
+    """Build the run settings from the composed config; one-line errors naming the key."""
+    from harness.configs import checked_fields, tuples
+
+    rt = dict(cfg.get("runtime") or {})
+    w = WeightEventConfig(**tuples(checked_fields(WeightEventConfig, rt.pop("weights", None), "runtime.weights.")))
+    tr = TrackingConfig(**tuples(checked_fields(TrackingConfig, rt.pop("tracking", None), "runtime.tracking.")))
+    rt_fields = {k: v for k, v in checked_fields(RuntimeConfig, rt, "runtime.").items() if k not in ("weights", "tracking")}
+    model = Path(rt_fields["pose_model"])
+    if not model.is_absolute() and not model.exists() and (home() / model).exists():
+        rt_fields["pose_model"] = str(home() / model)   # the shipped model, from anywhere
+    sensing = cfg.get("sensing", "fused")
+    sensing = tuple([sensing] if isinstance(sensing, str) else sensing)
+    return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=cfg.get("suite"), sensing=sensing,
+                     source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
+                     runtime=RuntimeConfig(**rt_fields, weights=w, tracking=tr))
+
+
+def _sim_config() -> SimConfig:
+    # the runtime needs the streams and the scorer the true tracks, carts and interactions: no
+    # per-frame truth (an extra render per frame) and no contact sheet
+    return SimConfig(camera=CameraConfig(truth=False))
+
+
+def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = "out") -> dict:
+    """The runtime on a recorded run's streams; writes ``run_dir/<out_name>/`` and its run.json."""
+    store = load_store(run_dir / "store.yaml")
+    out = run_dir / out_name
+    if out.exists():
+        raise FileExistsError(f"{out}: runtime outputs exist already")
+    rt = Runtime(store, cfg, out)
+    source = ReplaySource(run_dir, cameras=None if cfg.sensing == "fused" else ())
+    wall_t0 = time.time() + 0.2
+    wall_start = time.time()
+    stream = paced(source, wall_t0) if pacing == "realtime" else source
+    rt.run(stream)
+    info = {"pacing": pacing, "wall_t0": wall_t0 if pacing == "realtime" else None, "stream_s": round(rt.t, 3),
+            "wall_s": round(time.time() - wall_start, 3), "sensing": cfg.sensing, **rt.stats}
+    (out / "run.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def run_scenario(scenario: str, cfg: RunConfig, out: Path, progress: bool = True) -> list[dict]:
+    """Simulate one scenario into ``out``, run the runtime in every sensing mode, score each; the
+    scorecards (the main mode's first)."""
+    modes = [replace(cfg.runtime, sensing=s) for s in cfg.sensing]
+    live = None
+    if cfg.source == "live":
+        from harness.paths import scenario_path as _sp
+        from sim.scenario import load_scenario
+
+        sc = load_scenario(_sp(scenario), store_dir())
+        live = Runtime(load_store(store_dir() / f"{sc.store}.yaml"), modes[0], out.with_name(out.name + ".live"))
+        t0 = time.time()
+    res = simulate(scenario, _sim_config(), out=out, make_contact_sheet=False, progress=progress,
+                   consumers=[live.process] if live else ())
+    cards = []
+    for i, mode in enumerate(modes):
+        name = "out" if i == 0 else f"out-{mode.sensing}"
+        if live is not None:
+            live.run([])
+            (out.with_name(out.name + ".live")).rename(out / name)
+            info = {"pacing": "asfast", "wall_t0": None, "stream_s": round(live.t, 3),
+                    "wall_s": round(time.time() - t0, 3), "sensing": mode.sensing, "source": "live", **live.stats}
+            (out / name / "run.json").write_text(json.dumps(info, indent=1))
+        else:
+            run_runtime(res.run_dir, mode, cfg.pacing, name)
+        card = score_run(res.run_dir, out_name=name)
+        write_report(res.run_dir, card)
+        cards.append(card)
+    return cards
+
+
+def suite_scenarios(suite: str) -> list[str]:
+    if suite != "default":
+        raise ValueError(f"suite={suite!r}: expected 'default' (every scenario in scenarios/)")
+    return sorted(p.stem for p in scenario_path("single_pick").parent.glob("*.yaml"))
+
+
+@dataclass
+class RunResult:
+    out: Path
+    scorecards: list[dict]
+    table: str
+    report: Path
+
+
+def run(cfg: RunConfig, progress: bool = True) -> RunResult:
+    """One scenario, or a suite (one run directory per scenario under the suite's folder)."""
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    if cfg.suite:
+        names = suite_scenarios(cfg.suite)
+        root = Path(cfg.out) if cfg.out else Path("runs") / f"suite-{cfg.suite}-{stamp}"
+        if root.exists():
+            raise FileExistsError(f"{root}: exists; choose another out=")
+        root.mkdir(parents=True)
+        cards: list[dict] = []
+        for i, name in enumerate(names):
+            if progress:
+                print(f"[{i + 1}/{len(names)}] {name}", flush=True)
+            cards += run_scenario(name, cfg, root / name, progress)
+        report = write_suite_report(root / "report.html", cards)
+        (root / "scorecard.json").write_text(json.dumps({"scenarios": cards, "total": _totals(cards)}, indent=1))
+        return RunResult(root, cards, format_table(cards), report)
+    name = Path(cfg.scenario).stem
+    out = Path(cfg.out) if cfg.out else Path("runs") / f"{name}-{stamp}"
+    cards = run_scenario(cfg.scenario, cfg, out, progress)
+    report = out / "report.html"
+    if len(cards) > 1:
+        report = write_suite_report(out / "ablation.html", cards)
+    return RunResult(out, cards, format_table(cards), report)
+
+
+def _totals(cards: list[dict]) -> dict:
+    """The suite's totals, per sensing mode."""
+    modes = list(dict.fromkeys(c.get("sensing", "fused") for c in cards))
+    return {m: aggregate([c for c in cards if c.get("sensing", "fused") == m]) for m in modes}

@@ -1,0 +1,302 @@
+"""The store runtime: sensor messages in, tracks, cart updates and receipts out.
+
+``Runtime(store, config, out_dir)`` takes the messages of any source in time order through
+:meth:`Runtime.process` (or :meth:`Runtime.run` for a whole source) and publishes
+
+- ``TrackState`` for every confirmed shopper track at each perception step,
+- ``CartUpdate`` when a weight event is decided: the step is explained by items (mass match
+  against the running bin belief) and given to the shopper whose hand was in that bin during the
+  event (triangulated wrists, else the shopper's floor position in front of the bin),
+- ``Receipt`` when an account's exit scan comes, flagged for review when any of its charges was
+  unsure or an unexplained shelf change happened within reach of that shopper.
+
+Everything goes to the append-only event log in ``out_dir``. ``sensing`` switches the sensors used:
+``fused`` (cameras and scales) or ``weight_only`` (scales and gates; no cameras: a charge goes to
+the only shopper in the store, and is a guess when there are several).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from runtime.eventlog import EventLog
+from runtime.messages import CartUpdate, Frame, GateEvent, Receipt, ReceiptLine, SensorMessage, TrackState, WeightSample
+from runtime.perception import Detector, load_model
+from runtime.store import StoreSpec
+from runtime.tracking import TrackingConfig, WorldTrack, WorldTracker, associate, person_views
+from runtime.weight_events import BinBelief, Candidate, StepDetector, WeightEvent, WeightEventConfig
+
+SENSING = ("fused", "weight_only")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    sensing: str = "fused"                       # fused | weight_only
+    pose_model: str = "models/person_pose.onnx"  # person boxes and 17 keypoints
+    perception_hz: float = 5.0                   # frames per second and camera that go through the model
+    person_conf: float = 0.35
+    review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged
+    attribution_window_s: float = 2.0            # look this far before a weight event for the hand in the bin
+    reach_m: float = 0.75                        # a shopper standing this close to a bin's front can reach in
+    group_window_s: float = 5.0                  # people entering this soon after a scan share its account
+    weights: WeightEventConfig = field(default_factory=WeightEventConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        if self.sensing not in SENSING:
+            raise ValueError(f"runtime.sensing={self.sensing!r}: expected one of {', '.join(SENSING)}")
+        if self.perception_hz <= 0:
+            raise ValueError(f"runtime.perception_hz={self.perception_hz}: expected > 0")
+
+
+@dataclass
+class _Visit:
+    account: str
+    t_enter: float
+    cart: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    doubts: list[str] = field(default_factory=list)
+
+
+class Runtime:
+    def __init__(self, store: StoreSpec, config: RuntimeConfig = RuntimeConfig(), out_dir: str | Path | None = None,
+                 detector: Detector | None = None, restore: bool = False):
+        self.store, self.cfg = store, config
+        self.log = EventLog(out_dir) if out_dir is not None else None
+        self.vision = config.sensing == "fused"
+        self.detector = detector if detector is not None or not self.vision else load_model(config.pose_model, conf=config.person_conf)
+        self.tracker = WorldTracker(store, config.tracking)
+        self.cells = {cid: StepDetector(cid, config.weights) for cid in store.load_cells}
+        self.belief = BinBelief(store)
+        self.visits: dict[str, _Visit] = {}
+        self._tick_t: float | None = None
+        self._views: list = []
+        self._last_frame: dict[str, float] = {}
+        self._scans: list[tuple[float, str, str]] = []      # pending entry scans: (t, gate, account)
+        self._groups: list[tuple[float, str]] = []          # (until t, account): who may still join
+        self.t = 0.0
+        self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0}
+        if restore and self.log is not None:
+            for account, cart in self.log.open_carts().items():
+                v = self.visits.setdefault(account, _Visit(account, 0.0))
+                for sku, q in cart.items():
+                    v.cart[sku] += q
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, source: Iterable[SensorMessage]) -> list:
+        out = []
+        try:
+            for msg in source:
+                out.extend(self.process(msg))
+            out.extend(self._flush_tick())
+        finally:
+            self.close()
+        return out
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def process(self, msg: SensorMessage) -> list:
+        out: list = []
+        if self._tick_t is not None and msg.t > self._tick_t + 1e-3:
+            out.extend(self._flush_tick())
+        self.t = msg.t
+        if isinstance(msg, Frame):
+            self.stats["frames_seen"] += 1
+            if self.vision:
+                self._frame(msg)
+        elif isinstance(msg, WeightSample):
+            det = self.cells.get(msg.cell_id)
+            if det is not None:
+                ev = det.update(msg.t, msg.grams)
+                if ev is not None:
+                    out.extend(self._weight_event(ev))
+        elif isinstance(msg, GateEvent):
+            out.extend(self._gate(msg))
+        for m in out:
+            self._publish(m)
+        return out
+
+    def _publish(self, m) -> None:
+        if self.log is not None:
+            self.log.append(m)
+
+    def _note(self, kind: str, payload: dict) -> None:
+        if self.log is not None:
+            self.log.append({**payload, "kind": kind}, kind=kind)
+
+    # -- vision ------------------------------------------------------------------------------------
+    def _frame(self, f: Frame) -> None:
+        last = self._last_frame.get(f.camera_id)
+        if last is not None and f.t - last < 1.0 / self.cfg.perception_hz - 1e-3:
+            return
+        self._last_frame[f.camera_id] = f.t
+        cam = self.store.camera_by_id.get(f.camera_id)
+        if cam is None:
+            return
+        self.stats["frames_processed"] += 1
+        dets = [d for d in self.detector(f.image) if d.label == "person"]
+        self._views.extend(person_views(cam, f.image, dets, self.store, self.cfg.tracking))
+        self._tick_t = f.t
+
+    def _flush_tick(self) -> list:
+        if self._tick_t is None:
+            return []
+        t, views = self._tick_t, self._views
+        self._tick_t, self._views = None, []
+        self.tracker.update(t, associate(t, views, self.store, self.cfg.tracking))
+        self._assign_scans(t)
+        out = [TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1])) for k in self.tracker.active()]
+        for m in out:
+            self._publish(m)
+        return []   # track states are logged, not returned: they would swamp the caller
+
+    # -- gates and identity --------------------------------------------------------------------------
+    def _gate(self, g: GateEvent) -> list:
+        self._note(g.kind, {"t": g.t, "account_id": g.account_id, "gate_id": g.gate_id})
+        if g.kind == "enter":
+            if g.account_id not in self.visits:
+                self.visits[g.account_id] = _Visit(g.account_id, g.t)
+            self._scans.append((g.t, g.gate_id, g.account_id))
+            self._groups.append((g.t + self.cfg.group_window_s, g.account_id))
+            self._assign_scans(g.t)
+            return []
+        v = self.visits.pop(g.account_id, None) or _Visit(g.account_id, g.t)
+        self.tracker.close_account(g.account_id)
+        lines = tuple(ReceiptLine(s, q, self.store.products[s].price) for s, q in sorted(v.cart.items()) if q > 0)
+        total = round(sum(l.qty * l.unit_price for l in lines), 2)
+        reason = "; ".join(dict.fromkeys(v.doubts))
+        return [Receipt(g.account_id, g.t, lines, total, flagged=bool(v.doubts), reason=reason)]
+
+    def _assign_scans(self, t: float) -> None:
+        """Give each pending entry scan the unassigned track nearest its gate; tracks that come in
+        just behind a scanned shopper (no scan of their own) join that account as a group."""
+        if not self.vision:
+            self._scans.clear()
+            return
+        keep = []
+        for ts, gate, account in self._scans:
+            near = self.tracker.near_gate(gate, t)
+            if near:
+                near[0][1].account = account
+            elif t - ts < 4.0:
+                keep.append((ts, gate, account))
+        self._scans = keep
+        self._groups = [(until, a) for until, a in self._groups if until >= t]
+        if not self._scans and self._groups:
+            entry = next((g.id for g in self.store.gates if g.kind == "entry"), None)
+            if entry is not None:
+                for _, k in self.tracker.near_gate(entry, t, radius_m=1.5):
+                    if k.confirmed and k.first_t >= self._groups[-1][0] - self.cfg.group_window_s - 1.0:
+                        k.account = self._groups[-1][1]
+
+    # -- weight events and carts ---------------------------------------------------------------------
+    def _weight_event(self, ev: WeightEvent) -> list:
+        self.stats["weight_events"] += 1
+        cell = self.store.load_cells[ev.cell_id]
+        bins = list(cell.bins)
+        who = self._attribute(ev, bins)
+        account, conf_who, bin_dist, why = who
+        visit = self.visits.get(account) if account else None
+        put_skus = [s for s, q in visit.cart.items() if q > 0] if (visit and ev.delta_g > 0) else None
+        cands = self.belief.candidates(ev, bins, put_skus=put_skus)
+        evidence = {"cell": ev.cell_id, "delta_g": round(ev.delta_g, 1), "t_start": round(ev.t_start, 3),
+                    "t_settled": round(ev.t_end, 3), "attribution": why, "attribution_confidence": round(conf_who, 3)}
+        if not cands or account is None:
+            self.stats["unexplained"] += 1
+            evidence["candidates"] = [asdict(c) for c in cands[:3]]
+            self._note("unexplained", {"t": ev.t_end, "account_id": account, **evidence})
+            if visit is not None and conf_who >= 0.5:
+                visit.doubts.append(f"unexplained {ev.delta_g:+.0f} g on {ev.cell_id} at {ev.t_end:.1f} s")
+            return []
+
+        def cost(c: Candidate) -> float:
+            tol = max(8.0, 0.03 * abs(ev.delta_g))
+            return c.residual_g / tol + 0.5 * (len(c.items) - 1) + bin_dist.get(c.bin_id, 0.0)
+
+        ranked = sorted(cands, key=cost)
+        best = ranked[0]
+        rivals = [c for c in ranked[1:] if {s for s, _ in c.items} != {s for s, _ in best.items}]
+        conf_what = 1.0 if not rivals else float(np.clip((cost(rivals[0]) - cost(best)) / 1.0, 0.3, 1.0))
+        confidence = round(conf_who * conf_what, 3)
+        evidence["candidates"] = [{"bin": c.bin_id, "items": c.items, "residual_g": round(c.residual_g, 1),
+                                   "cost": round(cost(c), 2)} for c in ranked[:4]]
+        sign = 1 if ev.delta_g < 0 else -1     # taken off the shelf: into the cart
+        out = []
+        for sku, qty in best.items:
+            self.belief.apply(best.bin_id, sku, -sign * qty)
+            visit.cart[sku] += sign * qty
+            out.append(CartUpdate(account, sku, sign * qty, ev.t_start, ev.t_end, time.time(), confidence,
+                                  {**evidence, "bin": best.bin_id}))
+        if confidence < self.cfg.review_below:
+            visit.doubts.append(f"unsure {'pick' if sign > 0 else 'put-back'} of "
+                                f"{', '.join(s for s, _ in best.items)} at {ev.t_end:.1f} s ({confidence:.2f})")
+        return out
+
+    def _attribute(self, ev: WeightEvent, bins: list[str]) -> tuple[str | None, float, dict[str, float], dict]:
+        """Who reached into the cell's bins during the event: (account, confidence, per-bin cost of
+        where the hand was, evidence)."""
+        in_store = [a for a in self.visits]
+        if not self.vision or not self.tracker.tracks:
+            if not in_store:
+                return None, 0.0, {}, {"method": "none", "in_store": []}
+            return in_store[0], 1.0 / len(in_store), {}, {"method": "only shopper" if len(in_store) == 1 else "guess",
+                                                          "in_store": in_store}
+        t0, t1 = ev.t_start - self.cfg.attribution_window_s, ev.t_end
+        scored: list[tuple[float, WorldTrack, dict[str, float], str]] = []
+        for k in self.tracker.tracks:
+            if k.closed and k.account is None:
+                continue
+            per_bin, how = {}, "floor"
+            wrists = [w for t, w in k.wrists if t0 <= t <= t1]
+            pos = [p for t, p in k.positions if t0 <= t <= t1]
+            if not pos and not wrists:
+                continue
+            for bid in bins:
+                b = self.store.bins[bid]
+                if wrists:
+                    per_bin[bid] = min(_distance_to_bin(b, w) for w in wrists)
+                    how = "wrist"
+                else:
+                    front = _bin_front_xy(b)
+                    per_bin[bid] = max(min(float(np.linalg.norm(p - front)) for p in pos) - self.cfg.reach_m, 0.0)
+            scored.append((min(per_bin.values()), k, per_bin, how))
+        scored.sort(key=lambda s: s[0])
+        if not scored:
+            return (in_store[0], 0.5 / len(in_store), {}, {"method": "no track seen", "in_store": in_store}) if in_store \
+                else (None, 0.0, {}, {"method": "none"})
+        d, k, per_bin, how = scored[0]
+        account = k.account
+        margin = (scored[1][0] - d) if len(scored) > 1 else 1.0
+        conf = float(np.clip(0.5 + margin, 0.5, 0.99)) * (1.0 if d < 0.3 else 0.7)
+        if account is None:   # the hand's track never got a scan: the nearest shopper with one
+            named = [s for s in scored if s[1].account is not None]
+            if named:
+                account, conf = named[0][1].account, conf * 0.5
+            elif len(in_store) == 1:
+                account, conf = in_store[0], conf * 0.7
+        dmin = min(per_bin.values())
+        scale = 0.1 if how == "wrist" else 0.4
+        bin_cost = {b: (v - dmin) / scale for b, v in per_bin.items()}
+        why = {"method": how, "track": k.id, "distance_m": round(d, 3),
+               "others": [{"track": s[1].id, "account": s[1].account, "distance_m": round(s[0], 3)} for s in scored[1:4]]}
+        return account, conf, bin_cost, why
+
+
+def _distance_to_bin(b, p: np.ndarray) -> float:
+    """Distance from a world point to a bin's volume (0 inside)."""
+    local = np.linalg.inv(b.unit.local_to_world()) @ np.append(p, 1.0)
+    d = b.unit.depth_m / 2
+    lo, hi = np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1])
+    return float(np.linalg.norm(np.maximum(lo - local[:3], 0) + np.maximum(local[:3] - hi, 0)))
+
+
+def _bin_front_xy(b) -> np.ndarray:
+    local = np.array([(b.x0 + b.x1) / 2, b.unit.depth_m / 2, 0.0, 1.0])
+    return (b.unit.local_to_world() @ local)[:2]

@@ -1,0 +1,142 @@
+"""Weight events: settled steps in a load cell's raw readings, and what they can mean.
+
+A shelf scale rings when an item leaves or lands, drifts slowly, and now and then spikes (a knock,
+a cable fault). :class:`StepDetector` waits for the reading to settle before it reports a step, so
+a spike that returns to the old level is no event and the drift is followed while nothing happens.
+:class:`BinBelief` keeps a running count of what lies in each bin (misplaced items included) and
+turns Δgrams into candidate (SKU, quantity) explanations.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.store import StoreSpec
+
+
+@dataclass(frozen=True)
+class WeightEventConfig:
+    window_s: float = 0.2          # a level is settled when this long a window is flat
+    settle_std_g: float = 4.0      # "flat": standard deviation below this
+    trigger_g: float = 12.0        # leave the settled level by more than this to start an event
+    min_step_g: float = 20.0       # a settled step smaller than this is drift or a glitch
+    drift_alpha: float = 0.02      # how fast the settled level follows slow drift
+    max_event_s: float = 8.0       # give up on an event that never settles (a hand resting on the shelf)
+
+
+@dataclass(frozen=True)
+class WeightEvent:
+    """A settled change of one cell: ``delta_g`` < 0 is something taken."""
+
+    cell_id: str
+    t_start: float      # when the reading left its settled level
+    t_end: float        # when the new level had settled (the event is decided then)
+    delta_g: float
+    noise_g: float      # spread of the settled readings, for the mass match's tolerance
+
+
+class StepDetector:
+    """One cell's step detector. Feed readings in time order; ``update`` returns a finished event."""
+
+    def __init__(self, cell_id: str, config: WeightEventConfig = WeightEventConfig()):
+        self.cell_id, self.cfg = cell_id, config
+        self.level: float | None = None
+        self._buf: deque[tuple[float, float]] = deque()
+        self._start: float | None = None     # t the reading left the level, while an event is open
+
+    def _window(self) -> np.ndarray:
+        return np.array([g for _, g in self._buf])
+
+    def update(self, t: float, grams: float) -> WeightEvent | None:
+        cfg = self.cfg
+        self._buf.append((t, grams))
+        while self._buf and self._buf[0][0] < t - cfg.window_s:
+            self._buf.popleft()
+        w = self._window()
+        flat = len(w) >= 5 and float(w.std()) < cfg.settle_std_g and (w.max() - w.min()) < 4 * cfg.settle_std_g
+        if self.level is None:
+            if flat:
+                self.level = float(w.mean())
+            return None
+        if self._start is None:
+            recent = float(np.median(w[-3:]))
+            if abs(recent - self.level) > cfg.trigger_g:
+                self._start = self._buf[-3][0] if len(self._buf) >= 3 else t
+            elif flat:
+                self.level += cfg.drift_alpha * (float(w.mean()) - self.level)
+            return None
+        span_ok = self._buf[0][0] >= self._start  # the flat window lies wholly after the departure
+        if flat and span_ok:
+            new = float(w.mean())
+            delta = new - self.level
+            start, self.level, self._start = self._start, new, None
+            if abs(delta) < cfg.min_step_g:
+                return None   # a glitch that returned, or drift
+            return WeightEvent(self.cell_id, start, t, delta, float(w.std()))
+        if t - self._start > cfg.max_event_s and flat:
+            self.level, self._start = float(w.mean()), None
+        return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One explanation of a weight event: these items from (or into) this bin."""
+
+    bin_id: str
+    items: tuple[tuple[str, int], ...]     # (sku, qty) — qty > 0 taken or put, sign from the event
+    residual_g: float                      # |Δ| − Σ qty·mass
+
+    @property
+    def qty(self) -> int:
+        return sum(q for _, q in self.items)
+
+
+@dataclass
+class BinBelief:
+    """What the runtime believes lies in each bin: planogram stock at the start, then every decided
+    event applied. Misplaced items (wrong-shelf put-backs) are counted in the bin they went to."""
+
+    store: StoreSpec
+    counts: dict[str, Counter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            for bid, f in self.store.planogram.items():
+                self.counts[bid] = Counter({f.sku: f.facings * f.depth})
+
+    def apply(self, bin_id: str, sku: str, qty: int) -> None:
+        """``qty`` > 0 put into the bin, < 0 taken out."""
+        c = self.counts.setdefault(bin_id, Counter())
+        c[sku] = max(c[sku] + qty, 0)
+
+    def candidates(self, event: WeightEvent, bins: list[str], put_skus: list[str] | None = None,
+                   max_qty: int = 4, tol_g: float | None = None) -> list[Candidate]:
+        """Explanations of ``event`` on ``bins`` (those its cell carries), best first.
+
+        A removal is explained by items that the belief says lie in one of the bins; a put-back by
+        ``put_skus`` (what the shoppers nearby carry) or, without them, any SKU of the catalog.
+        Tolerance: 4 σ of the settled noise plus 3% of the step, at least 8 g."""
+        mass = {p.sku: p.mass_g for p in self.store.catalog}
+        dg = abs(event.delta_g)
+        tol = tol_g if tol_g is not None else max(8.0, 4 * event.noise_g * np.sqrt(2) + 0.03 * dg)
+        out: list[Candidate] = []
+        for bid in bins:
+            if event.delta_g < 0:
+                stock = {s: n for s, n in self.counts.get(bid, Counter()).items() if n > 0}
+            else:
+                skus = put_skus if put_skus else list(mass)
+                stock = {s: max_qty for s in skus}
+            skus = sorted(stock)
+            for k in (1, 2):   # one SKU, or a mix of two in one reach
+                for combo in itertools.combinations(skus, k):
+                    for qs in itertools.product(*[range(1, min(stock[s], max_qty) + 1) for s in combo]):
+                        if sum(qs) > max_qty:
+                            continue
+                        r = abs(dg - sum(q * mass[s] for s, q in zip(combo, qs)))
+                        if r <= tol:
+                            out.append(Candidate(bid, tuple(zip(combo, qs)), r))
+        out.sort(key=lambda c: (c.residual_g / tol + 0.5 * (len(c.items) - 1), c.qty))
+        return out
