@@ -185,18 +185,25 @@ def _finite(x: Any) -> float | None:
 
 
 def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray, hyp_rows: list[dict],
-                     rate_hz: float = 10.0, max_dist_m: float = 0.5) -> TrackingMetrics:
+                     rate_hz: float = 10.0, max_dist_m: float = 0.5, hold_s: float = 0.5,
+                     floor_m: tuple[float, float] | None = None) -> TrackingMetrics:
     """MOTA / MOTP / IDF1 / ID switches with motmetrics, on a ``rate_hz`` grid from the first to the
     last time any shopper is present. At each grid time: gt = shoppers present at the nearest gt
-    tick (ids = shopper index); hypotheses = each track's latest row with t in (grid − 1/rate_hz,
-    grid]; pairs farther than ``max_dist_m`` cannot match. ``motp_m`` is the mean matched distance
-    in metres."""
+    tick (ids = shopper index); hypotheses = each track's latest row with t in (grid − window,
+    grid], window = max(1/rate_hz, hold_s): a published track state holds until the runtime's next
+    update, as a store display would show it; pairs farther than ``max_dist_m`` cannot match.
+    ``motp_m`` is the mean matched distance in metres. With ``floor_m`` (width, depth) a shopper
+    counts only while on the store's floor: walking up to the entry gate outside is not tracked."""
     import motmetrics as mm
 
     gt_t = np.asarray(gt_t, dtype=float)
     gt_present = np.asarray(gt_present, dtype=bool).reshape(len(gt_t), -1)
     gt_xy = np.asarray(gt_xy, dtype=float).reshape(len(gt_t), -1, 2)
+    if floor_m is not None:
+        x, y = gt_xy[..., 0], gt_xy[..., 1]
+        gt_present = gt_present & (x >= 0) & (x <= floor_m[0]) & (y >= 0) & (y <= floor_m[1])
     dt_s = 1.0 / rate_hz
+    hold = max(dt_s, hold_s)
     any_present = gt_present.any(axis=1)
     if any_present.any():
         t0, t1 = gt_t[any_present][0], gt_t[any_present][-1]
@@ -222,7 +229,7 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
         hids, h_xy = [], []
         for tid, (ts, xy) in tracks.items():
             i = int(np.searchsorted(ts, g + HYP_T_EPS_S, side="right")) - 1
-            if i >= 0 and ts[i] > g - dt_s + HYP_T_EPS_S:
+            if i >= 0 and ts[i] > g - hold + HYP_T_EPS_S:
                 hids.append(tid)
                 h_xy.append(xy[i])
         if len(oids) and hids:
@@ -503,7 +510,8 @@ def score_run(run_dir: Path, rate_hz: float = 10.0, max_dist_m: float = 0.5, win
     run = load_run(Path(run_dir), out_name)
     charged, flags = receipts_by_account(run.receipt_rows)
     cart = cart_metrics(run.true_carts, charged, run.prices, flags)
-    tracking = tracking_metrics(run.gt_t, run.gt_present, run.gt_xy, run.track_rows, rate_hz, max_dist_m)
+    tracking = tracking_metrics(run.gt_t, run.gt_present, run.gt_xy, run.track_rows, rate_hz, max_dist_m,
+                                floor_m=(run.store.floor.width_m, run.store.floor.depth_m))
     info = run.run_info
     wall_t0 = info.get("wall_t0") if info.get("pacing", "realtime") == "realtime" else None
     latency = latency_metrics(run.interactions, run.updates, wall_t0, window_s)

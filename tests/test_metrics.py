@@ -73,10 +73,16 @@ def test_tracking_perfect() -> None:
     assert m.num_frames == 11 and m.num_objects == 2 * 11
     assert m.mota == pytest.approx(1.0) and m.idf1 == pytest.approx(1.0) and m.id_switches == 0
     assert m.motp_m == pytest.approx(0.0, abs=1e-9)    # the latest 30 Hz row at each grid time, not an older one
-    # a ghost track seen once at t = 0 is a false positive in frame 0 only (stale rows do not linger)
+    # a ghost track published once at t = 0 holds for hold_s = 0.5 s: a false positive in frames
+    # 0.0 … 0.4, then gone; without the hold, in frame 0 only
     ghost = rows + [{"t": 0.0, "track_id": 99, "account_id": None, "x": 3.0, "y": 3.0, "confidence": 0.5}]
     g = tracking_metrics(t, present, xy, ghost)
-    assert g.num_false_positives == 1 and g.mota == pytest.approx(1 - 1 / 22)
+    assert g.num_false_positives == 5 and g.mota == pytest.approx(1 - 5 / 22)
+    g0 = tracking_metrics(t, present, xy, ghost, hold_s=0.0)
+    assert g0.num_false_positives == 1 and g0.mota == pytest.approx(1 - 1 / 22)
+    # on a floor 0.55 m wide the shoppers count in frames 0.0 … 0.5 only (x ≤ 0.55): 6 frames × 2
+    f = tracking_metrics(t, present, xy, rows, floor_m=(0.55, 10.0))
+    assert f.num_frames == 6 and f.num_objects == 6 * 2 and f.mota == pytest.approx(1.0)
 
 
 def test_tracking_offset_and_swap() -> None:
