@@ -1,0 +1,76 @@
+"""Load-cell step detection and the bin belief, on synthetic readings with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.paths import store_dir
+from runtime.store import load_store
+from runtime.weight_events import BinBelief, StepDetector, WeightEvent
+
+RATE_HZ = 80.0
+
+
+def _readings(level_g, seconds: float, seed: int = 0, noise_g: float = 0.5) -> list[tuple[float, float]]:
+    """``level_g(t)`` sampled at 80 Hz with white noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE_HZ)) / RATE_HZ
+    return [(float(ti), float(level_g(ti) + rng.normal(0, noise_g))) for ti in t]
+
+
+def _ringing_step(t0: float, before: float, after: float, hz: float = 6.0, damping: float = 0.35):
+    """The plate's damped response to a step at ``t0`` (as the simulator's load-cell model)."""
+    wn = 2 * np.pi * hz
+    wd = wn * np.sqrt(1 - damping ** 2)
+
+    def level(t: float) -> float:
+        if t < t0:
+            return before
+        s = t - t0
+        return after + (before - after) * np.exp(-damping * wn * s) * np.cos(wd * s)
+    return level
+
+
+def _events(readings, cell: str = "c") -> list[WeightEvent]:
+    det = StepDetector(cell)
+    return [e for t, g in readings if (e := det.update(t, g)) is not None]
+
+
+def test_a_pick_is_one_settled_step() -> None:
+    ev = _events(_readings(_ringing_step(2.0, 2100.0, 1750.0), 5.0))
+    assert len(ev) == 1
+    e = ev[0]
+    assert e.delta_g == pytest.approx(-350.0, abs=3.0)
+    assert 1.95 <= e.t_start <= 2.1                 # the departure is found within a few samples
+    assert 2.0 < e.t_end < 2.0 + 0.5                # decided once settled, within half a second
+
+
+def test_a_glitch_that_returns_and_slow_drift_are_no_events() -> None:
+    spike = lambda t: 1500.0 + (180.0 if 2.0 <= t < 2.2 else 0.0)   # noqa: E731
+    assert _events(_readings(spike, 5.0)) == []
+    drift = lambda t: 1500.0 + 4.0 * t                              # 4 g/s: 20 g over the run  # noqa: E731
+    assert _events(_readings(drift, 5.0)) == []
+
+
+def test_a_lasting_offset_is_an_event_no_product_explains() -> None:
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    ev = _events(_readings(lambda t: 1000.0 + (35.0 if t >= 2.0 else 0.0), 4.0), "U/0/1")
+    assert len(ev) == 1 and ev[0].delta_g == pytest.approx(35.0, abs=3.0)
+    assert BinBelief(store).candidates(ev[0], ["U/0/1"]) == []      # lightest SKU is 160 g
+
+
+def test_candidates_from_the_belief_and_the_cart() -> None:
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    belief = BinBelief(store)
+    assert belief.counts["U/1/0"]["cola_classic_330"] == 3 * 2      # facings × depth
+    two_cans = WeightEvent("U/1", 0.0, 1.0, -700.5, 1.0)
+    best = belief.candidates(two_cans, ["U/1/0", "U/1/1"])
+    # both look-alikes explain 700 g equally: the weight alone cannot tell them apart
+    assert {c.items for c in best[:2]} == {(("cola_classic_330", 2),), (("cola_zero_330", 2),)}
+    # a wrong-shelf put-back: crisps land in the water bin; the belief then holds them there
+    put = WeightEvent("U/0/1", 0.0, 1.0, +161.0, 1.0)
+    c = belief.candidates(put, ["U/0/1"], put_skus=["crisps_salted_150", "water_still_500"])
+    assert c[0].items == (("crisps_salted_150", 1),)
+    belief.apply("U/0/1", "crisps_salted_150", +1)
+    take = WeightEvent("U/0/1", 5.0, 6.0, -159.0, 1.0)
+    assert belief.candidates(take, ["U/0/1"])[0].items == (("crisps_salted_150", 1),)
