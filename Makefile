@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml | debs
 	$(PY) -m pip install -q -e '.[sim,data,train,edge,dev]'
 	@touch $(STAMP)
 
+# The whole loop on the default scenario: simulate → runtime → scorecard (table + report.html).
 demo: debs $(STAMP)
-	$(VENV)/bin/storetwin simulate scenario=single_pick
+	$(VENV)/bin/storetwin run scenario=single_pick
 
 test: debs $(STAMP)
 	$(VENV)/bin/lint-imports

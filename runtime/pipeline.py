@@ -182,7 +182,7 @@ class Runtime:
             return
         keep = []
         for ts, gate, account in self._scans:
-            near = self.tracker.near_gate(gate, t)
+            near = self.tracker.near_gate(gate, t, born_after=ts - 3.0)   # who just came in, not who stands there
             if near:
                 near[0][1].account = account
             elif t - ts < 4.0:
@@ -192,8 +192,8 @@ class Runtime:
         if not self._scans and self._groups:
             entry = next((g.id for g in self.store.gates if g.kind == "entry"), None)
             if entry is not None:
-                for _, k in self.tracker.near_gate(entry, t, radius_m=1.5):
-                    if k.confirmed and k.first_t >= self._groups[-1][0] - self.cfg.group_window_s - 1.0:
+                for _, k in self.tracker.near_gate(entry, t, radius_m=1.5, first=True):
+                    if k.moved_m >= 0.5 and k.first_t >= self._groups[-1][0] - self.cfg.group_window_s - 1.0:
                         k.account = self._groups[-1][1]
 
     # -- weight events and carts ---------------------------------------------------------------------
@@ -208,7 +208,7 @@ class Runtime:
         cands = self.belief.candidates(ev, bins, put_skus=put_skus)
         evidence = {"cell": ev.cell_id, "delta_g": round(ev.delta_g, 1), "t_start": round(ev.t_start, 3),
                     "t_settled": round(ev.t_end, 3), "attribution": why, "attribution_confidence": round(conf_who, 3)}
-        if not cands or account is None:
+        if not cands or visit is None:
             self.stats["unexplained"] += 1
             evidence["candidates"] = [asdict(c) for c in cands[:3]]
             self._note("unexplained", {"t": ev.t_end, "account_id": account, **evidence})
@@ -251,8 +251,8 @@ class Runtime:
         t0, t1 = ev.t_start - self.cfg.attribution_window_s, ev.t_end
         scored: list[tuple[float, WorldTrack, dict[str, float], str]] = []
         for k in self.tracker.tracks:
-            if k.closed and k.account is None:
-                continue
+            if k.closed or (k.account is not None and k.account not in self.visits):
+                continue   # gone, or its shopper has left the store
             per_bin, how = {}, "floor"
             wrists = [w for t, w in k.wrists if t0 <= t <= t1]
             pos = [p for t, p in k.positions if t0 <= t <= t1]

@@ -20,14 +20,16 @@ from runtime.geometry import closest_point_of_rays, pixel_rays, pixel_to_floor
 from runtime.perception import Detection
 from runtime.store import Camera, StoreSpec
 
-ANKLES, WRISTS = (15, 16), (9, 10)
+ANKLES, WRISTS, SHOULDERS = (15, 16), (9, 10), (5, 6)
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     kpt_conf: float = 0.5         # keypoints below this confidence are not used
     cluster_m: float = 0.6        # floor points of one person from different cameras
+    duplicate_m: float = 0.35     # two boxes of one camera this close are one person
     gate_m: float = 1.0           # largest jump of a track between updates
+    appearance_weight_m: float = 0.5  # metres of distance one unit of appearance distance costs
     min_hits: int = 3             # observations (one of them by two cameras) before a track is published
     lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
     forget_after_s: float = 60.0  # lost this long: forgotten
@@ -35,6 +37,8 @@ class TrackingConfig:
     relink_appearance: float = 0.6  # largest appearance distance for a re-link (Bhattacharyya)
     wrist_ray_m: float = 0.12     # two wrist rays closer than this meet in one point
     history_s: float = 6.0        # keep this long a history of positions and wrists
+    shoulder_m: float = 1.40      # shoulder height of an average adult, for a floor point from the shoulders
+    head_m: float = 1.70          # top of the head, for a floor point from the top of a person box
 
 
 @dataclass
@@ -88,18 +92,28 @@ def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def person_views(cam: Camera, bgr: np.ndarray, dets: list[Detection], store: StoreSpec,
                  cfg: TrackingConfig) -> list[PersonView]:
-    """The floor points of a camera's person detections (outside the floor dropped)."""
+    """Where on the floor each person detection stands (off the floor: dropped).
+
+    The ankles, when the model sees them, are cast onto the floor. Shelves often hide the legs
+    from a ceiling camera, and then the box's lower edge lies on the shelf, not the floor: the
+    shoulders (cast onto a plane at ``shoulder_m``) or the top of the box (at ``head_m``) stand in,
+    since the head and shoulders are what a ceiling camera almost always sees."""
     out = []
     W, D = store.floor.width_m, store.floor.depth_m
     for d in dets:
         kp = d.keypoints
-        ank = [kp[i, :2] for i in ANKLES if kp is not None and kp[i, 2] >= cfg.kpt_conf]
-        x0, _, x1, y1 = d.box
-        if not ank and (y1 >= cam.height - 3 or x0 <= 2 or x1 >= cam.width - 3):
-            continue   # cut by the image's edge: where the feet are is a guess
-        foot = np.mean(ank, axis=0) if ank else np.array([(d.box[0] + d.box[2]) / 2, d.box[3]])
-        xy = pixel_to_floor(cam, foot[None])[0, :2]
-        if not np.all(np.isfinite(xy)) or not (-0.3 <= xy[0] <= W + 0.3 and -0.3 <= xy[1] <= D + 0.3):
+        seen = lambda idx: [kp[i, :2] for i in idx if kp is not None and kp[i, 2] >= cfg.kpt_conf]  # noqa: E731
+        ank, sho = seen(ANKLES), seen(SHOULDERS)
+        if len(ank) == 2:
+            xy = pixel_to_floor(cam, np.mean(ank, axis=0)[None])[0, :2]
+        elif sho:
+            xy = pixel_to_floor(cam, np.mean(sho, axis=0)[None], z_plane=cfg.shoulder_m)[0, :2]
+        else:
+            x0, y0, x1, _ = d.box
+            if y0 <= 2 or x0 <= 2 or x1 >= cam.width - 3:
+                continue   # cut by the image's edge, no joint seen: no reliable point
+            xy = pixel_to_floor(cam, np.array([[(x0 + x1) / 2, y0]]), z_plane=cfg.head_m)[0, :2]
+        if not np.all(np.isfinite(xy)) or not (-0.1 <= xy[0] <= W + 0.1 and -0.1 <= xy[1] <= D + 0.1):
             continue
         wrists = [kp[i, :2].copy() if kp is not None and kp[i, 2] >= cfg.kpt_conf else None for i in WRISTS]
         out.append(PersonView(cam.id, xy, d.score, wrists, appearance_signature(bgr, d.box)))
@@ -112,12 +126,16 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
     groups: list[list[PersonView]] = []
     for v in sorted(views, key=lambda v: -v.score):
         best, best_d = None, cfg.cluster_m
+        dup = False
         for g in groups:
-            if any(u.camera_id == v.camera_id for u in g):
-                continue
             dist = float(np.linalg.norm(np.mean([u.floor_xy for u in g], axis=0) - v.floor_xy))
+            if any(u.camera_id == v.camera_id for u in g):
+                dup = dup or dist < cfg.duplicate_m   # a second box of the same person in one camera
+                continue
             if dist < best_d:
                 best, best_d = g, dist
+        if dup and best is None:
+            continue
         if best is None:
             groups.append([v])
         else:
@@ -161,6 +179,8 @@ class WorldTrack:
         return self.xy + self.velocity * min(t - self.t, 0.5)
 
     min_hits: int = 3
+    moved_m: float = 0.0   # farthest from where it was first seen
+    first_xy: np.ndarray | None = None
     max_views: int = 1     # the most cameras that saw it at one time
 
     @property
@@ -179,16 +199,27 @@ class WorldTracker:
         self._next_id = 1
 
     def active(self) -> list[WorldTrack]:
-        return [k for k in self.tracks if not k.lost and not k.closed and k.confirmed]
+        """The tracks to publish: confirmed, observed lately, and either holding an account or
+        having walked (a still shape nobody scanned in is a false detection more often than not)."""
+        return [k for k in self.tracks if not k.lost and not k.closed and k.confirmed
+                and (k.account is not None or k.moved_m >= 0.5)]
 
     def update(self, t: float, obs: list[Observation]) -> None:
         cfg = self.cfg
         live = [k for k in self.tracks if not k.lost and not k.closed]
-        pairs = sorted(((float(np.linalg.norm(k.predict(t) - o.xy)), i, j) for i, k in enumerate(live)
-                        for j, o in enumerate(obs)), key=lambda p: p[0])
+        pairs = []
+        for i, k in enumerate(live):
+            for j, o in enumerate(obs):
+                dist = min(float(np.linalg.norm(k.predict(t) - o.xy)), float(np.linalg.norm(k.xy - o.xy)))
+                if dist > cfg.gate_m + 1.5 * max(t - k.t, 0.0):
+                    continue
+                app = appearance_distance(k.appearance, o.appearance) if k.appearance is not None else 0.0
+                # confirmed tracks choose first (as ByteTrack matches its confident tracks first)
+                pairs.append((not k.confirmed, dist + cfg.appearance_weight_m * app, i, j))
+        pairs.sort(key=lambda p: p[:2])
         used_k, used_o = set(), set()
-        for dist, i, j in pairs:
-            if dist > cfg.gate_m + 1.5 * max(t - live[i].t, 0.0) or i in used_k or j in used_o:
+        for _, _, i, j in pairs:
+            if i in used_k or j in used_o:
                 continue
             used_k.add(i)
             used_o.add(j)
@@ -202,6 +233,9 @@ class WorldTracker:
         for k in self.tracks:
             if not k.lost and not k.closed and t - k.t > cfg.lost_after_s:
                 k.lost = True
+        for k in self.tracks:
+            if k.account is None and k.confirmed and not k.lost and not k.closed:
+                self._relink(k)
         self.tracks = [k for k in self.tracks if not (k.lost and t - k.t > cfg.forget_after_s) and not
                        (not k.confirmed and (k.lost or k.closed))]
 
@@ -212,16 +246,16 @@ class WorldTracker:
             k.velocity = 0.6 * k.velocity + 0.4 * np.clip(v, -2.0, 2.0)
         k.xy = 0.3 * k.predict(o.t) + 0.7 * o.xy
         k.t = o.t
-        was = k.confirmed
         k.hits += 1
         a = o.appearance
         k.appearance = a if k.appearance is None else 0.9 * k.appearance + 0.1 * a
         self._remember(k, o)
-        if k.confirmed and not was and k.account is None:
-            self._relink(k)
 
     def _remember(self, k: WorldTrack, o: Observation) -> None:
         k.max_views = max(k.max_views, len({v.camera_id for v in o.views}))
+        if k.first_xy is None:
+            k.first_xy = k.xy.copy()
+        k.moved_m = max(k.moved_m, float(np.linalg.norm(k.xy - k.first_xy)))
         k.positions.append((o.t, k.xy.copy()))
         for w in o.wrists:
             k.wrists.append((o.t, w))
@@ -233,7 +267,8 @@ class WorldTracker:
         """A new track continues a lost one that could have walked here and looks the same."""
         best, best_cost = None, float("inf")
         for k in self.tracks:
-            if not k.lost or k.closed or k.account is None:
+            stale = k.lost or new.t - k.t > 0.3
+            if k is new or not stale or k.closed or k.account is None or not k.confirmed:
                 continue
             gap = new.first_t - k.t
             if gap < -0.2:
@@ -252,17 +287,21 @@ class WorldTracker:
             new.wrists = deque([*best.wrists, *new.wrists])
             best.closed = True
 
-    def near_gate(self, gate_id: str, t: float, radius_m: float = 2.0) -> list[tuple[float, WorldTrack]]:
-        """Tracks without an account near a gate, nearest first."""
+    def near_gate(self, gate_id: str, t: float, radius_m: float = 2.0, first: bool = False,
+                  born_after: float | None = None) -> list[tuple[float, WorldTrack]]:
+        """Tracks without an account near a gate (``first``: where they were first seen), first
+        seen after ``born_after`` if given, nearest first."""
         g = next(g for g in self.store.gates if g.id == gate_id)
         a, b = np.array(g.a_m), np.array(g.b_m)
         out = []
         for k in self.tracks:
-            if k.closed or k.account is not None or t - k.t > 1.5:
+            if (k.closed or k.account is not None or not k.confirmed or t - k.t > 1.5
+                    or (born_after is not None and k.first_t < born_after)):
                 continue
+            p = k.first_xy if first and k.first_xy is not None else k.xy
             ab = b - a
-            s = np.clip(float((k.xy - a) @ ab / (ab @ ab)), 0.0, 1.0)
-            d = float(np.linalg.norm(k.xy - (a + s * ab)))
+            s = np.clip(float((p - a) @ ab / (ab @ ab)), 0.0, 1.0)
+            d = float(np.linalg.norm(p - (a + s * ab)))
             if d <= radius_m:
                 out.append((d, k))
         return sorted(out, key=lambda p: p[0])
