@@ -37,7 +37,7 @@ SENSING = ("fused", "weight_only")
 @dataclass(frozen=True)
 class RuntimeConfig:
     sensing: str = "fused"                       # fused | weight_only
-    pose_model: str = "models/person_pose.onnx"  # person boxes and 17 keypoints
+    pose_model: str = "models/person_pose_openvino_model"  # person boxes and 17 keypoints (.onnx, OpenVINO folder or .pt)
     perception_hz: float = 5.0                   # frames per second and camera that go through the model
     person_conf: float = 0.35
     review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged

@@ -47,37 +47,38 @@ class StepDetector:
         self._buf: deque[tuple[float, float]] = deque()
         self._start: float | None = None     # t the reading left the level, while an event is open
 
-    def _window(self) -> np.ndarray:
-        return np.array([g for _, g in self._buf])
-
     def update(self, t: float, grams: float) -> WeightEvent | None:
+        # plain Python over the window's dozen values: numpy's per-call overhead would dominate at
+        # 80 readings a second on every cell of a store
         cfg = self.cfg
-        self._buf.append((t, grams))
-        while self._buf and self._buf[0][0] < t - cfg.window_s:
-            self._buf.popleft()
-        w = self._window()
-        flat = len(w) >= 5 and float(w.std()) < cfg.settle_std_g and (w.max() - w.min()) < 4 * cfg.settle_std_g
+        buf = self._buf
+        buf.append((t, grams))
+        while buf and buf[0][0] < t - cfg.window_s:
+            buf.popleft()
+        w = [g for _, g in buf]
+        n = len(w)
+        mean = sum(w) / n
+        std = (sum((g - mean) ** 2 for g in w) / n) ** 0.5
+        flat = n >= 5 and std < cfg.settle_std_g and (max(w) - min(w)) < 4 * cfg.settle_std_g
         if self.level is None:
             if flat:
-                self.level = float(w.mean())
+                self.level = mean
             return None
         if self._start is None:
-            recent = float(np.median(w[-3:]))
+            recent = sorted(w[-3:])[len(w[-3:]) // 2]
             if abs(recent - self.level) > cfg.trigger_g:
-                self._start = self._buf[-3][0] if len(self._buf) >= 3 else t
+                self._start = buf[-3][0] if n >= 3 else t
             elif flat:
-                self.level += cfg.drift_alpha * (float(w.mean()) - self.level)
+                self.level += cfg.drift_alpha * (mean - self.level)
             return None
-        span_ok = self._buf[0][0] >= self._start  # the flat window lies wholly after the departure
-        if flat and span_ok:
-            new = float(w.mean())
-            delta = new - self.level
-            start, self.level, self._start = self._start, new, None
+        if flat and buf[0][0] >= self._start:   # the flat window lies wholly after the departure
+            delta = mean - self.level
+            start, self.level, self._start = self._start, mean, None
             if abs(delta) < cfg.min_step_g:
                 return None   # a glitch that returned, or drift
-            return WeightEvent(self.cell_id, start, t, delta, float(w.std()))
+            return WeightEvent(self.cell_id, start, t, delta, std)
         if t - self._start > cfg.max_event_s and flat:
-            self.level, self._start = float(w.mean()), None
+            self.level, self._start = mean, None
         return None
 
 
