@@ -41,7 +41,9 @@ class RuntimeConfig:
     perception_hz: float = 5.0                   # frames per second and camera that go through the model
     person_conf: float = 0.35
     review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged
-    attribution_window_s: float = 2.0            # look this far before a weight event for the hand in the bin
+    attribution_window_s: float = 2.0            # look this far before a weight event for the shopper at the bin
+    wrist_window_s: float = 0.6                  # and this far before the item left for the hand in the bin
+    busy_hand_m: float = 0.3                     # extra distance for a shopper whose hand was busy at another bin then
     reach_m: float = 0.75                        # a shopper standing this close to a bin's front can reach in
     group_window_s: float = 5.0                  # people entering this soon after a scan share its account
     weights: WeightEventConfig = field(default_factory=WeightEventConfig)
@@ -78,6 +80,8 @@ class Runtime:
         self._last_frame: dict[str, float] = {}
         self._scans: list[tuple[float, str, str]] = []      # pending entry scans: (t, gate, account)
         self._groups: list[tuple[float, str]] = []          # (until t, account): who may still join
+        self._reaches: dict[str, list[tuple[float, str]]] = defaultdict(list)  # account → (t, bin) charged
+        self._decided: list[dict] = []                      # recent decisions, for joint re-assignment
         self.t = 0.0
         self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0}
         if restore and self.log is not None:
@@ -182,7 +186,7 @@ class Runtime:
             return
         keep = []
         for ts, gate, account in self._scans:
-            near = self.tracker.near_gate(gate, t, born_after=ts - 3.0)   # who just came in, not who stands there
+            near = self.tracker.near_gate(gate, t, radius_m=1.2, born_after=ts - 3.0)   # who just came in
             if near:
                 near[0][1].account = account
             elif t - ts < 4.0:
@@ -201,8 +205,9 @@ class Runtime:
         self.stats["weight_events"] += 1
         cell = self.store.load_cells[ev.cell_id]
         bins = list(cell.bins)
-        who = self._attribute(ev, bins)
-        account, conf_who, bin_dist, why = who
+        account, conf_who, bin_dist, why = self._attribute(ev, bins)
+        raw = why.pop("_raw", {})
+        account, corrections = self._resolve_concurrent(ev, bins, raw, account)
         visit = self.visits.get(account) if account else None
         put_skus = [s for s, q in visit.cart.items() if q > 0] if (visit and ev.delta_g > 0) else None
         cands = self.belief.candidates(ev, bins, put_skus=put_skus)
@@ -214,7 +219,7 @@ class Runtime:
             self._note("unexplained", {"t": ev.t_end, "account_id": account, **evidence})
             if visit is not None and conf_who >= 0.5:
                 visit.doubts.append(f"unexplained {ev.delta_g:+.0f} g on {ev.cell_id} at {ev.t_end:.1f} s")
-            return []
+            return corrections
 
         def cost(c: Candidate) -> float:
             tol = max(8.0, 0.03 * abs(ev.delta_g))
@@ -228,7 +233,11 @@ class Runtime:
         evidence["candidates"] = [{"bin": c.bin_id, "items": c.items, "residual_g": round(c.residual_g, 1),
                                    "cost": round(cost(c), 2)} for c in ranked[:4]]
         sign = 1 if ev.delta_g < 0 else -1     # taken off the shelf: into the cart
-        out = []
+        self._reaches[account].append((ev.t_start, best.bin_id))
+        self._decided.append({"t_start": ev.t_start, "bins": bins, "account": account, "raw": raw, "sign": sign,
+                              "items": best.items, "confidence": confidence, "evidence": {**evidence, "bin": best.bin_id}})
+        del self._decided[:-16]
+        out = list(corrections)
         for sku, qty in best.items:
             self.belief.apply(best.bin_id, sku, -sign * qty)
             visit.cart[sku] += sign * qty
@@ -238,6 +247,40 @@ class Runtime:
             visit.doubts.append(f"unsure {'pick' if sign > 0 else 'put-back'} of "
                                 f"{', '.join(s for s, _ in best.items)} at {ev.t_end:.1f} s ({confidence:.2f})")
         return out
+
+    def _resolve_concurrent(self, ev: WeightEvent, bins: list[str], raw: dict[str, float],
+                            account: str | None) -> tuple[str | None, list[CartUpdate]]:
+        """Two items leaving different bins at the same moment are two hands: when this event's
+        shopper was just charged for another bin's item, assign both events jointly (least total
+        hand distance, one item per shopper unless that is much worse) and move the earlier charge
+        if it was wrong. Returns this event's account and the corrections."""
+        out: list[CartUpdate] = []
+        if account is None:
+            return account, out
+        for prev in self._decided[-8:]:
+            if prev["account"] != account or abs(prev["t_start"] - ev.t_start) >= 0.5 or set(prev["bins"]) & set(bins):
+                continue
+            best = None
+            for a1, d1 in prev["raw"].items():
+                for a2, d2 in raw.items():
+                    if a1 not in self.visits or a2 not in self.visits:
+                        continue
+                    c = d1 + d2 + (self.cfg.busy_hand_m if a1 == a2 else 0.0)
+                    if best is None or c < best[0]:
+                        best = (c, a1, a2)
+            if best is None or best[1] == prev["account"]:
+                continue
+            _, a1, account = best
+            old, prev["account"] = prev["account"], a1
+            for sku, qty in prev["items"]:
+                q = prev["sign"] * qty
+                self.visits[old].cart[sku] -= q
+                self.visits[a1].cart[sku] += q
+                ev_note = {**prev["evidence"], "reassigned": f"from {old} to {a1}: both hands at once at "
+                                                              f"{ev.t_start:.2f} s"}
+                out += [CartUpdate(old, sku, -q, prev["t_start"], ev.t_end, time.time(), prev["confidence"], ev_note),
+                        CartUpdate(a1, sku, q, prev["t_start"], ev.t_end, time.time(), prev["confidence"], ev_note)]
+        return account, out
 
     def _attribute(self, ev: WeightEvent, bins: list[str]) -> tuple[str | None, float, dict[str, float], dict]:
         """Who reached into the cell's bins during the event: (account, confidence, per-bin cost of
@@ -250,11 +293,13 @@ class Runtime:
                                                           "in_store": in_store}
         t0, t1 = ev.t_start - self.cfg.attribution_window_s, ev.t_end
         scored: list[tuple[float, WorldTrack, dict[str, float], str]] = []
+        raw: dict[str, float] = {}      # account → how far its hand was, no busy-hand term
         for k in self.tracker.tracks:
             if k.closed or (k.account is not None and k.account not in self.visits):
                 continue   # gone, or its shopper has left the store
             per_bin, how = {}, "floor"
-            wrists = [w for t, w in k.wrists if t0 <= t <= t1]
+            # the hand is in the bin when the item leaves (or lands): the weight's departure time
+            wrists = [w for t, w in k.wrists if ev.t_start - self.cfg.wrist_window_s <= t <= ev.t_start + 0.3]
             pos = [p for t, p in k.positions if t0 <= t <= t1]
             if not pos and not wrists:
                 continue
@@ -266,7 +311,14 @@ class Runtime:
                 else:
                     front = _bin_front_xy(b)
                     per_bin[bid] = max(min(float(np.linalg.norm(p - front)) for p in pos) - self.cfg.reach_m, 0.0)
-            scored.append((min(per_bin.values()), k, per_bin, how))
+            d = min(per_bin.values())
+            if k.account is not None:
+                raw[k.account] = min(raw.get(k.account, np.inf), d)
+            # one hand takes one thing at a time: a shopper already charged for another bin's item
+            # at this very moment is a less likely taker of this one (crowded shelves)
+            if any(abs(t - ev.t_start) < 0.5 and b not in bins for t, b in self._reaches.get(k.account, ())):
+                d += self.cfg.busy_hand_m
+            scored.append((d, k, per_bin, how))
         scored.sort(key=lambda s: s[0])
         if not scored:
             return (in_store[0], 0.5 / len(in_store), {}, {"method": "no track seen", "in_store": in_store}) if in_store \
@@ -284,7 +336,7 @@ class Runtime:
         dmin = min(per_bin.values())
         scale = 0.1 if how == "wrist" else 0.4
         bin_cost = {b: (v - dmin) / scale for b, v in per_bin.items()}
-        why = {"method": how, "track": k.id, "distance_m": round(d, 3),
+        why = {"method": how, "track": k.id, "distance_m": round(d, 3), "_raw": raw,
                "others": [{"track": s[1].id, "account": s[1].account, "distance_m": round(s[0], 3)} for s in scored[1:4]]}
         return account, conf, bin_cost, why
 

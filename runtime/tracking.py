@@ -29,7 +29,7 @@ class TrackingConfig:
     cluster_m: float = 0.6        # floor points of one person from different cameras
     duplicate_m: float = 0.35     # two boxes of one camera this close are one person
     gate_m: float = 1.0           # largest jump of a track between updates
-    appearance_weight_m: float = 0.5  # metres of distance one unit of appearance distance costs
+    appearance_weight_m: float = 2.0  # metres of distance one unit of appearance distance costs
     min_hits: int = 3             # observations (one of them by two cameras) before a track is published
     lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
     forget_after_s: float = 60.0  # lost this long: forgotten
