@@ -297,6 +297,8 @@ class Runtime:
         for k in self.tracker.tracks:
             if k.closed or (k.account is not None and k.account not in self.visits):
                 continue   # gone, or its shopper has left the store
+            if k.account is None and not (k.confirmed and k.moved_m >= 0.5):
+                continue   # a shape nobody scanned in that never walked: not a shopper (see WorldTracker.active)
             per_bin, how = {}, "floor"
             # the hand is in the bin when the item leaves (or lands): the weight's departure time
             wrists = [w for t, w in k.wrists if ev.t_start - self.cfg.wrist_window_s <= t <= ev.t_start + 0.3]
