@@ -186,7 +186,9 @@ class Runtime:
             return
         keep = []
         for ts, gate, account in self._scans:
-            near = self.tracker.near_gate(gate, t, radius_m=1.2, born_after=ts - 3.0)   # who just came in
+            # who was at the gate when the scan came; wait a moment so that the one crossing has
+            # been seen often enough to be a track
+            near = self.tracker.near_gate(gate, t, radius_m=1.2, born_after=ts - 3.0, at=ts) if t >= ts + 0.6 else []
             if near:
                 near[0][1].account = account
             elif t - ts < 4.0:
@@ -217,7 +219,9 @@ class Runtime:
             self.stats["unexplained"] += 1
             evidence["candidates"] = [asdict(c) for c in cands[:3]]
             self._note("unexplained", {"t": ev.t_end, "account_id": account, **evidence})
-            if visit is not None and conf_who >= 0.5:
+            lightest = min(p.mass_g for p in self.store.catalog)
+            if visit is not None and conf_who >= 0.5 and abs(ev.delta_g) >= 0.5 * lightest:
+                # a change no product explains, within this shopper's reach, and as heavy as an item
                 visit.doubts.append(f"unexplained {ev.delta_g:+.0f} g on {ev.cell_id} at {ev.t_end:.1f} s")
             return corrections
 

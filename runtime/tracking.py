@@ -288,9 +288,10 @@ class WorldTracker:
             best.closed = True
 
     def near_gate(self, gate_id: str, t: float, radius_m: float = 2.0, first: bool = False,
-                  born_after: float | None = None) -> list[tuple[float, WorldTrack]]:
-        """Tracks without an account near a gate (``first``: where they were first seen), first
-        seen after ``born_after`` if given, nearest first."""
+                  born_after: float | None = None, at: float | None = None) -> list[tuple[float, WorldTrack]]:
+        """Tracks without an account near a gate, nearest first: where they are now, where they
+        were first seen (``first``), or where they were at time ``at`` (the scan: the one who
+        scanned was at the gate then); first seen after ``born_after`` if given."""
         g = next(g for g in self.store.gates if g.id == gate_id)
         a, b = np.array(g.a_m), np.array(g.b_m)
         out = []
@@ -299,6 +300,8 @@ class WorldTracker:
                     or (born_after is not None and k.first_t < born_after)):
                 continue
             p = k.first_xy if first and k.first_xy is not None else k.xy
+            if at is not None and k.positions:
+                p = min(k.positions, key=lambda q: abs(q[0] - at))[1]
             ab = b - a
             s = np.clip(float((p - a) @ ab / (ab @ ab)), 0.0, 1.0)
             d = float(np.linalg.norm(p - (a + s * ab)))
