@@ -155,18 +155,24 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
                 print(f"[{i + 1}/{len(names)}] {name}", flush=True)
             cards += run_scenario(name, cfg, root / name, progress)
         report = write_suite_report(root / "report.html", cards)
-        (root / "scorecard.json").write_text(json.dumps({"scenarios": cards, "total": _totals(cards)}, indent=1))
-        return RunResult(root, cards, format_table(cards), report)
+        (root / "scorecard.json").write_text(json.dumps({"scenarios": cards, "total": suite_totals(cards)}, indent=1))
+        return RunResult(root, cards, tables(cards), report)
     name = Path(cfg.scenario).stem
     out = Path(cfg.out) if cfg.out else Path("runs") / f"{name}-{stamp}"
     cards = run_scenario(cfg.scenario, cfg, out, progress)
     report = out / "report.html"
     if len(cards) > 1:
         report = write_suite_report(out / "ablation.html", cards)
-    return RunResult(out, cards, format_table(cards), report)
+    return RunResult(out, cards, tables(cards), report)
 
 
-def _totals(cards: list[dict]) -> dict:
+def tables(cards: list[dict]) -> str:
+    """One table per sensing mode, each with its own total."""
+    modes = list(dict.fromkeys(c.get("sensing", "fused") for c in cards))
+    return "\n\n".join(format_table([c for c in cards if c.get("sensing", "fused") == m]) for m in modes)
+
+
+def suite_totals(cards: list[dict]) -> dict:
     """The suite's totals, per sensing mode."""
     modes = list(dict.fromkeys(c.get("sensing", "fused") for c in cards))
     return {m: aggregate([c for c in cards if c.get("sensing", "fused") == m]) for m in modes}
