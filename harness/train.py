@@ -256,7 +256,7 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
     size_mb = weights.stat().st_size / 1e6
     s = scores
     lines = [f"# {cfg.model_name}", "",
-             f"{'Person pose (17 COCO keypoints)' if cfg.task == 'pose' else 'Products (every SKU) and persons'}: "
+             f"{'Person pose (17 COCO keypoints)' if cfg.task == 'pose' else 'Products (every SKU)' if cfg.data_layout == 'products' else 'Products (every SKU) and persons'}: "
              f"Ultralytics `{cfg.arch}` trained from scratch on synthetic images of the store twin. "
              "No pretrained weights, no real images.", "",
              "| file | size |", "| --- | ---: |", f"| `{weights.name}` | {size_mb:.1f} MB |"]
@@ -280,7 +280,7 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
         lines += ["", "Recall of look-alike SKUs (same pack, different label):", "", "| group | SKU | recall |",
                   "| --- | --- | ---: |"]
         for g, skus in s["lookalike_recall"].items():
-            lines += [f"| {g} | {sku} | {r if r is not None else 'n/a'} |" for sku, r in skus.items()]
+            lines += [f"| {g} | {sku} | {f'{r:.3f}' if r is not None else 'n/a'} |" for sku, r in skus.items()]
     r = s["sim_to_real"]
     if r["recall"] is None:
         lines += ["", "## Sim-to-real", "", "Not measured: the model has no person class, and no real photographs of "
