@@ -11,6 +11,7 @@ the runtime once more on the same streams: an ablation, side by side in one repo
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from harness.metrics import aggregate, format_table, score_run
 from harness.paths import home, scenario_path, store_dir
 from harness.report import write_report, write_suite_report
 from harness.simulate import simulate
+from runtime.hands import HandConfig
 from runtime.pipeline import SENSING, Runtime, RuntimeConfig
 from runtime.sources import ReplaySource, paced
 from runtime.store import load_store
@@ -39,6 +41,7 @@ class RunConfig:
     pacing: str = "realtime"             # realtime: messages released at their timestamps; asfast
     out: str | None = None
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    recorded: str | None = None          # runs recorded before (a run or a suite folder): no simulation
 
     def __post_init__(self) -> None:
         bad = [s for s in self.sensing if s not in SENSING]
@@ -51,6 +54,11 @@ class RunConfig:
         if self.source == "live" and (len(self.sensing) > 1 or self.pacing == "realtime"):
             raise ValueError("source=live runs one sensing mode as fast as the simulation goes: "
                              "use pacing=asfast and one sensing mode, or source=replay")
+        if self.recorded is not None and self.source == "live":
+            raise ValueError("recorded= replays recorded streams: it cannot go with source=live")
+        if self.recorded is not None and not Path(self.recorded).is_dir():
+            raise ValueError(f"recorded={self.recorded}: no such folder (expected a run or suite folder "
+                             "written by storetwin run or storetwin simulate)")
 
 
 def run_config_from(cfg: dict) -> RunConfig:
@@ -60,15 +68,24 @@ def run_config_from(cfg: dict) -> RunConfig:
     rt = dict(cfg.get("runtime") or {})
     w = WeightEventConfig(**tuples(checked_fields(WeightEventConfig, rt.pop("weights", None), "runtime.weights.")))
     tr = TrackingConfig(**tuples(checked_fields(TrackingConfig, rt.pop("tracking", None), "runtime.tracking.")))
-    rt_fields = {k: v for k, v in checked_fields(RuntimeConfig, rt, "runtime.").items() if k not in ("weights", "tracking")}
-    model = Path(rt_fields["pose_model"])
-    if not model.is_absolute() and not model.exists() and (home() / model).exists():
-        rt_fields["pose_model"] = str(home() / model)   # the shipped model, from anywhere
+    hd = checked_fields(HandConfig, rt.pop("hands", None), "runtime.hands.")
+    rt_fields = {k: v for k, v in checked_fields(RuntimeConfig, rt, "runtime.").items()
+                 if k not in ("weights", "tracking", "hands")}
+    rt_fields["pose_model"] = _shipped(rt_fields["pose_model"])
+    if hd["product_model"]:
+        hd["product_model"] = _shipped(hd["product_model"])
     sensing = cfg.get("sensing", "fused")
     sensing = tuple([sensing] if isinstance(sensing, str) else sensing)
     return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=cfg.get("suite"), sensing=sensing,
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
-                     runtime=RuntimeConfig(**rt_fields, weights=w, tracking=tr))
+                     runtime=RuntimeConfig(**rt_fields, weights=w, tracking=tr, hands=HandConfig(**hd)),
+                     recorded=cfg.get("recorded"))
+
+
+def _shipped(path: str) -> str:
+    """A relative model path that is not here is the shipped model, from anywhere."""
+    p = Path(path)
+    return str(home() / p) if not p.is_absolute() and not p.exists() and (home() / p).exists() else path
 
 
 def _sim_config() -> SimConfig:
@@ -84,7 +101,8 @@ def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = 
     if out.exists():
         raise FileExistsError(f"{out}: runtime outputs exist already")
     rt = Runtime(store, cfg, out)
-    source = ReplaySource(run_dir, cameras=None if cfg.sensing == "fused" else ())
+    source = ReplaySource(run_dir, cameras=() if cfg.sensing == "weight_only" else None,
+                          weights=cfg.sensing != "vision_only")
     wall_t0 = time.time() + 0.2
     wall_start = time.time()
     stream = paced(source, wall_t0) if pacing == "realtime" else source
@@ -107,8 +125,11 @@ def run_scenario(scenario: str, cfg: RunConfig, out: Path, progress: bool = True
         sc = load_scenario(_sp(scenario), store_dir())
         live = Runtime(load_store(store_dir() / f"{sc.store}.yaml"), modes[0], out.with_name(out.name + ".live"))
         t0 = time.time()
-    res = simulate(scenario, _sim_config(), out=out, make_contact_sheet=False, progress=progress,
-                   consumers=[live.process] if live else ())
+    if cfg.recorded is not None:
+        run_dir = _from_recorded(Path(cfg.recorded), Path(scenario).stem, out)
+    else:
+        run_dir = simulate(scenario, _sim_config(), out=out, make_contact_sheet=False, progress=progress,
+                           consumers=[live.process] if live else ()).run_dir
     cards = []
     for i, mode in enumerate(modes):
         name = "out" if i == 0 else f"out-{mode.sensing}"
@@ -119,11 +140,28 @@ def run_scenario(scenario: str, cfg: RunConfig, out: Path, progress: bool = True
                     "wall_s": round(time.time() - t0, 3), "sensing": mode.sensing, "source": "live", **live.stats}
             (out / name / "run.json").write_text(json.dumps(info, indent=1))
         else:
-            run_runtime(res.run_dir, mode, cfg.pacing, name)
-        card = score_run(res.run_dir, out_name=name)
-        write_report(res.run_dir, card)
+            run_runtime(run_dir, mode, cfg.pacing, name)
+        card = score_run(run_dir, out_name=name)
+        write_report(run_dir, card)
         cards.append(card)
     return cards
+
+
+def _from_recorded(root: Path, name: str, out: Path) -> Path:
+    """A new run directory over a recorded run's streams and ground truth (linked, not copied), so
+    the runtime can be run again, with other models or settings, without simulating again."""
+    src = root if (root / "streams").is_dir() and (root / "gt").is_dir() else root / name
+    if not ((src / "streams").is_dir() and (src / "gt").is_dir()):
+        raise FileNotFoundError(f"recorded={root}: no recorded run of {name} (expected {root / name}/streams/ and gt/)")
+    if out.exists():
+        raise FileExistsError(f"{out}: exists; choose another out=")
+    out.mkdir(parents=True)
+    for part in ("streams", "gt"):
+        (out / part).symlink_to((src / part).resolve(), target_is_directory=True)
+    for f in ("store.yaml", "scenario.yaml", "run.json"):
+        if (src / f).is_file():
+            shutil.copy2(src / f, out / f)
+    return out
 
 
 def suite_scenarios(suite: str) -> list[str]:

@@ -10,9 +10,14 @@
 - ``Receipt`` when an account's exit scan comes, flagged for review when any of its charges was
   unsure or an unexplained shelf change happened within reach of that shopper.
 
+A product seen in the shopper's hand (:mod:`runtime.hands`) settles look-alike SKUs that weight
+cannot tell apart, and a reach into a bin whose load cell has gone silent (or that has none) is
+still charged from what the hand took.
+
 Everything goes to the append-only event log in ``out_dir``. ``sensing`` switches the sensors used:
-``fused`` (cameras and scales) or ``weight_only`` (scales and gates; no cameras: a charge goes to
-the only shopper in the store, and is a guess when there are several).
+``fused`` (cameras and scales), ``vision_only`` (cameras and gates: reaches and the product in the
+hand decide every charge) or ``weight_only`` (scales and gates; no cameras: a charge goes to the
+only shopper in the store, and is a guess when there are several).
 """
 from __future__ import annotations
 
@@ -25,18 +30,19 @@ from typing import Iterable
 import numpy as np
 
 from runtime.eventlog import EventLog
+from runtime.hands import HandConfig, HandWatch, Reach
 from runtime.messages import CartUpdate, Frame, GateEvent, Receipt, ReceiptLine, SensorMessage, TrackState, WeightSample
 from runtime.perception import Detector, load_model
 from runtime.store import StoreSpec
 from runtime.tracking import TrackingConfig, WorldTrack, WorldTracker, associate, person_views
 from runtime.weight_events import BinBelief, Candidate, StepDetector, WeightEvent, WeightEventConfig
 
-SENSING = ("fused", "weight_only")
+SENSING = ("fused", "vision_only", "weight_only")
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    sensing: str = "fused"                       # fused | weight_only
+    sensing: str = "fused"                       # fused | vision_only | weight_only
     pose_model: str = "models/person_pose_openvino_model"  # person boxes and 17 keypoints (.onnx, OpenVINO folder or .pt)
     perception_hz: float = 5.0                   # frames per second and camera that go through the model
     person_conf: float = 0.35
@@ -46,8 +52,11 @@ class RuntimeConfig:
     busy_hand_m: float = 0.3                     # extra distance for a shopper whose hand was busy at another bin then
     reach_m: float = 0.75                        # a shopper standing this close to a bin's front can reach in
     group_window_s: float = 5.0                  # people entering this soon after a scan share its account
+    cell_silent_s: float = 1.0                   # a load cell that sent nothing for this long has failed
+    held_weight: float = 1.0                     # how much a product seen in the hand counts against weight alone
     weights: WeightEventConfig = field(default_factory=WeightEventConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    hands: HandConfig = field(default_factory=HandConfig)
 
     def __post_init__(self) -> None:
         if self.sensing not in SENSING:
@@ -66,11 +75,18 @@ class _Visit:
 
 class Runtime:
     def __init__(self, store: StoreSpec, config: RuntimeConfig = RuntimeConfig(), out_dir: str | Path | None = None,
-                 detector: Detector | None = None, restore: bool = False):
+                 detector: Detector | None = None, restore: bool = False, products_detector: Detector | None = None):
         self.store, self.cfg = store, config
         self.log = EventLog(out_dir) if out_dir is not None else None
-        self.vision = config.sensing == "fused"
+        self.vision = config.sensing in ("fused", "vision_only")
+        self.scales = config.sensing in ("fused", "weight_only")
         self.detector = detector if detector is not None or not self.vision else load_model(config.pose_model, conf=config.person_conf)
+        products = None
+        if self.vision and (config.hands.product_model or config.sensing == "vision_only"):
+            products = products_detector if products_detector is not None else \
+                load_model(config.hands.product_model, conf=config.hands.product_conf)
+        self.hands = HandWatch(store, config.hands, products) if self.vision else None
+        self._cell_last_t: dict[str, float] = {}
         self.tracker = WorldTracker(store, config.tracking)
         self.cells = {cid: StepDetector(cid, config.weights) for cid in store.load_cells}
         self.belief = BinBelief(store)
@@ -96,7 +112,10 @@ class Runtime:
         try:
             for msg in source:
                 out.extend(self.process(msg))
-            out.extend(self._flush_tick())
+            last = self._flush_tick()
+            for m in last:
+                self._publish(m)
+            out.extend(last)
         finally:
             self.close()
         return out
@@ -116,8 +135,9 @@ class Runtime:
             if self.vision:
                 self._frame(msg)
         elif isinstance(msg, WeightSample):
-            det = self.cells.get(msg.cell_id)
+            det = self.cells.get(msg.cell_id) if self.scales else None
             if det is not None:
+                self._cell_last_t[msg.cell_id] = msg.t
                 ev = det.update(msg.t, msg.grams)
                 if ev is not None:
                     out.extend(self._weight_event(ev))
@@ -147,6 +167,8 @@ class Runtime:
         self.stats["frames_processed"] += 1
         dets = [d for d in self.detector(f.image) if d.label == "person"]
         self._views.extend(person_views(cam, f.image, dets, self.store, self.cfg.tracking))
+        if self.hands is not None and self.hands.products is not None:
+            self.hands.frame(f.camera_id, f.t, f.image)
         self._tick_t = f.t
 
     def _flush_tick(self) -> list:
@@ -156,10 +178,12 @@ class Runtime:
         self._tick_t, self._views = None, []
         self.tracker.update(t, associate(t, views, self.store, self.cfg.tracking))
         self._assign_scans(t)
-        out = [TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1])) for k in self.tracker.active()]
-        for m in out:
-            self._publish(m)
-        return []   # track states are logged, not returned: they would swamp the caller
+        for m in [TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1])) for k in self.tracker.active()]:
+            self._publish(m)   # track states are logged, not returned: they would swamp the caller
+        out: list = []
+        for r in self.hands.update(t, self.tracker) if self.hands is not None else ():
+            out.extend(self._reach(r))
+        return out
 
     # -- gates and identity --------------------------------------------------------------------------
     def _gate(self, g: GateEvent) -> list:
@@ -225,9 +249,14 @@ class Runtime:
                 visit.doubts.append(f"unexplained {ev.delta_g:+.0f} g on {ev.cell_id} at {ev.t_end:.1f} s")
             return corrections
 
+        held = self._held_at_event(ev, why.get("track"))
+        if held:
+            evidence["held"] = {s: round(v, 2) for s, v in held.items()}
+
         def cost(c: Candidate) -> float:
             tol = max(8.0, 0.03 * abs(ev.delta_g))
-            return c.residual_g / tol + 0.5 * (len(c.items) - 1) + bin_dist.get(c.bin_id, 0.0)
+            seen = max((held.get(s, 0.0) for s, _ in c.items), default=0.0)
+            return c.residual_g / tol + 0.5 * (len(c.items) - 1) + bin_dist.get(c.bin_id, 0.0) - self.cfg.held_weight * seen
 
         ranked = sorted(cands, key=cost)
         best = ranked[0]
@@ -251,6 +280,74 @@ class Runtime:
             visit.doubts.append(f"unsure {'pick' if sign > 0 else 'put-back'} of "
                                 f"{', '.join(s for s, _ in best.items)} at {ev.t_end:.1f} s ({confidence:.2f})")
         return out
+
+    def _held_at_event(self, ev: WeightEvent, track_id: int | None) -> dict[str, float]:
+        """What the hand of the shopper at the bin held: after the item left (a pick) or before it
+        landed (a put-back). Looked at only when the weight leaves look-alikes open."""
+        if self.hands is None or self.hands.products is None or track_id is None:
+            return {}
+        k = next((k for k in self.tracker.tracks if k.id == track_id), None)
+        if k is None:
+            return {}
+        cells_bins = self.store.load_cells[ev.cell_id].bins
+        groups = [self.store.products[s].lookalike for b in cells_bins for s, n in self.belief.counts.get(b, {}).items() if n > 0]
+        if not any(g and groups.count(g) > 1 for g in groups):
+            return {}
+        look = self.cfg.hands.look_s
+        return self.hands.held(k, ev.t_start, ev.t_end + 0.05) if ev.delta_g < 0 else \
+            self.hands.held(k, ev.t_start - look, ev.t_start)
+
+    def _reach(self, r: Reach) -> list:
+        """A reach into a bin that no working scale watches (``vision_only``, a cell gone silent,
+        or a bin without one): what the hand took or left decides the charge."""
+        b = self.store.bins[r.bin_id]
+        if self.scales and b.cell_id is not None and self.t - self._cell_last_t.get(b.cell_id, -np.inf) < self.cfg.cell_silent_s:
+            return []   # the scale is working: its weight events decide
+        k = next((k for k in self.tracker.tracks if k.id == r.track_id and not k.closed), None)
+        account = k.account if k is not None else None
+        if account is None and len(self.visits) == 1 and k is not None:
+            account = next(iter(self.visits))
+        visit = self.visits.get(account) if account else None
+        if visit is None:
+            return []
+        look = self.cfg.hands.look_s
+        before = self.hands.held(k, r.t_in - look, r.t_in)
+        after = self.hands.held(k, r.t_out, r.t_out + self.cfg.hands.leave_s)
+        evidence = {"method": "vision", "bin": r.bin_id, "track": k.id, "t_in": round(r.t_in, 3),
+                    "t_out": round(r.t_out, 3), "held_before": {s: round(v, 2) for s, v in before.items()},
+                    "held_after": {s: round(v, 2) for s, v in after.items()},
+                    "scale": "none" if b.cell_id is None else ("silent" if self.scales else "not used")}
+        stock = [s for s, n in self.belief.counts.get(r.bin_id, {}).items() if n > 0]
+        out: list = []
+        lost = {s: v for s, v in before.items() if s not in after and visit.cart.get(s, 0) > 0}
+        if lost:
+            sku = max(lost, key=lost.get)
+            out.append(self._vision_charge(visit, sku, -1, lost[sku], r, evidence))
+        gained = {s: v for s, v in after.items() if s not in before}
+        if gained and stock:
+            group = {self.store.products[s].lookalike for s in gained} - {None}
+            ok = {s: v for s, v in gained.items() if s in stock}
+            if ok:
+                sku, conf = max(ok, key=ok.get), max(ok.values())
+            else:   # the hand holds something the bin is not believed to hold: its look-alike, else the bin's stock
+                near = [s for s in stock if self.store.products[s].lookalike in group]
+                sku = near[0] if near else max(stock, key=lambda s: self.belief.counts[r.bin_id][s])
+                conf = 0.5 * max(gained.values())
+            out.append(self._vision_charge(visit, sku, +1, conf, r, evidence))
+        if not out:
+            self._note("reach", {"t": self.t, "account_id": account, **evidence})
+        elif evidence["scale"] == "silent":
+            visit.doubts.append(f"charged from the hand alone: load cell {b.cell_id} silent at {r.t_out:.1f} s")
+        return out
+
+    def _vision_charge(self, visit: _Visit, sku: str, qty: int, conf: float, r: Reach, evidence: dict) -> CartUpdate:
+        self.belief.apply(r.bin_id, sku, -qty)
+        visit.cart[sku] += qty
+        conf = round(float(min(conf, 0.95)), 3)
+        if conf < self.cfg.review_below:
+            visit.doubts.append(f"unsure {'pick' if qty > 0 else 'put-back'} of {sku} at {r.t_out:.1f} s "
+                                f"seen in the hand only ({conf:.2f})")
+        return CartUpdate(visit.account, sku, qty, r.t_out, self.t, time.time(), conf, evidence)
 
     def _resolve_concurrent(self, ev: WeightEvent, bins: list[str], raw: dict[str, float],
                             account: str | None) -> tuple[str | None, list[CartUpdate]]:

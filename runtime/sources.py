@@ -25,10 +25,11 @@ _ORDER = {GateEvent: 0, WeightSample: 1, Frame: 2}   # at equal times: gates, th
 class ReplaySource:
     """The recorded streams of a run directory (``<run>/streams`` or the streams folder itself).
 
-    ``cameras`` limits the video to some cameras (``()``: no video at all, weights and gates only).
+    ``cameras`` limits the video to some cameras (``()``: no video at all, weights and gates only);
+    ``weights=False`` leaves the load cells out (cameras and gates only).
     """
 
-    def __init__(self, path: str | Path, cameras: Iterable[str] | None = None):
+    def __init__(self, path: str | Path, cameras: Iterable[str] | None = None, weights: bool = True):
         p = Path(path)
         self.dir = p / "streams" if (p / "streams").is_dir() else p
         for name in ("weights.csv", "gates.jsonl"):
@@ -36,6 +37,7 @@ class ReplaySource:
                 raise FileNotFoundError(f"{self.dir / name}: not a recorded run (expected streams/{name})")
         found = sorted(f.name[: -len(".frames.csv")] for f in self.dir.glob("*.frames.csv"))
         self.cameras = found if cameras is None else [c for c in cameras if c in found]
+        self.weights = weights
 
     def _weights(self) -> Iterator[WeightSample]:
         with open(self.dir / "weights.csv", newline="") as f:
@@ -66,7 +68,7 @@ class ReplaySource:
             cap.release()
 
     def __iter__(self) -> Iterator[SensorMessage]:
-        streams = [self._gates(), self._weights(), *[self._frames(c) for c in self.cameras]]
+        streams = [self._gates(), *([self._weights()] if self.weights else []), *[self._frames(c) for c in self.cameras]]
         return merge(streams)
 
 

@@ -174,6 +174,7 @@ class WorldTrack:
     closed: bool = False
     positions: deque = field(default_factory=deque)   # (t, xy)
     wrists: deque = field(default_factory=deque)      # (t, xyz)
+    hand_views: deque = field(default_factory=deque)  # (t, camera_id, [left uv | None, right uv | None])
 
     def predict(self, t: float) -> np.ndarray:
         return self.xy + self.velocity * min(t - self.t, 0.5)
@@ -259,7 +260,10 @@ class WorldTracker:
         k.positions.append((o.t, k.xy.copy()))
         for w in o.wrists:
             k.wrists.append((o.t, w))
-        for dq in (k.positions, k.wrists):
+        for v in o.views:
+            if any(uv is not None for uv in v.wrists_uv):
+                k.hand_views.append((o.t, v.camera_id, v.wrists_uv))
+        for dq in (k.positions, k.wrists, k.hand_views):
             while dq and dq[0][0] < o.t - self.cfg.history_s:
                 dq.popleft()
 
@@ -285,6 +289,7 @@ class WorldTracker:
             new.id, new.account = best.id, best.account
             new.positions = deque([*best.positions, *new.positions])
             new.wrists = deque([*best.wrists, *new.wrists])
+            new.hand_views = deque([*best.hand_views, *new.hand_views])
             best.closed = True
 
     def near_gate(self, gate_id: str, t: float, radius_m: float = 2.0, first: bool = False,

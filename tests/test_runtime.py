@@ -123,7 +123,7 @@ def test_weight_only_guesses_between_shoppers_and_flags_the_receipt(tmp_path: Pa
 
 
 def test_bad_runtime_settings_are_one_line_errors() -> None:
-    with pytest.raises(ValueError, match="runtime.sensing='eyes': expected one of fused, weight_only"):
+    with pytest.raises(ValueError, match="runtime.sensing='eyes': expected one of fused, vision_only, weight_only"):
         RuntimeConfig(sensing="eyes")
     with pytest.raises(ValueError, match="source=live"):
         RunConfig(source="live", pacing="realtime")
@@ -167,3 +167,20 @@ def test_two_items_leaving_two_bins_at_once_go_to_two_shoppers(tmp_path: Path) -
     assert {a: {s: q for s, q in v.cart.items() if q} for a, v in rt.visits.items()} == {
         "ann": {"cola_classic_330": 1}, "ben": {"cola_zero_330": 1}}
     rt.close()
+
+
+def test_recorded_runs_are_run_again_without_simulating(put_backs: Path, tmp_path: Path) -> None:
+    """recorded= links the streams and the truth of a run made before and runs the runtime again
+    (here: fused again, and vision_only), scored as any run."""
+    out = tmp_path / "again"
+    res = run(RunConfig(scenario="tiny_put_backs", recorded=str(put_backs), sensing=("fused", "vision_only"),
+                        pacing="asfast", out=str(out), runtime=RuntimeConfig(pose_model=MODEL)), progress=False)
+    assert (out / "streams").is_symlink() and (out / "streams").resolve() == (put_backs / "streams").resolve()
+    assert _receipts(out / "out") == _receipts(put_backs / "out")
+    vision = json.loads((out / "out-vision_only" / "scorecard.json").read_text())
+    assert vision["sensing"] == "vision_only" and vision["cart"]["visits"] == 2
+    assert [c["sensing"] for c in res.scorecards] == ["fused", "vision_only"]
+    with pytest.raises(FileNotFoundError, match="no recorded run of single_pick"):
+        run(RunConfig(scenario="single_pick", recorded=str(tmp_path), out=str(tmp_path / "x")), progress=False)
+    with pytest.raises(ValueError, match="recorded=.*no such folder"):
+        RunConfig(recorded=str(tmp_path / "nowhere"))

@@ -1,0 +1,180 @@
+"""Hands at the shelf (runtime/hands.py): reaches from triangulated wrists, the product in the hand
+from two cameras that agree in 3-D, and the charges the runtime makes from them where no scale
+decides (vision_only, a silent cell).
+
+The product model here is a stand-in that reads the image only: it reports a can wherever it finds
+a pure red marker painted into the frame, as a real model reports what it sees."""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.paths import store_dir
+from runtime.geometry import project
+from runtime.hands import HandConfig, HandWatch, Reach
+from runtime.messages import GateEvent, WeightSample
+from runtime.perception import Detection, Detector
+from runtime.pipeline import Runtime, RuntimeConfig
+from runtime.store import load_store
+from runtime.tracking import WorldTrack
+
+MARK = (0, 0, 255)   # BGR pure red
+
+
+class MarkerProducts(Detector):
+    """A product model stand-in: a ``sku`` box round every red marker in the image."""
+
+    task, names, imgsz = "detect", {0: "cola_zero_330"}, (320, 320)
+
+    def __init__(self, sku: str = "cola_zero_330"):
+        self.sku = sku
+
+    def __call__(self, bgr: np.ndarray) -> list[Detection]:
+        ys, xs = np.nonzero(np.all(bgr == MARK, axis=2))
+        if not len(xs):
+            return []
+        c = np.array([xs.mean(), ys.mean()])
+        return [Detection(np.r_[c - 4, c + 4], 0.9, 0, self.sku)]
+
+
+@pytest.fixture(scope="module")
+def store():
+    return load_store(store_dir() / "tiny_unit.yaml")
+
+
+def _frame(store, cam_id: str, point: np.ndarray | None) -> np.ndarray:
+    cam = store.camera_by_id[cam_id]
+    img = np.full((cam.height, cam.width, 3), 90, np.uint8)
+    if point is not None:
+        uv, _ = project(cam, point[None])
+        u, v = np.round(uv[0]).astype(int)
+        img[v - 2:v + 3, u - 2:u + 3] = MARK
+    return img
+
+
+def _hand_path(store, bin_id: str) -> list[tuple[float, np.ndarray]]:
+    """A wrist 0.45 m in front of a bin, into it (t 1.0–1.6 s) and back out."""
+    b = store.bins[bin_id]
+    inside = b.centre_world()
+    out = inside + np.array([0.0, -0.45, 0.0])      # the tiny unit faces −y
+    ts = np.round(np.arange(0.0, 3.01, 0.2), 3)
+    return [(float(t), inside if 1.0 <= t <= 1.6 else out) for t in ts]
+
+
+def _feed(store, hands: HandWatch, track: WorldTrack, path, held_from_s: float | None) -> list[Reach]:
+    """Give the watcher each step: the two shelf cameras' frames (a marker at the wrist from
+    ``held_from_s`` on: the can in the hand), the track's wrist and its views."""
+    reaches = []
+    for t, w in path:
+        for cam_id in ("cam_01", "cam_02"):
+            held = held_from_s is not None and t >= held_from_s
+            hands.frame(cam_id, t, _frame(store, cam_id, w if held else None))
+            uv, _ = project(store.camera_by_id[cam_id], w[None])
+            track.hand_views.append((t, cam_id, [uv[0], None]))
+        track.wrists.append((t, w))
+        reaches += hands.update(t, _Tracks([track]))
+    return reaches
+
+
+class _Tracks:
+    def __init__(self, tracks):
+        self.tracks = tracks
+
+
+def _track(account: str | None = "ann") -> WorldTrack:
+    k = WorldTrack(1, np.array([2.0, 2.0]), 0.0, 0.0, account=account, min_hits=1, max_views=2)
+    k.wrists, k.hand_views = deque(), deque()
+    return k
+
+
+def test_a_wrist_in_a_bin_is_one_reach_that_ends_when_the_hand_has_left(store) -> None:
+    hands = HandWatch(store, HandConfig(), None)
+    reaches = _feed(store, hands, _track(), _hand_path(store, "U/1/1"), None)
+    assert reaches == [Reach(1, "U/1/1", 1.0, 1.6)]
+    assert hands.bins_at(store.bins["U/0/0"].centre_world()) == ["U/0/0"]
+    assert hands.bins_at(np.array([2.0, 1.0, 1.0])) == []
+
+
+def test_the_held_product_needs_two_cameras_agreeing_at_the_wrist(store) -> None:
+    hands = HandWatch(store, HandConfig(), MarkerProducts())
+    k = _track()
+    _feed(store, hands, k, _hand_path(store, "U/1/1"), held_from_s=1.8)
+    assert hands.held(k, 1.8, 2.4) == {"cola_zero_330": 0.9}
+    assert hands.held(k, 0.0, 0.8) == {}              # nothing in the hand before the reach
+    # the same marker seen by one camera only is not enough
+    one = HandWatch(store, HandConfig(), MarkerProducts())
+    k1 = _track()
+    for t, w in _hand_path(store, "U/1/1"):
+        one.frame("cam_01", t, _frame(store, "cam_01", w))
+        one.frame("cam_02", t, _frame(store, "cam_02", None))
+        for cam_id in ("cam_01", "cam_02"):
+            uv, _ = project(store.camera_by_id[cam_id], w[None])
+            k1.hand_views.append((t, cam_id, [uv[0], None]))
+        k1.wrists.append((t, w))
+    assert one.held(k1, 1.8, 2.4) == {}
+
+
+def _runtime(store, sensing: str, tmp_path: Path, sku: str = "cola_zero_330") -> Runtime:
+    rt = Runtime(store, RuntimeConfig(sensing=sensing), tmp_path / sensing, detector=lambda img: [],
+                 products_detector=MarkerProducts(sku))
+    rt.process(GateEvent("gate_in", 0.0, "ann", "enter"))
+    return rt
+
+
+def test_vision_only_charges_the_product_seen_in_the_hand_after_a_reach(store, tmp_path: Path) -> None:
+    rt = _runtime(store, "vision_only", tmp_path)
+    k = _track()
+    rt.tracker.tracks.append(k)
+    ups = []
+    for t, w in _hand_path(store, "U/1/1"):
+        rt.t = t
+        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=1.8):
+            ups += rt._reach(r)
+    assert [(u.account_id, u.sku, u.delta_qty) for u in ups] == [("ann", "cola_zero_330", 1)]
+    assert ups[0].evidence["method"] == "vision" and ups[0].evidence["bin"] == "U/1/1"
+    assert rt.belief.counts["U/1/1"]["cola_zero_330"] == 5
+    (receipt,) = rt.process(GateEvent("gate_out", 3.5, "ann", "exit"))
+    assert [(ln.sku, ln.qty) for ln in receipt.lines] == [("cola_zero_330", 1)]
+    rt.close()
+
+
+def test_a_reach_with_an_empty_hand_is_a_browse_and_a_working_scale_keeps_the_decision(store, tmp_path: Path) -> None:
+    rt = _runtime(store, "vision_only", tmp_path)
+    k = _track()
+    rt.tracker.tracks.append(k)
+    ups = []
+    for t, w in _hand_path(store, "U/1/1"):
+        rt.t = t
+        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=None):
+            ups += rt._reach(r)
+    assert ups == []
+    rt.close()
+    # fused, with the cell reporting: the reach is left to the weight events, whatever the hand holds
+    fused = _runtime(store, "fused", tmp_path)
+    k = _track()
+    fused.tracker.tracks.append(k)
+    for t, w in _hand_path(store, "U/1/1"):
+        fused.process(WeightSample("U/1/1", t, 2100.0))
+        for r in _feed(store, fused.hands, k, [(t, w)], held_from_s=1.8):
+            ups += fused._reach(r)
+    assert ups == []
+    fused.close()
+
+
+def test_a_silent_cell_leaves_the_charge_to_the_hand_and_flags_it(store, tmp_path: Path) -> None:
+    rt = _runtime(store, "fused", tmp_path)
+    rt.process(WeightSample("U/1/1", 0.0, 2100.0))    # then the cell goes silent
+    k = _track()
+    rt.tracker.tracks.append(k)
+    ups = []
+    for t, w in _hand_path(store, "U/1/1"):
+        rt.t = t
+        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=1.8):
+            ups += rt._reach(r)
+    assert [(u.sku, u.delta_qty, u.evidence["scale"]) for u in ups] == [("cola_zero_330", 1, "silent")]
+    (receipt,) = rt.process(GateEvent("gate_out", 3.5, "ann", "exit"))
+    assert receipt.flagged and "load cell U/1/1 silent" in receipt.reason
+    rt.close()
