@@ -23,7 +23,7 @@ from harness.run import RunConfig, run, suite_totals  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sensing", nargs="+", default=["fused", "weight_only"])
+    ap.add_argument("--sensing", nargs="+", default=["fused", "vision_only", "weight_only"])
     ap.add_argument("--pacing", default="realtime", choices=["realtime", "asfast"])
     ap.add_argument("--out", type=Path, default=None, help="suite folder (default runs/suite-default-<time>)")
     ap.add_argument("--json", type=Path, default=None)

@@ -24,7 +24,8 @@ commands:
   run        simulate a scenario (or suite=default), run the store runtime on its streams and
              score it: scorecard.json, report.html and a table
              e.g. storetwin run scenario=single_pick
-             e.g. storetwin run suite=default sensing=[fused,weight_only]
+             e.g. storetwin run suite=default sensing=[fused,vision_only,weight_only]
+             e.g. storetwin run suite=default recorded=runs/suite-default-<time>   (no simulation)
   coverage   how many cameras see each bin of a store
              e.g. storetwin coverage store=small_convenience out=plan.png
 """
