@@ -2,7 +2,9 @@
 score, in each sensing mode, with real-time pacing (latency as a store would see it on this
 machine). Prints the table and writes a JSON summary (per scenario and in total, per sensing mode).
 
-    .venv/bin/python benchmarks/bench_suite.py --sensing fused weight_only --json docs/bench_suite.json [--out runs/suite-bench]
+    .venv/bin/python benchmarks/bench_suite.py --json docs/bench_suite.json [--out runs/suite-bench] [--recorded runs/suite-…]
+
+``--recorded`` runs the runtime on a suite simulated before (no simulation; the same streams).
 """
 from __future__ import annotations
 
@@ -27,16 +29,19 @@ def main() -> None:
     ap.add_argument("--pacing", default="realtime", choices=["realtime", "asfast"])
     ap.add_argument("--out", type=Path, default=None, help="suite folder (default runs/suite-default-<time>)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--recorded", type=Path, default=None, help="a suite folder simulated before")
     args = ap.parse_args()
     t0 = time.perf_counter()
     res = run(RunConfig(suite="default", sensing=tuple(args.sensing), pacing=args.pacing,
-                        out=str(args.out) if args.out else None))
+                        out=str(args.out) if args.out else None,
+                        recorded=str(args.recorded) if args.recorded else None))
     wall = time.perf_counter() - t0
     print(res.table)
     print(f"suite: {res.out}  report: {res.report}  ({wall / 60:.1f} min)")
     if args.json:
         summary = {"command": " ".join(["benchmarks/bench_suite.py", *sys.argv[1:]]),
                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "wall_min": round(wall / 60, 1),
+                   "recorded": str(args.recorded) if args.recorded else None,
                    "scenarios": [summary_row(c) for c in res.scorecards], "total": suite_totals(res.scorecards)}
         args.json.write_text(json.dumps(summary, indent=1))
 
