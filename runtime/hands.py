@@ -93,14 +93,7 @@ class HandWatch:
 
     def bins_at(self, p: np.ndarray) -> list[str]:
         """The bins whose volume (with the front lip) a world point is in, nearest first."""
-        out = []
-        for bid, b, inv in self._bins:
-            local = (inv @ np.append(p, 1.0))[:3]
-            d = b.unit.depth_m / 2
-            lo, hi = np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1])
-            dist = float(np.linalg.norm(np.maximum(lo - local, 0) + np.maximum(local - hi, 0)))
-            if dist <= self.cfg.in_bin_m:
-                out.append((dist, bid))
+        out = [(d, bid) for bid, b, inv in self._bins if (d := distance_to_bin(b, p, inv)) <= self.cfg.in_bin_m]
         return [bid for _, bid in sorted(out)]
 
     def clear_of_shelves(self, p: np.ndarray) -> bool:
@@ -160,3 +153,12 @@ class HandWatch:
             self._cache[key] = dets
         near = self.cfg.near_wrist_frac * max(h, w)
         return [(sku, score, c) for sku, score, c in dets if float(np.linalg.norm(c - uv)) <= near]
+
+
+def distance_to_bin(b, p: np.ndarray, world_to_unit: np.ndarray | None = None) -> float:
+    """Distance from a world point to a bin's volume, its front lip included (0 inside)."""
+    inv = np.linalg.inv(b.unit.local_to_world()) if world_to_unit is None else world_to_unit
+    local = (inv @ np.append(p, 1.0))[:3]
+    d = b.unit.depth_m / 2
+    lo, hi = np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1])
+    return float(np.linalg.norm(np.maximum(lo - local, 0) + np.maximum(local - hi, 0)))

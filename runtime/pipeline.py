@@ -30,7 +30,7 @@ from typing import Iterable
 import numpy as np
 
 from runtime.eventlog import EventLog
-from runtime.hands import HandConfig, HandWatch, Reach
+from runtime.hands import HandConfig, HandWatch, Reach, distance_to_bin
 from runtime.messages import CartUpdate, Frame, GateEvent, Receipt, ReceiptLine, SensorMessage, TrackState, WeightSample
 from runtime.perception import Detector, load_model
 from runtime.store import StoreSpec
@@ -409,7 +409,7 @@ class Runtime:
             for bid in bins:
                 b = self.store.bins[bid]
                 if wrists:
-                    per_bin[bid] = min(_distance_to_bin(b, w) for w in wrists)
+                    per_bin[bid] = min(distance_to_bin(b, w) for w in wrists)
                     how = "wrist"
                 else:
                     front = _bin_front_xy(b)
@@ -442,14 +442,6 @@ class Runtime:
         why = {"method": how, "track": k.id, "distance_m": round(d, 3), "_raw": raw,
                "others": [{"track": s[1].id, "account": s[1].account, "distance_m": round(s[0], 3)} for s in scored[1:4]]}
         return account, conf, bin_cost, why
-
-
-def _distance_to_bin(b, p: np.ndarray) -> float:
-    """Distance from a world point to a bin's volume (0 inside)."""
-    local = np.linalg.inv(b.unit.local_to_world()) @ np.append(p, 1.0)
-    d = b.unit.depth_m / 2
-    lo, hi = np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1])
-    return float(np.linalg.norm(np.maximum(lo - local[:3], 0) + np.maximum(local[:3] - hi, 0)))
 
 
 def _bin_front_xy(b) -> np.ndarray:
