@@ -45,6 +45,9 @@ class TrainConfig:
     device: str = "auto"               # auto: the first GPU when there is one, else cpu
     workers: int = 2
     patience: int = 100
+    optimizer: str = "AdamW"           # Ultralytics' optimizer name, or auto (its own choice; see conf/train.yaml)
+    lr0: float = 0.002                 # initial learning rate (ignored by optimizer=auto)
+    val: bool = True                   # validate after every epoch (false: only after the last; faster)
     resume: bool = False               # continue models/runs/<name> from its last epoch
     export: tuple[str, ...] = ("onnx", "openvino")  # openvino is skipped (and said in the card) where it does not install
     out: str = "models"
@@ -132,6 +135,7 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
         meta.write_text(json.dumps(info))
         YOLO(cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
                              deterministic=True, device=_device(cfg.device), workers=cfg.workers, patience=cfg.patience,
+                             optimizer=cfg.optimizer, lr0=cfg.lr0, val=cfg.val,
                              project=str(runs), name=cfg.model_name, exist_ok=True, plots=False, amp=False, verbose=True)
     info["train_s"] = info.get("train_s", 0.0) + time.perf_counter() - t0
     meta.write_text(json.dumps(info))
@@ -267,7 +271,8 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
               command, "```", "",
               f"- data: `{cfg.data}/{cfg.data_layout}`, store `{settings.get('store')}`, base seed {seeds}, settings hash "
               f"`{dg.get('settings_hash')}`",
-              f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, device "
+              f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, optimizer "
+              f"{cfg.optimizer}" + ("" if cfg.optimizer == "auto" else f" at lr0 {cfg.lr0}") + f", device "
               f"{_device(cfg.device)}, {wall_s / 60:.1f} min wall",
               "", "## Scores (measured after training, on the dataset's validation scenarios)", "",
               "| metric | value |", "| --- | ---: |",
