@@ -137,6 +137,12 @@ class Runtime:
         elif isinstance(msg, WeightSample):
             det = self.cells.get(msg.cell_id) if self.scales else None
             if det is not None:
+                last = self._cell_last_t.get(msg.cell_id)
+                if last is not None and msg.t - last >= self.cfg.cell_silent_s:
+                    # back after a gap in which the hands decided: start from the level it reads now,
+                    # so what was taken meanwhile is not charged a second time
+                    det = self.cells[msg.cell_id] = StepDetector(msg.cell_id, self.cfg.weights)
+                    self._note("cell_back", {"t": msg.t, "cell": msg.cell_id, "silent_s": round(msg.t - last, 3)})
                 self._cell_last_t[msg.cell_id] = msg.t
                 ev = det.update(msg.t, msg.grams)
                 if ev is not None:
