@@ -26,6 +26,8 @@ commands:
              e.g. storetwin run scenario=single_pick
              e.g. storetwin run suite=default sensing=[fused,vision_only,weight_only]
              e.g. storetwin run suite=default recorded=runs/suite-default-<time>   (no simulation)
+  compare    gate a candidate's scorecards against a baseline's; exits 1 on a regression
+             e.g. storetwin compare baseline=runs/suite-A candidate=runs/suite-B gate.mota_drop=0.01
   coverage   how many cameras see each bin of a store
              e.g. storetwin coverage store=small_convenience out=plan.png
 """
@@ -167,8 +169,25 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
     return 0
 
 
+def cmd_compare(overrides: list[str]) -> int:
+    from harness.compare import GateConfig, compare, format_verdict, load_scorecards
+    from harness.configs import checked_fields
+
+    cfg = _compose(overrides)
+    for key in ("baseline", "candidate"):
+        if not cfg.get(key):
+            raise ValueError(f"{key}=: expected a suite folder, a run directory or a scorecard.json")
+    gate = GateConfig(**checked_fields(GateConfig, cfg.get("gate"), "gate."))
+    show = cfg.get("show", "changed")
+    if show not in ("changed", "all"):
+        raise ValueError(f"show={show!r}: expected changed or all")
+    criteria = compare(load_scorecards(cfg["baseline"]), load_scorecards(cfg["candidate"]), gate)
+    print(format_verdict(criteria, show))
+    return 1 if any(c.status in ("regression", "missing") for c in criteria) else 0
+
+
 COMMANDS = {"simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
-            "evaluate-model": cmd_evaluate_model, "run": cmd_run}
+            "evaluate-model": cmd_evaluate_model, "run": cmd_run, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
             print(f"error: sim.{e.full_key}: {str(getattr(e, 'msg', e)).splitlines()[0]}", file=sys.stderr)
             return 2
-        if isinstance(e, (HydraException, OmegaConfBaseException, FileExistsError, ValueError, RuntimeError)):
+        if isinstance(e, (HydraException, OmegaConfBaseException, FileExistsError, FileNotFoundError, ValueError,
+                          RuntimeError)):
             print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
             return 2
         raise
