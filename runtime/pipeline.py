@@ -317,8 +317,11 @@ class Runtime:
         if visit is None:
             return []
         look = self.cfg.hands.look_s
-        before = self.hands.held(k, r.t_in - look, r.t_in)
-        after = self.hands.held(k, r.t_out, r.t_out + self.cfg.hands.leave_s)
+        # what the hand brought (before the wrist reached the bin) and what it carries away (from then
+        # on: a grasped item is in the hand while it withdraws, and frames with the hand still in the
+        # shelf are not looked at)
+        before = self.hands.held(k, r.t_in - look, r.t_in - 1e-3)
+        after = self.hands.held(k, r.t_in + 1e-3, r.t_out + self.cfg.hands.leave_s)
         evidence = {"method": "vision", "bin": r.bin_id, "track": k.id, "t_in": round(r.t_in, 3),
                     "t_out": round(r.t_out, 3), "held_before": {s: round(v, 2) for s, v in before.items()},
                     "held_after": {s: round(v, 2) for s, v in after.items()},

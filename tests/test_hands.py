@@ -64,13 +64,14 @@ def _hand_path(store, bin_id: str) -> list[tuple[float, np.ndarray]]:
     return [(float(t), inside if 1.0 <= t <= 1.6 else out) for t in ts]
 
 
-def _feed(store, hands: HandWatch, track: WorldTrack, path, held_from_s: float | None) -> list[Reach]:
+def _feed(store, hands: HandWatch, track: WorldTrack, path, held_from_s: float | None,
+          held_until_s: float = float("inf")) -> list[Reach]:
     """Give the watcher each step: the two shelf cameras' frames (a marker at the wrist from
     ``held_from_s`` on: the can in the hand), the track's wrist and its views."""
     reaches = []
     for t, w in path:
         for cam_id in ("cam_01", "cam_02"):
-            held = held_from_s is not None and t >= held_from_s
+            held = held_from_s is not None and held_from_s <= t < held_until_s
             hands.frame(cam_id, t, _frame(store, cam_id, w if held else None))
             uv, _ = project(store.camera_by_id[cam_id], w[None])
             track.hand_views.append((t, cam_id, [uv[0], None]))
@@ -182,4 +183,21 @@ def test_a_silent_cell_leaves_the_charge_to_the_hand_and_flags_it(store, tmp_pat
     (receipt,) = rt.process(GateEvent("gate_out", 3.6, "ann", "exit"))
     assert [(ln.sku, ln.qty) for ln in receipt.lines] == [("cola_zero_330", 1)]
     assert receipt.flagged and "load cell U/1/1 silent" in receipt.reason
+    rt.close()
+
+
+def test_vision_only_takes_a_put_back_off_the_cart(store, tmp_path: Path) -> None:
+    """The can is in the hand on the way to the bin and not on the way back: a put-back, into the
+    bin the hand was in (here another product's bin: a wrong-shelf put-back the belief keeps)."""
+    rt = _runtime(store, "vision_only", tmp_path)
+    rt.visits["ann"].cart["cola_zero_330"] = 1          # charged earlier in the visit
+    k = _track()
+    rt.tracker.tracks.append(k)
+    ups = []
+    for t, w in _hand_path(store, "U/0/1"):
+        rt.t = t
+        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=0.0, held_until_s=1.0):
+            ups += rt._reach(r)
+    assert [(u.sku, u.delta_qty, u.evidence["bin"]) for u in ups] == [("cola_zero_330", -1, "U/0/1")]
+    assert rt.belief.counts["U/0/1"]["cola_zero_330"] == 1
     rt.close()
