@@ -125,15 +125,24 @@ def _runtime(store, sensing: str, tmp_path: Path, sku: str = "cola_zero_330") ->
     return rt
 
 
-def test_vision_only_charges_the_product_seen_in_the_hand_after_a_reach(store, tmp_path: Path) -> None:
-    rt = _runtime(store, "vision_only", tmp_path)
+def _reach_through(rt: Runtime, store, bin_id: str, weights_g: float | None = None, **held) -> list:
+    """Move a track's wrist into ``bin_id`` and out, as the perception loop would report it (the
+    cell reading ``weights_g`` all along, if given), and let the runtime decide each reach."""
     k = _track()
     rt.tracker.tracks.append(k)
     ups = []
-    for t, w in _hand_path(store, "U/1/1"):
+    for t, w in _hand_path(store, bin_id):
+        if weights_g is not None:
+            rt.process(WeightSample(bin_id, t, weights_g))
         rt.t = t
-        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=1.8):
+        for r in _feed(store, rt.hands, k, [(t, w)], **held):
             ups += rt._reach(r)
+    return ups
+
+
+def test_vision_only_charges_the_product_seen_in_the_hand_after_a_reach(store, tmp_path: Path) -> None:
+    rt = _runtime(store, "vision_only", tmp_path)
+    ups = _reach_through(rt, store, "U/1/1", held_from_s=1.8)
     assert [(u.account_id, u.sku, u.delta_qty) for u in ups] == [("ann", "cola_zero_330", 1)]
     assert ups[0].evidence["method"] == "vision" and ups[0].evidence["bin"] == "U/1/1"
     assert rt.belief.counts["U/1/1"]["cola_zero_330"] == 5
@@ -144,24 +153,12 @@ def test_vision_only_charges_the_product_seen_in_the_hand_after_a_reach(store, t
 
 def test_a_reach_with_an_empty_hand_is_a_browse_and_a_working_scale_keeps_the_decision(store, tmp_path: Path) -> None:
     rt = _runtime(store, "vision_only", tmp_path)
-    k = _track()
-    rt.tracker.tracks.append(k)
-    ups = []
-    for t, w in _hand_path(store, "U/1/1"):
-        rt.t = t
-        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=None):
-            ups += rt._reach(r)
+    ups = _reach_through(rt, store, "U/1/1", held_from_s=None)
     assert ups == []
     rt.close()
     # fused, with the cell reporting: the reach is left to the weight events, whatever the hand holds
     fused = _runtime(store, "fused", tmp_path)
-    k = _track()
-    fused.tracker.tracks.append(k)
-    for t, w in _hand_path(store, "U/1/1"):
-        fused.process(WeightSample("U/1/1", t, 2100.0))
-        for r in _feed(store, fused.hands, k, [(t, w)], held_from_s=1.8):
-            ups += fused._reach(r)
-    assert ups == []
+    assert _reach_through(fused, store, "U/1/1", weights_g=2100.0, held_from_s=1.8) == []
     fused.close()
 
 
@@ -169,13 +166,7 @@ def test_a_silent_cell_leaves_the_charge_to_the_hand_and_flags_it(store, tmp_pat
     rt = _runtime(store, "fused", tmp_path)
     for i in range(40):                                # settled at 2.1 kg, then the cell goes silent
         rt.process(WeightSample("U/1/1", i / 80, 2100.0 + (i % 3)))
-    k = _track()
-    rt.tracker.tracks.append(k)
-    ups = []
-    for t, w in _hand_path(store, "U/1/1"):
-        rt.t = t
-        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=1.8):
-            ups += rt._reach(r)
+    ups = _reach_through(rt, store, "U/1/1", held_from_s=1.8)
     assert [(u.sku, u.delta_qty, u.evidence["scale"]) for u in ups] == [("cola_zero_330", 1, "silent")]
     # the cell comes back reading one can less: the hands charged that can already
     back = [u for i in range(40) for u in rt.process(WeightSample("U/1/1", 3.0 + i / 80, 1750.0 + (i % 3)))]
@@ -191,13 +182,7 @@ def test_vision_only_takes_a_put_back_off_the_cart(store, tmp_path: Path) -> Non
     bin the hand was in (here another product's bin: a wrong-shelf put-back the belief keeps)."""
     rt = _runtime(store, "vision_only", tmp_path)
     rt.visits["ann"].cart["cola_zero_330"] = 1          # charged earlier in the visit
-    k = _track()
-    rt.tracker.tracks.append(k)
-    ups = []
-    for t, w in _hand_path(store, "U/0/1"):
-        rt.t = t
-        for r in _feed(store, rt.hands, k, [(t, w)], held_from_s=0.0, held_until_s=1.0):
-            ups += rt._reach(r)
+    ups = _reach_through(rt, store, "U/0/1", held_from_s=0.0, held_until_s=1.0)
     assert [(u.sku, u.delta_qty, u.evidence["bin"]) for u in ups] == [("cola_zero_330", -1, "U/0/1")]
     assert rt.belief.counts["U/0/1"]["cola_zero_330"] == 1
     rt.close()
