@@ -3,10 +3,11 @@
 A shopper's triangulated wrist inside a bin's volume opens a :class:`Reach`; the reach is over
 when the wrist has been out of that bin for ``leave_s``. What the hand holds comes from the product
 model run on a crop round the wrist in each camera that saw it (the frames of the last
-``buffer_s`` are kept in memory for that, never written anywhere). A product is in the hand when
-two cameras see the same SKU near the wrist at the same moment and its two box centres meet in
-3-D at the triangulated wrist, while the wrist is clear of every shelf unit: a box that only
-looks near the wrist in one image is the stock on the shelf behind it more often than not.
+``buffer_s`` are kept in memory for that, never written anywhere), at moments when the wrist is
+clear of every shelf unit; two cameras whose boxes of one SKU meet in 3-D at the wrist make it
+surer. A box that only looks near the wrist in one image is often the stock on a shelf behind
+it, so the pipeline only believes a held SKU that the reached bin holds (a pick) or that the
+shopper's cart holds (a put-back).
 
 The pipeline uses these for three things: a product seen in the hand settles which of two
 look-alike SKUs a weight step was; a reach into a bin whose load cell has failed (or that has
@@ -107,8 +108,9 @@ class HandWatch:
 
     # -- what a hand holds ----------------------------------------------------------------------------
     def held(self, track: WorldTrack, t0: float, t1: float) -> dict[str, float]:
-        """SKU → best score of a product seen in this track's hands between ``t0`` and ``t1``, at
-        moments when the hand was clear of the shelves. Empty without a product model."""
+        """SKU → best score of a product seen near this track's wrist between ``t0`` and ``t1``, at
+        moments when the wrist was clear of the shelves; two cameras whose boxes meet in 3-D at the
+        wrist add their scores (capped at 1). Empty without a product model."""
         if self.products is None:
             return {}
         clear: dict[float, list[np.ndarray]] = defaultdict(list)    # t → wrists clear of the shelves
@@ -129,6 +131,7 @@ class HandWatch:
         best: dict[str, float] = {}
         for key, dets in seen.items():
             for i, (ca, sa, pa, ua) in enumerate(dets):
+                best[sa] = max(best.get(sa, 0.0), pa)
                 for cb, sb, pb, ub in dets[i + 1:]:
                     if ca == cb or sa != sb:
                         continue
@@ -136,7 +139,7 @@ class HandWatch:
                     o2, d2 = pixel_rays(self.store.camera_by_id[cb], ub[None])
                     p, gap = closest_point_of_rays(o1, d1[0], o2, d2[0])
                     if gap < self.cfg.held_m and min(float(np.linalg.norm(p - w)) for w in clear[key]) < self.cfg.held_m:
-                        best[sa] = max(best.get(sa, 0.0), min(pa, pb))
+                        best[sa] = max(best[sa], min(1.0, pa + pb))
         return best
 
     def _products_near(self, cam_id: str, t: float, img: np.ndarray, uv: np.ndarray) -> list[tuple[str, float, np.ndarray]]:

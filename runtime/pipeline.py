@@ -332,17 +332,11 @@ class Runtime:
         if lost:
             sku = max(lost, key=lost.get)
             out.append(self._vision_charge(visit, sku, -1, lost[sku], r, evidence))
-        gained = {s: v for s, v in after.items() if s not in before}
-        if gained and stock:
-            group = {self.store.products[s].lookalike for s in gained} - {None}
-            ok = {s: v for s, v in gained.items() if s in stock}
-            if ok:
-                sku, conf = max(ok, key=ok.get), max(ok.values())
-            else:   # the hand holds something the bin is not believed to hold: its look-alike, else the bin's stock
-                near = [s for s in stock if self.store.products[s].lookalike in group]
-                sku = near[0] if near else max(stock, key=lambda s: self.belief.counts[r.bin_id][s])
-                conf = 0.5 * max(gained.values())
-            out.append(self._vision_charge(visit, sku, +1, conf, r, evidence))
+        # taken: what the bin holds and the hand carries away (stock elsewhere near the hand is not it)
+        gained = {s: v for s, v in after.items() if s in stock and s not in before}
+        if gained:
+            sku = max(gained, key=gained.get)
+            out.append(self._vision_charge(visit, sku, +1, gained[sku], r, evidence))
         if not out:
             self._note("reach", {"t": self.t, "account_id": account, **evidence})
         elif evidence["scale"] == "silent":

@@ -39,6 +39,7 @@ class TrackingConfig:
     history_s: float = 6.0        # keep this long a history of positions and wrists
     shoulder_m: float = 1.40      # shoulder height of an average adult, for a floor point from the shoulders
     head_m: float = 1.70          # top of the head, for a floor point from the top of a person box
+    entry_m: float = 1.0          # someone first seen this close to the entry gate is coming in (no re-link, no jump onto them)
 
 
 @dataclass
@@ -209,8 +210,14 @@ class WorldTracker:
         cfg = self.cfg
         live = [k for k in self.tracks if not k.lost and not k.closed]
         pairs = []
+        # someone at the entry gate is someone coming in, or someone who was near it already: a
+        # track last seen deeper in the store does not jump onto them
+        at_entry = [self.gate_distance("entry", o.xy) < cfg.entry_m for o in obs]
+        deep = [self.gate_distance("entry", k.xy) > cfg.entry_m + 0.5 for k in live]
         for i, k in enumerate(live):
             for j, o in enumerate(obs):
+                if at_entry[j] and deep[i]:
+                    continue
                 dist = min(float(np.linalg.norm(k.predict(t) - o.xy)), float(np.linalg.norm(k.xy - o.xy)))
                 if dist > cfg.gate_m + 1.5 * max(t - k.t, 0.0):
                     continue
@@ -268,7 +275,12 @@ class WorldTracker:
                 dq.popleft()
 
     def _relink(self, new: WorldTrack) -> None:
-        """A new track continues a lost one that could have walked here and looks the same."""
+        """A new track continues a lost one that could have walked here and looks the same. A track
+        that starts at the entry gate is someone coming in (the gate scan names them), never a
+        shopper already inside: in a busy store the next one through the gate looks close enough to
+        the last one, who has just been lost in the crowd behind it."""
+        if new.first_xy is not None and self.gate_distance("entry", new.first_xy) < self.cfg.entry_m:
+            return
         best, best_cost = None, float("inf")
         for k in self.tracks:
             stale = k.lost or new.t - k.t > 0.3
@@ -291,6 +303,17 @@ class WorldTracker:
             new.wrists = deque([*best.wrists, *new.wrists])
             new.hand_views = deque([*best.hand_views, *new.hand_views])
             best.closed = True
+
+    def gate_distance(self, kind: str, p: np.ndarray) -> float:
+        """Distance of a floor point to the nearest gate of this kind (inf without one)."""
+        out = float("inf")
+        for g in self.store.gates:
+            if g.kind == kind:
+                a, b = np.array(g.a_m), np.array(g.b_m)
+                ab = b - a
+                s = np.clip(float((p - a) @ ab / (ab @ ab)), 0.0, 1.0)
+                out = min(out, float(np.linalg.norm(p - (a + s * ab))))
+        return out
 
     def near_gate(self, gate_id: str, t: float, radius_m: float = 2.0, first: bool = False,
                   born_after: float | None = None, at: float | None = None) -> list[tuple[float, WorldTrack]]:

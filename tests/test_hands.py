@@ -99,13 +99,14 @@ def test_a_wrist_in_a_bin_is_one_reach_that_ends_when_the_hand_has_left(store) -
     assert hands.bins_at(np.array([2.0, 1.0, 1.0])) == []
 
 
-def test_the_held_product_needs_two_cameras_agreeing_at_the_wrist(store) -> None:
+def test_the_held_product_is_surer_when_two_cameras_agree_at_the_wrist(store) -> None:
     hands = HandWatch(store, HandConfig(), MarkerProducts())
     k = _track()
-    _feed(store, hands, k, _hand_path(store, "U/1/1"), held_from_s=1.8)
-    assert hands.held(k, 1.8, 2.4) == {"cola_zero_330": 0.9}
-    assert hands.held(k, 0.0, 0.8) == {}              # nothing in the hand before the reach
-    # the same marker seen by one camera only is not enough
+    _feed(store, hands, k, _hand_path(store, "U/1/1"), held_from_s=0.0)
+    assert hands.held(k, 1.8, 2.4) == {"cola_zero_330": 1.0}     # 0.9 + 0.9, capped
+    assert hands.held(k, 1.0, 1.6) == {}              # the wrist is in the shelf then: not looked at
+    assert HandWatch(store, HandConfig(), None).held(k, 1.8, 2.4) == {}   # no product model
+    # the same marker seen by one camera only: its own score
     one = HandWatch(store, HandConfig(), MarkerProducts())
     k1 = _track()
     for t, w in _hand_path(store, "U/1/1"):
@@ -115,7 +116,7 @@ def test_the_held_product_needs_two_cameras_agreeing_at_the_wrist(store) -> None
             uv, _ = project(store.camera_by_id[cam_id], w[None])
             k1.hand_views.append((t, cam_id, [uv[0], None]))
         k1.wrists.append((t, w))
-    assert one.held(k1, 1.8, 2.4) == {}
+    assert one.held(k1, 1.8, 2.4) == {"cola_zero_330": 0.9}
 
 
 def _runtime(store, sensing: str, tmp_path: Path, sku: str = "cola_zero_330") -> Runtime:
