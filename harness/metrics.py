@@ -312,8 +312,9 @@ def latency_metrics(interactions: list[dict], updates: list[dict], wall_t0: floa
     """Match true picks (+1) / put-backs (−1) to cart updates of the same account, SKU and sign.
 
     Greedy in time order: interactions by end time, each takes the earliest (by t_interaction)
-    update with capacity left whose t_interaction lies in [t_start − window_s, t_end + window_s];
-    an update of |delta_qty| = k absorbs up to k interactions. Browses are ignored."""
+    update with capacity left whose t_interaction lies in [t_start − window_s, t_end + window_s]
+    and that was decided after the interaction began (an earlier decision was about something
+    else); an update of |delta_qty| = k absorbs up to k interactions. Browses are ignored."""
     sign_of = {"pick": 1, "put_back": -1}
     order = sorted(range(len(updates)), key=lambda i: (updates[i]["t_interaction"], i))
     capacity = {i: abs(int(updates[i]["delta_qty"])) for i in order}
@@ -324,7 +325,7 @@ def latency_metrics(interactions: list[dict], updates: list[dict], wall_t0: floa
         lo, hi = x["t_start"] - window_s, x["t_end"] + window_s
         hit = next((i for i in order if capacity[i] > 0 and updates[i].get("account_id") == x["account"]
                     and updates[i]["sku"] == x["sku"] and int(np.sign(updates[i]["delta_qty"])) == sign
-                    and lo <= updates[i]["t_interaction"] <= hi), None)
+                    and lo <= updates[i]["t_interaction"] <= hi and updates[i]["t_decided"] >= x["t_start"]), None)
         base = dict(kind=x["kind"], account=x["account"], sku=x["sku"], t_start_s=float(x["t_start"]),
                     t_end_s=float(x["t_end"]))
         if hit is None:

@@ -107,10 +107,11 @@ class HandWatch:
         return True
 
     # -- what a hand holds ----------------------------------------------------------------------------
-    def held(self, track: WorldTrack, t0: float, t1: float) -> dict[str, float]:
+    def held(self, track: WorldTrack, t0: float, t1: float, min_views: int = 1) -> dict[str, float]:
         """SKU → best score of a product seen near this track's wrist between ``t0`` and ``t1``, at
         moments when the wrist was clear of the shelves; two cameras whose boxes meet in 3-D at the
-        wrist add their scores (capped at 1). Empty without a product model."""
+        wrist add their scores (capped at 1); ``min_views=2`` keeps only those. Empty without a
+        product model."""
         if self.products is None:
             return {}
         clear: dict[float, list[np.ndarray]] = defaultdict(list)    # t → wrists clear of the shelves
@@ -131,7 +132,8 @@ class HandWatch:
         best: dict[str, float] = {}
         for key, dets in seen.items():
             for i, (ca, sa, pa, ua) in enumerate(dets):
-                best[sa] = max(best.get(sa, 0.0), pa)
+                if min_views <= 1:
+                    best[sa] = max(best.get(sa, 0.0), pa)
                 for cb, sb, pb, ub in dets[i + 1:]:
                     if ca == cb or sa != sb:
                         continue
@@ -139,7 +141,7 @@ class HandWatch:
                     o2, d2 = pixel_rays(self.store.camera_by_id[cb], ub[None])
                     p, gap = closest_point_of_rays(o1, d1[0], o2, d2[0])
                     if gap < self.cfg.held_m and min(float(np.linalg.norm(p - w)) for w in clear[key]) < self.cfg.held_m:
-                        best[sa] = max(best[sa], min(1.0, pa + pb))
+                        best[sa] = max(best.get(sa, 0.0), min(1.0, pa + pb))
         return best
 
     def _products_near(self, cam_id: str, t: float, img: np.ndarray, uv: np.ndarray) -> list[tuple[str, float, np.ndarray]]:

@@ -299,9 +299,11 @@ class Runtime:
         groups = [self.store.products[s].lookalike for b in cells_bins for s, n in self.belief.counts.get(b, {}).items() if n > 0]
         if not any(g and groups.count(g) > 1 for g in groups):
             return {}
+        # the hand is still at the shelf when the weight settles: one camera's box near it is as often
+        # the neighbouring stock (look-alikes stand side by side), so two cameras must agree in 3-D
         look = self.cfg.hands.look_s
-        return self.hands.held(k, ev.t_start, ev.t_end + 0.05) if ev.delta_g < 0 else \
-            self.hands.held(k, ev.t_start - look, ev.t_start)
+        return self.hands.held(k, ev.t_start, ev.t_end + 0.05, min_views=2) if ev.delta_g < 0 else \
+            self.hands.held(k, ev.t_start - look, ev.t_start, min_views=2)
 
     def _reach(self, r: Reach) -> list:
         """A reach into a bin that no working scale watches (``vision_only``, a cell gone silent,

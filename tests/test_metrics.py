@@ -155,6 +155,21 @@ def test_latency_matching_and_percentiles() -> None:
     assert m.latency_max_ms == pytest.approx(1500.0)
 
 
+def test_a_decision_made_before_an_interaction_began_is_not_its_answer() -> None:
+    """Two look-alike picks 3.2 s apart; the first was charged as the second's SKU. That charge,
+    decided at 7.3 s, cannot answer the pick that began at 9.07 s (it would read −2.8 s)."""
+    picks = [{"kind": "pick", "account": "d", "sku": "zero", "t_start": 5.82, "t_end": 6.87},
+             {"kind": "pick", "account": "d", "sku": "cherry", "t_start": 9.07, "t_end": 10.12}]
+    ups = [{"account_id": "d", "sku": "cherry", "delta_qty": 1, "t_interaction": 6.86, "t_decided": 7.3,
+            "wall_published": 107.3},
+           {"account_id": "d", "sku": "cherry", "delta_qty": 1, "t_interaction": 10.11, "t_decided": 10.55,
+            "wall_published": 110.55}]
+    m = latency_metrics(picks, ups, 100.0)
+    assert [x.update_index for x in m.interactions] == [None, 1]
+    assert m.latency_max_ms == pytest.approx((10.55 - 10.12) * 1000)
+    assert m.unused_updates == 1
+
+
 def test_latency_without_wall_clock_and_empty() -> None:
     m = latency_metrics(INTERACTIONS, UPDATES, None)
     assert m.matched == 3 and m.latency_p50_ms is None and m.delay_p50_s == pytest.approx(0.5)
