@@ -58,7 +58,7 @@ class HandWatch:
         self._frames: dict[str, deque] = defaultdict(deque)      # camera → (t, image)
         self._open: dict[tuple[int, str], list[float]] = {}      # (track, bin) → [t_in, t_last_in]
         self._seen_wrist_t: dict[int, float] = {}               # track → last wrist time looked at
-        self._cache: dict[tuple[str, float], list] = {}          # (camera, t) → product detections
+        self._cache: dict[tuple, list] = {}                      # (camera, t, crop x0, y0) → product detections
         self._units = [(u, np.linalg.inv(u.local_to_world())) for u in store.units]
         self._bins = [(bid, b, np.linalg.inv(b.unit.local_to_world())) for bid, b in store.bins.items()]
 
@@ -99,10 +99,8 @@ class HandWatch:
 
     def clear_of_shelves(self, p: np.ndarray) -> bool:
         for u, inv in self._units:
-            local = (inv @ np.append(p, 1.0))[:3]
-            half = np.array([u.width_m / 2, u.depth_m / 2, u.height_m])
-            lo, hi = np.array([-half[0], -half[1], 0.0]), half
-            if float(np.linalg.norm(np.maximum(lo - local, 0) + np.maximum(local - hi, 0))) < self.cfg.clear_m:
+            lo, hi = np.array([-u.width_m / 2, -u.depth_m / 2, 0.0]), np.array([u.width_m / 2, u.depth_m / 2, u.height_m])
+            if _distance_to_box(inv, p, lo, hi) < self.cfg.clear_m:
                 return False
         return True
 
@@ -163,7 +161,11 @@ class HandWatch:
 def distance_to_bin(b, p: np.ndarray, world_to_unit: np.ndarray | None = None) -> float:
     """Distance from a world point to a bin's volume, its front lip included (0 inside)."""
     inv = np.linalg.inv(b.unit.local_to_world()) if world_to_unit is None else world_to_unit
-    local = (inv @ np.append(p, 1.0))[:3]
     d = b.unit.depth_m / 2
-    lo, hi = np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1])
+    return _distance_to_box(inv, p, np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1]))
+
+
+def _distance_to_box(world_to_unit: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Distance from a world point to a box given in a unit's frame (0 inside)."""
+    local = (world_to_unit @ np.append(p, 1.0))[:3]
     return float(np.linalg.norm(np.maximum(lo - local, 0) + np.maximum(local - hi, 0)))
