@@ -41,6 +41,7 @@ class RunConfig:
     pacing: str = "realtime"             # realtime: messages released at their timestamps; asfast
     out: str | None = None
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    sim: SimConfig = field(default_factory=lambda: SimConfig(camera=CameraConfig(truth=False)))
     recorded: str | None = None          # runs recorded before (a run or a suite folder): no simulation
 
     def __post_init__(self) -> None:
@@ -79,19 +80,22 @@ def run_config_from(cfg: dict) -> RunConfig:
     return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=cfg.get("suite"), sensing=sensing,
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=RuntimeConfig(**rt_fields, weights=w, tracking=tr, hands=HandConfig(**hd)),
-                     recorded=cfg.get("recorded"))
+                     recorded=cfg.get("recorded"), sim=_sim_config(cfg.get("sim")))
+
+
+def _sim_config(sim: dict | None) -> SimConfig:
+    """The command line's ``sim.*`` settings; the runtime needs the streams and the scorer the true
+    tracks, carts and interactions: no per-frame truth (an extra render per frame)."""
+    from harness.simulate import sim_config_from
+
+    base = sim_config_from(sim or {})
+    return replace(base, camera=replace(base.camera, truth=False))
 
 
 def _shipped(path: str) -> str:
     """A relative model path that is not here is the shipped model, from anywhere."""
     p = Path(path)
     return str(home() / p) if not p.is_absolute() and not p.exists() and (home() / p).exists() else path
-
-
-def _sim_config() -> SimConfig:
-    # the runtime needs the streams and the scorer the true tracks, carts and interactions: no
-    # per-frame truth (an extra render per frame) and no contact sheet
-    return SimConfig(camera=CameraConfig(truth=False))
 
 
 def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = "out") -> dict:
@@ -128,7 +132,7 @@ def run_scenario(scenario: str, cfg: RunConfig, out: Path, progress: bool = True
     if cfg.recorded is not None:
         run_dir = _from_recorded(Path(cfg.recorded), Path(scenario).stem, out)
     else:
-        run_dir = simulate(scenario, _sim_config(), out=out, make_contact_sheet=False, progress=progress,
+        run_dir = simulate(scenario, cfg.sim, out=out, make_contact_sheet=False, progress=progress,
                            consumers=[live.process] if live else ()).run_dir
     cards = []
     for i, mode in enumerate(modes):

@@ -43,6 +43,7 @@ def sim_config_from(cfg: dict) -> SimConfig:
         merged["camera"]["cameras"] = [merged["camera"]["cameras"]]
     cam = dict(merged.pop("camera"))
     cam["cameras"] = tuple(cam["cameras"])
+    cam["fps"] = tuple(float(f) for f in cam["fps"])
     if cam["masks"] not in ("persons", "all"):
         raise ValueError(f"sim.camera.masks={cam['masks']!r}: expected 'persons' or 'all'")
     return SimConfig(loadcell=LoadCellConfig(**merged.pop("loadcell")), camera=CameraConfig(**cam), **merged)
@@ -115,9 +116,9 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
                                                               default_flow_style=None, allow_unicode=True))
         if resolved_config is not None:
             (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
-        fps = {c.id: c.fps for c in store.cameras}
-        writer = StreamWriter(tmp / "streams", video=record_video, fourcc=fourcc, fps=fps)
         simulator = Simulator(store, scenario, sim)
+        fps = {c: clock.fps for c, clock in simulator.clocks.items()}
+        writer = StreamWriter(tmp / "streams", video=record_video, fourcc=fourcc, fps=fps)
         best: dict[str, tuple[float, np.ndarray, object, float]] = {}  # per camera: its most telling frame
         t0 = time.perf_counter()
         total = round(simulator.expected_duration_s(), 1)

@@ -261,6 +261,8 @@ def scenario_to_dict(scenario: Scenario) -> dict:
     out["shoppers"] = shoppers
     if scenario.duration_s is not None:
         out["duration_s"] = float(scenario.duration_s)
+    if scenario.cameras:
+        out["cameras"] = {k: list(v) if isinstance(v, tuple) else v for k, v in scenario.cameras.items()}
     return out
 
 

@@ -53,6 +53,7 @@ class Scenario:
     shoppers: tuple[ShopperPlan, ...]
     faults: tuple[Fault, ...] = ()
     duration_s: float | None = None
+    cameras: dict = field(default_factory=dict)   # camera timing (sim CameraConfig fields), e.g. {jitter_s: 0.02}
     path: str = ""
     spec: StoreSpec | None = field(default=None, compare=False, repr=False)
 
@@ -151,7 +152,8 @@ def _fault(path: str, where: str, raw: Any, spec: StoreSpec) -> Fault:
 def parse_scenario(data: Any, path: str | Path, store_dir: str | Path) -> Scenario:
     """Validate a scenario already read into Python objects against the store it names."""
     path = str(path)
-    top = _Fields(path, "", data, {"name", "description", "store", "seed", "lighting", "faults", "shoppers", "duration_s"})
+    top = _Fields(path, "", data, {"name", "description", "store", "seed", "lighting", "faults", "shoppers", "duration_s",
+                                   "cameras"})
     store_name = top.get("store", str)
     store_file = Path(store_dir) / f"{store_name}.yaml"
     if not store_file.is_file():
@@ -199,12 +201,32 @@ def parse_scenario(data: Any, path: str | Path, store_dir: str | Path) -> Scenar
                             f"shoppers sharing account '{sp.account}' are a group that enters on one scan: within "
                             f"{GROUP_WINDOW_S:g} s of its first member ({t0:g} s)", sp.enter_at_s)
     faults = tuple(_fault(path, f"faults[{i}]", raw, spec) for i, raw in enumerate(top.get("faults", list, [])))
+    cameras = _camera_timing(path, top.data.get("cameras", {}))
     return Scenario(
         name=top.get("name", str), description=top.get("description", str, ""), store=store_name,
         seed=top.get("seed", int, 0, check=lambda s: s >= 0, expected="an integer ≥ 0"), lighting=lighting,
         shoppers=tuple(shoppers), faults=faults,
         duration_s=top.get("duration_s", float, None, check=lambda d: d > 0, expected="seconds > 0"),
-        path=path, spec=spec)
+        cameras=cameras, path=path, spec=spec)
+
+
+def _camera_timing(path: str, raw: Any) -> dict:
+    """``cameras:`` — how the scenario's cameras keep time (unsynchronised IP cameras)."""
+    f = _Fields(path, "cameras", raw, {"clock_offset_s", "jitter_s", "free_run", "fps"})
+    out: dict = {}
+    for key in ("clock_offset_s", "jitter_s"):
+        if key in f.data:
+            out[key] = f.get(key, float, check=lambda v: 0 <= v <= 1, expected="seconds in [0, 1]")
+    if "free_run" in f.data:
+        out["free_run"] = f.get("free_run", bool)
+    if "fps" in f.data:
+        fps = f.get("fps", list, check=lambda v: len(v) > 0 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                                  and 0 < x <= 120 for x in v),
+                    expected="a list of frame rates in (0, 120], taken in turn by the store's cameras")
+        out["fps"] = tuple(float(x) for x in fps)
+    if out.get("jitter_s") and out.get("fps") and out["jitter_s"] >= 0.5 / max(out["fps"]):
+        raise SpecError(path, "cameras.jitter_s", "less than half the fastest camera's frame period", out["jitter_s"])
+    return out
 
 
 def load_scenario(path: str | Path, store_dir: str | Path) -> Scenario:

@@ -6,7 +6,7 @@ the ground truth that only the harness may read.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -29,6 +29,55 @@ class CameraConfig:
     cameras: tuple[str, ...] = ()  # only these cameras; empty = all
     truth: bool = True           # per-frame boxes and keypoints (needs an extra id render)
     masks: str = "persons"       # "all": exact product masks too (slower; training data)
+    # Real IP cameras are not synchronised (DESIGN.md, "Time, as a store gives it"). Defaults: the
+    # twin's ideal cameras, all exposing together and stamping the store clock exactly.
+    clock_offset_s: float = 0.0  # each camera's clock is off the store clock by a fixed amount drawn in ±this
+    jitter_s: float = 0.0        # each frame's timestamp jitters uniformly within ±this
+    free_run: bool = False       # each camera starts at its own random phase instead of all exposing together
+    fps: tuple[float, ...] = ()  # frame rates the store's cameras take in turn (empty: each camera's own fps)
+
+    def __post_init__(self) -> None:
+        for name in ("clock_offset_s", "jitter_s"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"sim.camera.{name}={v}: expected seconds in [0, 1]")
+        if any(not 0 < f <= 120 for f in self.fps):
+            raise ValueError(f"sim.camera.fps={list(self.fps)}: expected frame rates in (0, 120]")
+        if self.jitter_s and self.fps and self.jitter_s >= 0.5 / max(self.fps):
+            raise ValueError(f"sim.camera.jitter_s={self.jitter_s}: expected less than half the fastest camera's "
+                             f"frame period ({0.5 / max(self.fps):.3f} s), or the frames' order would change")
+
+
+@dataclass(frozen=True)
+class CameraClock:
+    """One camera's timing: when it exposes (``phase_s + seq / fps``) and how its clock stamps it."""
+
+    fps: float
+    phase_s: float = 0.0
+    offset_s: float = 0.0
+    jitter_s: float = 0.0
+
+    def exposure_s(self, seq: int) -> float:
+        return self.phase_s + seq / self.fps
+
+    def stamp_s(self, seq: int, rng: np.random.Generator) -> float:
+        """The timestamp the camera puts on frame ``seq`` (its own clock, jittered), store seconds."""
+        t = self.exposure_s(seq) + self.offset_s
+        if self.jitter_s:
+            t += float(rng.uniform(-self.jitter_s, self.jitter_s))
+        return round(t, 6)
+
+
+def camera_clocks(store: StoreSpec, cfg: CameraConfig, rng: np.random.Generator) -> dict[str, CameraClock]:
+    """Every camera's clock for one run; with the default settings, no draw is made (the cameras
+    are the ideal ones: frame ``seq`` of every camera exposed and stamped at ``seq / fps``)."""
+    out = {}
+    for i, cam in enumerate(store.cameras):
+        fps = cfg.fps[i % len(cfg.fps)] if cfg.fps else cam.fps
+        phase = float(rng.uniform(0.0, 1.0 / fps)) if cfg.free_run else 0.0
+        offset = float(rng.uniform(-cfg.clock_offset_s, cfg.clock_offset_s)) if cfg.clock_offset_s else 0.0
+        out[cam.id] = CameraClock(fps, phase, offset, cfg.jitter_s)
+    return out
 
 
 @dataclass(frozen=True)
@@ -47,7 +96,7 @@ class Simulator:
         self.store, self.scenario, self.config = store, scenario, config
         seeds = np.random.SeedSequence(scenario.seed).spawn(5)
         # one stream per component, so that adding a draw to one never shifts another
-        self._rng_shoppers, rng_cells, self._rng_faults, _, _ = (np.random.default_rng(s) for s in seeds)
+        self._rng_shoppers, rng_cells, self._rng_faults, self._rng_clocks, _ = (np.random.default_rng(s) for s in seeds)
         self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz)
         self.planner = FloorPlanner(store)
         self.truth = GroundTruth(store, [i.sku for i in self.world.instances], [i.home_bin for i in self.world.instances])
@@ -76,6 +125,10 @@ class Simulator:
             raise ValueError(f"sim.camera.cameras: {unknown} are not cameras of store '{store.name}' "
                              f"({', '.join(sorted(store.camera_by_id))})")
         self.camera_ids = list(cams)
+        cam_cfg = config.camera
+        if scenario.cameras:   # the scenario's own camera timing wins over the command line's
+            cam_cfg = replace(cam_cfg, **scenario.cameras)
+        self.clocks = camera_clocks(store, cam_cfg, self._rng_clocks)
         self.renderer = None
         if config.camera.render and self.camera_ids:
             self.renderer = StoreRenderer(store, [i.sku for i in self.world.instances], scenario.lighting,
@@ -155,7 +208,7 @@ class Simulator:
         dt = 1.0 / cfg.physics_hz
         ctrl_every = max(1, round(cfg.physics_hz / cfg.control_hz))
         gt_every = max(1, round(cfg.physics_hz / cfg.gt_hz))
-        fps = {c: self.store.camera_by_id[c].fps for c in self.camera_ids}
+        clocks = self.clocks
         next_frame = {c: 0 for c in self.camera_ids}
         self.cells.reset(self.world.cell_loads_g())
         end_t = self.scenario.duration_s or cfg.max_duration_s
@@ -170,20 +223,22 @@ class Simulator:
             self.cells.step(self.world.cell_loads_g(), dt)
             for cid, t, g in self.cells.due_samples(self.t):
                 self._pending.append(WeightSample(cid, t, g))
-            due = [c for c in self.camera_ids if next_frame[c] / fps[c] <= self.t + 1e-9]
+            due = [c for c in self.camera_ids if clocks[c].exposure_s(next_frame[c]) <= self.t + 1e-9]
             if due and self.renderer is not None:
                 state = self.scene_state()
                 self.renderer.set_state(state)
                 for c in due:
                     seq = next_frame[c]
-                    t_frame = round(seq / fps[c], 6)
+                    t_exposed = round(clocks[c].exposure_s(seq), 6)
                     next_frame[c] += 1
-                    if self._camera_down(c, t_frame) or self._rng_faults.random() < self._drop_rate[c]:
+                    if self._camera_down(c, t_exposed) or self._rng_faults.random() < self._drop_rate[c]:
                         continue
                     out = self.renderer.render(c, masks=cfg.camera.masks if cfg.camera.truth else "none")
-                    if cfg.camera.truth:
-                        self.truth.record_frame(c, seq, t_frame, self.renderer.truth(c, state, out))
-                    self._pending.append(Frame(c, t_frame, seq, out.bgr))
+                    if cfg.camera.truth:   # the truth is of the moment of exposure, whatever the stamp says
+                        self.truth.record_frame(c, seq, t_exposed, self.renderer.truth(c, state, out))
+                    t_stamp = clocks[c].stamp_s(seq, self._rng_clocks) if clocks[c].jitter_s or clocks[c].offset_s \
+                        else t_exposed
+                    self._pending.append(Frame(c, t_stamp, seq, out.bgr))
             if self._pending:
                 self._pending.sort(key=lambda m: m.t)
                 yield from self._pending
