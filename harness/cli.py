@@ -37,7 +37,13 @@ def _compose(overrides: list[str], config_name: str = "config"):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from hydra.core.config_store import ConfigStore
+
     from harness.paths import conf_dir
+    from runtime.config import RuntimeConfig, as_dict
+
+    # the runtime's defaults are written once, in its dataclasses: hydra gets them from there
+    ConfigStore.instance().store(name="runtime_defaults", node={"runtime": as_dict(RuntimeConfig())})
 
     # `store=NAME` names a file in conf/store/, a folder hydra takes for a config group (and would
     # refuse to override as a value): set that key after composing instead.

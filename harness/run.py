@@ -21,12 +21,10 @@ from harness.metrics import aggregate, format_table, score_run
 from harness.paths import home, scenario_path, store_dir
 from harness.report import write_report, write_suite_report
 from harness.simulate import simulate
-from runtime.hands import HandConfig
-from runtime.pipeline import SENSING, Runtime, RuntimeConfig
+from runtime.config import SENSING, RuntimeConfig, runtime_config_from
+from runtime.pipeline import Runtime
 from runtime.sources import ReplaySource, paced
 from runtime.store import load_store
-from runtime.tracking import TrackingConfig
-from runtime.weight_events import WeightEventConfig
 from sim.simulator import CameraConfig, SimConfig
 
 SOURCES, PACINGS = ("replay", "live"), ("realtime", "asfast")
@@ -64,22 +62,12 @@ class RunConfig:
 
 def run_config_from(cfg: dict) -> RunConfig:
     """Build the run settings from the composed config; one-line errors naming the key."""
-    from harness.configs import checked_fields, tuples
-
-    rt = dict(cfg.get("runtime") or {})
-    w = WeightEventConfig(**tuples(checked_fields(WeightEventConfig, rt.pop("weights", None), "runtime.weights.")))
-    tr = TrackingConfig(**tuples(checked_fields(TrackingConfig, rt.pop("tracking", None), "runtime.tracking.")))
-    hd = checked_fields(HandConfig, rt.pop("hands", None), "runtime.hands.")
-    rt_fields = {k: v for k, v in checked_fields(RuntimeConfig, rt, "runtime.").items()
-                 if k not in ("weights", "tracking", "hands")}
-    rt_fields["pose_model"] = _shipped(rt_fields["pose_model"])
-    if hd["product_model"]:
-        hd["product_model"] = _shipped(hd["product_model"])
+    runtime = runtime_config_from(cfg.get("runtime")).with_models_from(home())
     sensing = cfg.get("sensing", "fused")
     sensing = tuple([sensing] if isinstance(sensing, str) else sensing)
     return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=cfg.get("suite"), sensing=sensing,
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
-                     runtime=RuntimeConfig(**rt_fields, weights=w, tracking=tr, hands=HandConfig(**hd)),
+                     runtime=runtime,
                      recorded=cfg.get("recorded"), sim=_sim_config(cfg.get("sim")))
 
 
@@ -90,12 +78,6 @@ def _sim_config(sim: dict | None) -> SimConfig:
 
     base = sim_config_from(sim or {})
     return replace(base, camera=replace(base.camera, truth=False))
-
-
-def _shipped(path: str) -> str:
-    """A relative model path that is not here is the shipped model, from anywhere."""
-    p = Path(path)
-    return str(home() / p) if not p.is_absolute() and not p.exists() and (home() / p).exists() else path
 
 
 def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = "out") -> dict:

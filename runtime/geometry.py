@@ -60,11 +60,7 @@ def coverage(store, min_fraction_in_view: float = 0.999) -> dict[str, list[str]]
     """For each bin, the cameras that see its whole front opening (all 4 corners in the image)."""
     out: dict[str, list[str]] = {}
     for bid, b in store.bins.items():
-        corners = b.corners_world()
-        # the front face: local +y side
-        d = b.unit.depth_m / 2
-        front = [i for i, (x, y, z) in enumerate([(x, y, z) for x in (0, 1) for y in (-d, d) for z in (0, 1)]) if y > 0]
-        pts = corners[front]
+        pts = b.front_corners_world()
         seen = []
         for cam in store.cameras:
             uv, depth = project(cam, pts)
@@ -119,6 +115,15 @@ def pixel_rays(cam: Camera, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = undistort_pixels(cam, uv)
     d = np.concatenate([n, np.ones((len(n), 1))], axis=1) @ cam.R
     return np.array(cam.position_m, dtype=float), d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def triangulate(cam_a: Camera, uv_a: np.ndarray, cam_b: Camera, uv_b: np.ndarray) -> tuple[np.ndarray, float]:
+    """The world point two cameras' pixels (distorted) look at: the midpoint of the shortest segment
+    between their rays, and that segment's length (how well the two rays meet); (NaN, inf) when
+    they cannot meet in front of both cameras."""
+    o1, d1 = pixel_rays(cam_a, np.asarray(uv_a, dtype=float)[None])
+    o2, d2 = pixel_rays(cam_b, np.asarray(uv_b, dtype=float)[None])
+    return closest_point_of_rays(o1, d1[0], o2, d2[0])
 
 
 def closest_point_of_rays(o1: np.ndarray, d1: np.ndarray, o2: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, float]:

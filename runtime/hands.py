@@ -15,29 +15,21 @@ none) is still charged from what the hand took; and ``sensing=vision_only`` runs
 """
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import logging
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
-from runtime.geometry import closest_point_of_rays, pixel_rays
+from runtime.config import HandConfig
+from runtime.geometry import triangulate
 from runtime.perception import Detector
 from runtime.store import StoreSpec
-from runtime.tracking import WorldTrack, WorldTracker
+from runtime.ticks import FrameRef
+from runtime.tracking import TrackView
 
-
-@dataclass(frozen=True)
-class HandConfig:
-    product_model: str = "models/products_openvino_model"  # every SKU (.onnx, OpenVINO folder or .pt)
-    product_conf: float = 0.3       # product boxes below this score are not used
-    in_bin_m: float = 0.15          # a wrist this close to a bin's volume is in it (the fingers reach past the wrist)
-    leave_s: float = 0.6            # out of the bin this long: the reach is over
-    look_s: float = 0.8             # what the hand holds: this long before the reach and after it
-    clear_m: float = 0.15           # the hand counts as out of the shelf this far from every unit
-    held_m: float = 0.15            # a product triangulated this close to the wrist is in the hand
-    crop_frac: float = 0.5          # crop side round a wrist, as a share of the frame's larger side
-    near_wrist_frac: float = 0.08   # a product box centred this close to the wrist (share of that side) is held
-    buffer_s: float = 2.5           # frames kept in memory for looking at hands again
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,27 +47,28 @@ class HandWatch:
 
     def __init__(self, store: StoreSpec, cfg: HandConfig, products: Detector | None):
         self.store, self.cfg, self.products = store, cfg, products
-        self._frames: dict[str, deque] = defaultdict(deque)      # camera → (t, image)
+        self._frames: OrderedDict[tuple[str, int], tuple[float, np.ndarray]] = OrderedDict()  # (camera, seq) → (t, image)
         self._open: dict[tuple[int, str], list[float]] = {}      # (track, bin) → [t_in, t_last_in]
         self._seen_wrist_t: dict[int, float] = {}               # track → last wrist time looked at
-        self._cache: dict[tuple, list] = {}                      # (camera, t, crop x0, y0) → product detections
-        self._units = [(u, np.linalg.inv(u.local_to_world())) for u in store.units]
-        self._bins = [(bid, b, np.linalg.inv(b.unit.local_to_world())) for bid, b in store.bins.items()]
+        self._cache: dict[tuple, list] = {}                      # (camera, seq, crop x0, y0) → product detections
+        self.dropped: Counter = Counter()
 
     # -- frames and wrists --------------------------------------------------------------------------
-    def frame(self, camera_id: str, t: float, image: np.ndarray) -> None:
+    def frame(self, ref: FrameRef, image: np.ndarray) -> None:
         """Keep a processed frame for a while (memory only: raw video is never stored)."""
-        dq = self._frames[camera_id]
-        dq.append((t, image))
-        while dq and dq[0][0] < t - self.cfg.buffer_s:
-            dq.popleft()
+        self._frames[(ref.camera_id, ref.seq)] = (ref.t, image)
+        old = ref.t - self.cfg.buffer_s
+        while self._frames:
+            key, (t, _) = next(iter(self._frames.items()))
+            if t >= old:
+                break
+            del self._frames[key]
         if len(self._cache) > 4096:
-            old = t - self.cfg.buffer_s
-            self._cache = {k: v for k, v in self._cache.items() if k[1] >= old}
+            self._cache = {k: v for k, v in self._cache.items() if k[:2] in self._frames}
 
-    def update(self, t: float, tracker: WorldTracker) -> list[Reach]:
+    def update(self, t: float, tracks: Iterable[TrackView]) -> list[Reach]:
         """Follow the newest triangulated wrists of every track; the reaches that ended."""
-        for k in tracker.tracks:
+        for k in tracks:
             last = self._seen_wrist_t.get(k.id, -np.inf)
             for tw, w in k.wrists:
                 if tw <= last:
@@ -94,39 +87,36 @@ class HandWatch:
 
     def bins_at(self, p: np.ndarray) -> list[str]:
         """The bins whose volume (with the front lip) a world point is in, nearest first."""
-        out = [(d, bid) for bid, b, inv in self._bins if (d := distance_to_bin(b, p, inv)) <= self.cfg.in_bin_m]
+        out = [(d, bid) for bid, b in self.store.bins.items() if (d := b.distance_to(p)) <= self.cfg.in_bin_m]
         return [bid for _, bid in sorted(out)]
 
     def clear_of_shelves(self, p: np.ndarray) -> bool:
-        for u, inv in self._units:
-            lo, hi = np.array([-u.width_m / 2, -u.depth_m / 2, 0.0]), np.array([u.width_m / 2, u.depth_m / 2, u.height_m])
-            if _distance_to_box(inv, p, lo, hi) < self.cfg.clear_m:
-                return False
-        return True
+        return all(u.distance_to(p) >= self.cfg.clear_m for u in self.store.units)
 
     # -- what a hand holds ----------------------------------------------------------------------------
-    def held(self, track: WorldTrack, t0: float, t1: float, min_views: int = 1) -> dict[str, float]:
+    def held(self, track: TrackView, t0: float, t1: float, min_views: int = 1) -> dict[str, float]:
         """SKU → best score of a product seen near this track's wrist between ``t0`` and ``t1``, at
         moments when the wrist was clear of the shelves; two cameras whose boxes meet in 3-D at the
         wrist add their scores (capped at 1); ``min_views=2`` keeps only those. Empty without a
         product model."""
         if self.products is None:
             return {}
-        clear: dict[float, list[np.ndarray]] = defaultdict(list)    # t → wrists clear of the shelves
+        clear: dict[float, list[np.ndarray]] = defaultdict(list)    # tick → wrists clear of the shelves
         for tw, w in track.wrists:
             if t0 <= tw <= t1 and self.clear_of_shelves(w):
-                clear[round(tw, 3)].append(w)
-        seen: dict[float, list[tuple[str, str, float, np.ndarray]]] = defaultdict(list)  # t → (camera, sku, score, uv)
-        for tv, cam_id, wrists in track.hand_views:
-            key = round(tv, 3)
-            if not (t0 <= tv <= t1) or key not in clear:
+                clear[tw].append(w)
+        seen: dict[float, list[tuple[str, str, float, np.ndarray]]] = defaultdict(list)  # tick → (camera, sku, score, uv)
+        for hv in track.hand_views:
+            if not (t0 <= hv.t <= t1) or hv.t not in clear:
                 continue
-            img = next((im for tf, im in self._frames.get(cam_id, ()) if abs(tf - tv) < 1e-6), None)
-            if img is None:
+            kept = self._frames.get((hv.frame.camera_id, hv.frame.seq))
+            if kept is None:
+                self.dropped["hand view whose frame is no longer kept"] += 1
                 continue
-            for uv in wrists:
+            for uv in hv.wrists_uv:
                 if uv is not None:
-                    seen[key] += [(cam_id, sku, score, c) for sku, score, c in self._products_near(cam_id, tv, img, uv)]
+                    seen[hv.t] += [(hv.frame.camera_id, sku, score, c)
+                                   for sku, score, c in self._products_near(hv.frame, kept[1], uv)]
         best: dict[str, float] = {}
         for key, dets in seen.items():
             for i, (ca, sa, pa, ua) in enumerate(dets):
@@ -135,19 +125,17 @@ class HandWatch:
                 for cb, sb, pb, ub in dets[i + 1:]:
                     if ca == cb or sa != sb:
                         continue
-                    o1, d1 = pixel_rays(self.store.camera_by_id[ca], ua[None])
-                    o2, d2 = pixel_rays(self.store.camera_by_id[cb], ub[None])
-                    p, gap = closest_point_of_rays(o1, d1[0], o2, d2[0])
+                    p, gap = triangulate(self.store.camera_by_id[ca], ua, self.store.camera_by_id[cb], ub)
                     if gap < self.cfg.held_m and min(float(np.linalg.norm(p - w)) for w in clear[key]) < self.cfg.held_m:
                         best[sa] = max(best.get(sa, 0.0), min(1.0, pa + pb))
         return best
 
-    def _products_near(self, cam_id: str, t: float, img: np.ndarray, uv: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
+    def _products_near(self, ref: FrameRef, img: np.ndarray, uv: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
         h, w = img.shape[:2]
         side = int(round(self.cfg.crop_frac * max(h, w)))
         x0 = int(np.clip(uv[0] - side / 2, 0, max(w - side, 0)))
         y0 = int(np.clip(uv[1] - side / 2, 0, max(h - side, 0)))
-        key = (cam_id, round(t, 3), x0, y0)
+        key = (ref.camera_id, ref.seq, x0, y0)
         dets = self._cache.get(key)
         if dets is None:
             crop = img[y0:y0 + side, x0:x0 + side]
@@ -156,16 +144,3 @@ class HandWatch:
             self._cache[key] = dets
         near = self.cfg.near_wrist_frac * max(h, w)
         return [(sku, score, c) for sku, score, c in dets if float(np.linalg.norm(c - uv)) <= near]
-
-
-def distance_to_bin(b, p: np.ndarray, world_to_unit: np.ndarray | None = None) -> float:
-    """Distance from a world point to a bin's volume, its front lip included (0 inside)."""
-    inv = np.linalg.inv(b.unit.local_to_world()) if world_to_unit is None else world_to_unit
-    d = b.unit.depth_m / 2
-    return _distance_to_box(inv, p, np.array([b.x0, -d, b.z0]), np.array([b.x1, d + 0.05, b.z1]))
-
-
-def _distance_to_box(world_to_unit: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    """Distance from a world point to a box given in a unit's frame (0 inside)."""
-    local = (world_to_unit @ np.append(p, 1.0))[:3]
-    return float(np.linalg.norm(np.maximum(lo - local, 0) + np.maximum(local - hi, 0)))

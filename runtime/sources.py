@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import heapq
 import json
-import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import cv2
 
+from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.messages import Frame, GateEvent, SensorMessage, WeightSample
 
 _ORDER = {GateEvent: 0, WeightSample: 1, Frame: 2}   # at equal times: gates, then weights, then frames
@@ -82,12 +82,11 @@ def merge(streams: list[Iterable[SensorMessage]]) -> Iterator[SensorMessage]:
         yield m
 
 
-def paced(source: Iterable[SensorMessage], wall_t0: float | None = None) -> Iterator[SensorMessage]:
+def paced(source: Iterable[SensorMessage], wall_t0: float | None = None,
+          clock: Clock = SYSTEM_CLOCK) -> Iterator[SensorMessage]:
     """Release each message when the wall clock reaches ``wall_t0 + msg.t`` (real-time pacing).
     A consumer slower than real time receives the messages late, as it would in a store."""
-    t0 = time.time() if wall_t0 is None else wall_t0
+    t0 = clock.wall_s() if wall_t0 is None else wall_t0
     for m in source:
-        wait = t0 + m.t - time.time()
-        if wait > 0:
-            time.sleep(wait)
+        clock.sleep(t0 + m.t - clock.wall_s())
         yield m

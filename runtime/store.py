@@ -113,6 +113,19 @@ class ShelfUnit(_Model):
         a = math.radians(self.yaw_deg)
         return np.array([-math.sin(a), math.cos(a)])
 
+    def world_to_local(self) -> np.ndarray:
+        """4×4 transform from the world to the unit's local frame."""
+        return np.linalg.inv(self.local_to_world())
+
+    def distance_to(self, p: np.ndarray) -> float:
+        """Distance from a world point to the unit's box (0 inside)."""
+        half_w, half_d = self.width_m / 2, self.depth_m / 2
+        return box_distance(self._inverse, p, np.array([-half_w, -half_d, 0.0]), np.array([half_w, half_d, self.height_m]))
+
+    @cached_property
+    def _inverse(self) -> np.ndarray:
+        return self.world_to_local()
+
 
 class Facing(_Model):
     sku: str
@@ -125,6 +138,13 @@ class Gate(_Model):
     kind: Literal["entry", "exit"]
     a_m: Vec2
     b_m: Vec2
+
+    def distance_to(self, p: np.ndarray) -> float:
+        """Distance of a floor point (world xy) to the gate's line segment."""
+        a, b = np.array(self.a_m), np.array(self.b_m)
+        ab = b - a
+        s = np.clip(float((np.asarray(p) - a) @ ab / (ab @ ab)), 0.0, 1.0)
+        return float(np.linalg.norm(np.asarray(p) - (a + s * ab)))
 
 
 class Intrinsics(_Model):
@@ -184,12 +204,29 @@ class Camera(_Model):
 class Bin:
     """One bin: a shelf's share between two dividers. Derived, never written by hand."""
 
-    __slots__ = ("id", "unit", "shelf", "index", "x0", "x1", "z0", "z1", "cell_id")
+    __slots__ = ("id", "unit", "shelf", "index", "x0", "x1", "z0", "z1", "cell_id", "_inv")
+
+    LIP_M = 0.05   # a hand this far out of the opening is still at the bin (the fingers reach past the wrist)
 
     def __init__(self, id: str, unit: ShelfUnit, shelf: int, index: int, x0: float, x1: float, z0: float, z1: float, cell_id: str | None):
         self.id, self.unit, self.shelf, self.index = id, unit, shelf, index
         self.x0, self.x1, self.z0, self.z1 = x0, x1, z0, z1
         self.cell_id = cell_id
+        self._inv = unit.world_to_local()
+
+    def distance_to(self, p: np.ndarray) -> float:
+        """Distance from a world point to the bin's volume, its front lip included (0 inside)."""
+        d = self.unit.depth_m / 2
+        return box_distance(self._inv, p, np.array([self.x0, -d, self.z0]), np.array([self.x1, d + self.LIP_M, self.z1]))
+
+    def front_xy(self) -> np.ndarray:
+        """The middle of the bin's front edge on the floor plane (world xy): where a shopper faces it."""
+        local = np.array([(self.x0 + self.x1) / 2, self.unit.depth_m / 2, 0.0, 1.0])
+        return (self.unit.local_to_world() @ local)[:2]
+
+    def front_corners_world(self) -> np.ndarray:
+        """The 4 corners of the bin's front opening, world coordinates (4×3)."""
+        return self.corners_world()[[2, 3, 6, 7]]   # corners_world: x, then y (-d, +d), then z
 
     @property
     def width_m(self) -> float:
@@ -208,6 +245,12 @@ class Bin:
 
     def __repr__(self) -> str:
         return f"Bin({self.id})"
+
+
+def box_distance(world_to_local: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Distance from a world point to a box given in a local frame by its corners (0 inside)."""
+    local = (world_to_local @ np.append(p, 1.0))[:3]
+    return float(np.linalg.norm(np.maximum(lo - local, 0) + np.maximum(local - hi, 0)))
 
 
 class LoadCellSpec:
@@ -266,6 +309,13 @@ class StoreSpec(_Model):
 
     def gate(self, kind: str) -> Gate:
         return next(g for g in self.gates if g.kind == kind)
+
+    def gate_by_id(self, gate_id: str) -> Gate:
+        return next(g for g in self.gates if g.id == gate_id)
+
+    def distance_to_gate(self, kind: str, p: np.ndarray) -> float:
+        """Distance of a floor point to the nearest gate of this kind (inf without one)."""
+        return min((g.distance_to(p) for g in self.gates if g.kind == kind), default=float("inf"))
 
     def bins_of_sku(self, sku: str) -> list[str]:
         return [b for b, f in self.planogram.items() if f.sku == sku]

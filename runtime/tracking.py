@@ -10,47 +10,46 @@ its account.
 """
 from __future__ import annotations
 
-from collections import deque
+import logging
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from runtime.geometry import closest_point_of_rays, pixel_rays, pixel_to_floor
+from runtime.config import TrackingConfig
+from runtime.geometry import pixel_to_floor, triangulate
 from runtime.perception import Detection
 from runtime.store import Camera, StoreSpec
+from runtime.ticks import FrameRef
+
+log = logging.getLogger(__name__)
 
 ANKLES, WRISTS, SHOULDERS = (15, 16), (9, 10), (5, 6)
 
 
-@dataclass(frozen=True)
-class TrackingConfig:
-    kpt_conf: float = 0.5         # keypoints below this confidence are not used
-    cluster_m: float = 0.6        # floor points of one person from different cameras
-    duplicate_m: float = 0.35     # two boxes of one camera this close are one person
-    gate_m: float = 1.0           # largest jump of a track between updates
-    appearance_weight_m: float = 2.0  # metres of distance one unit of appearance distance costs
-    min_hits: int = 3             # observations (one of them by two cameras) before a track is published
-    lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
-    forget_after_s: float = 60.0  # lost this long: forgotten
-    relink_speed_mps: float = 1.6 # a lost shopper can have walked this fast since
-    relink_appearance: float = 0.6  # largest appearance distance for a re-link (Bhattacharyya)
-    wrist_ray_m: float = 0.12     # two wrist rays closer than this meet in one point
-    history_s: float = 6.0        # keep this long a history of positions and wrists
-    shoulder_m: float = 1.40      # shoulder height of an average adult, for a floor point from the shoulders
-    head_m: float = 1.70          # top of the head, for a floor point from the top of a person box
-    entry_m: float = 1.0          # someone first seen this close to the entry gate is coming in (no re-link, no jump onto them)
-
-
 @dataclass
 class PersonView:
-    """One person seen by one camera."""
+    """One person seen by one camera, in one of its frames."""
 
-    camera_id: str
+    frame: FrameRef
     floor_xy: np.ndarray
     score: float
     wrists_uv: list[np.ndarray | None]     # left, right (None when not seen)
     appearance: np.ndarray
+
+    @property
+    def camera_id(self) -> str:
+        return self.frame.camera_id
+
+
+@dataclass(frozen=True)
+class HandView:
+    """A track's wrists as one camera saw them at one tick, and the frame to look at them again."""
+
+    t: float                                # the tick
+    frame: FrameRef
+    wrists_uv: tuple                        # left, right pixel (None when not seen)
 
 
 @dataclass
@@ -91,15 +90,18 @@ def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(a * b)))))
 
 
-def person_views(cam: Camera, bgr: np.ndarray, dets: list[Detection], store: StoreSpec,
-                 cfg: TrackingConfig) -> list[PersonView]:
+def person_views(cam: Camera, frame: FrameRef, bgr: np.ndarray, dets: list[Detection], store: StoreSpec,
+                 cfg: TrackingConfig, dropped: Counter | None = None) -> list[PersonView]:
     """Where on the floor each person detection stands (off the floor: dropped).
 
     The ankles, when the model sees them, are cast onto the floor. Shelves often hide the legs
     from a ceiling camera, and then the box's lower edge lies on the shelf, not the floor: the
     shoulders (cast onto a plane at ``shoulder_m``) or the top of the box (at ``head_m``) stand in,
-    since the head and shoulders are what a ceiling camera almost always sees."""
+    since the head and shoulders are what a ceiling camera almost always sees.
+
+    Detections left out are counted in ``dropped`` by reason."""
     out = []
+    dropped = Counter() if dropped is None else dropped
     W, D = store.floor.width_m, store.floor.depth_m
     for d in dets:
         kp = d.keypoints
@@ -112,12 +114,14 @@ def person_views(cam: Camera, bgr: np.ndarray, dets: list[Detection], store: Sto
         else:
             x0, y0, x1, _ = d.box
             if y0 <= 2 or x0 <= 2 or x1 >= cam.width - 3:
-                continue   # cut by the image's edge, no joint seen: no reliable point
+                dropped["person cut by the image edge"] += 1   # no joint seen: no reliable point
+                continue
             xy = pixel_to_floor(cam, np.array([[(x0 + x1) / 2, y0]]), z_plane=cfg.head_m)[0, :2]
         if not np.all(np.isfinite(xy)) or not (-0.1 <= xy[0] <= W + 0.1 and -0.1 <= xy[1] <= D + 0.1):
+            dropped["person off the floor"] += 1
             continue
         wrists = [kp[i, :2].copy() if kp is not None and kp[i, 2] >= cfg.kpt_conf else None for i in WRISTS]
-        out.append(PersonView(cam.id, xy, d.score, wrists, appearance_signature(bgr, d.box)))
+        out.append(PersonView(frame, xy, d.score, wrists, appearance_signature(bgr, d.box)))
     return out
 
 
@@ -150,10 +154,8 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
             pts = []
             for i in range(len(seen)):
                 for j in range(i + 1, len(seen)):
-                    o1, d1 = pixel_rays(seen[i][0], seen[i][1][None])
-                    o2, d2 = pixel_rays(seen[j][0], seen[j][1][None])
-                    p, gap = closest_point_of_rays(o1, d1[0], o2, d2[0])
-                    if gap < cfg.wrist_ray_m and 0.0 < p[2] < 2.2:
+                    p, gap = triangulate(seen[i][0], seen[i][1], seen[j][0], seen[j][1])
+                    if gap < cfg.wrist_ray_m and 0.0 < p[2] < cfg.wrist_max_z_m:
                         pts.append(p)
             if pts:
                 o.wrists.append(np.median(pts, axis=0))
@@ -161,12 +163,38 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
     return obs
 
 
+@dataclass(frozen=True)
+class TrackView:
+    """A world track as the tracker last left it: what every other stage reads (never writes)."""
+
+    id: int
+    account: str | None
+    xy: np.ndarray
+    t: float                   # last observed
+    first_t: float
+    first_xy: np.ndarray
+    moved_m: float             # farthest from where it was first seen
+    confirmed: bool
+    lost: bool
+    closed: bool
+    positions: tuple           # (t, xy), the last ``history_s``
+    wrists: tuple              # (t, xyz), triangulated
+    hand_views: tuple[HandView, ...]
+
+    def position_at(self, t: float) -> np.ndarray:
+        """Where the track was nearest in time to ``t``."""
+        return min(self.positions, key=lambda q: abs(q[0] - t))[1] if self.positions else self.xy
+
+
 @dataclass
-class WorldTrack:
+class _Track:
+    """The tracker's own, mutable record of a track."""
+
     id: int
     xy: np.ndarray
     t: float
     first_t: float
+    min_hits: int
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     hits: int = 1
     account: str | None = None
@@ -175,15 +203,13 @@ class WorldTrack:
     closed: bool = False
     positions: deque = field(default_factory=deque)   # (t, xy)
     wrists: deque = field(default_factory=deque)      # (t, xyz)
-    hand_views: deque = field(default_factory=deque)  # (t, camera_id, [left uv | None, right uv | None])
-
-    def predict(self, t: float) -> np.ndarray:
-        return self.xy + self.velocity * min(t - self.t, 0.5)
-
-    min_hits: int = 3
-    moved_m: float = 0.0   # farthest from where it was first seen
+    hand_views: deque = field(default_factory=deque)  # HandView
+    moved_m: float = 0.0
     first_xy: np.ndarray | None = None
     max_views: int = 1     # the most cameras that saw it at one time
+
+    def predict(self, t: float, max_s: float) -> np.ndarray:
+        return self.xy + self.velocity * min(t - self.t, max_s)
 
     @property
     def confirmed(self) -> bool:
@@ -191,35 +217,68 @@ class WorldTrack:
         of one camera never is)."""
         return self.hits >= self.min_hits and self.max_views >= 2
 
+    def view(self) -> TrackView:
+        return TrackView(self.id, self.account, self.xy.copy(), self.t, self.first_t,
+                         (self.first_xy if self.first_xy is not None else self.xy).copy(), self.moved_m,
+                         self.confirmed, self.lost, self.closed, tuple(self.positions), tuple(self.wrists),
+                         tuple(self.hand_views))
+
 
 class WorldTracker:
-    """World tracks from per-time-step observations; identity through gates and re-linking."""
+    """World tracks from per-tick observations; identity kept through re-linking. It alone writes
+    its tracks: accounts come in through :meth:`assign` and :meth:`close_account`, and every
+    other stage reads :meth:`snapshot`."""
 
     def __init__(self, store: StoreSpec, cfg: TrackingConfig = TrackingConfig()):
         self.store, self.cfg = store, cfg
-        self.tracks: list[WorldTrack] = []
+        self._tracks: list[_Track] = []
         self._next_id = 1
+        self._snapshot: tuple[TrackView, ...] | None = ()
 
-    def active(self) -> list[WorldTrack]:
+    def snapshot(self) -> tuple[TrackView, ...]:
+        """Every track the tracker still keeps (lost ones too, for a while), as read-only views."""
+        if self._snapshot is None:
+            self._snapshot = tuple(k.view() for k in self._tracks)
+        return self._snapshot
+
+    def active(self) -> list[TrackView]:
         """The tracks to publish: confirmed, observed lately, and either holding an account or
         having walked (a still shape nobody scanned in is a false detection more often than not)."""
-        return [k for k in self.tracks if not k.lost and not k.closed and k.confirmed
-                and (k.account is not None or k.moved_m >= 0.5)]
+        return [k for k in self.snapshot() if not k.lost and not k.closed and k.confirmed
+                and (k.account is not None or k.moved_m >= self.cfg.walked_m)]
+
+    def track(self, track_id: int) -> TrackView | None:
+        return next((k for k in self.snapshot() if k.id == track_id), None)
+
+    def assign(self, track_id: int, account: str) -> None:
+        """The shopper behind this track is ``account`` (a gate scan, a group)."""
+        for k in self._tracks:
+            if k.id == track_id:
+                k.account = account
+        self._snapshot = None
+
+    def close_account(self, account: str) -> None:
+        """The account has left the store: its tracks end."""
+        for k in self._tracks:
+            if k.account == account:
+                k.closed = True
+        self._snapshot = None
 
     def update(self, t: float, obs: list[Observation]) -> None:
         cfg = self.cfg
-        live = [k for k in self.tracks if not k.lost and not k.closed]
+        self._snapshot = None
+        live = [k for k in self._tracks if not k.lost and not k.closed]
         pairs = []
         # someone at the entry gate is someone coming in, or someone who was near it already: a
         # track last seen deeper in the store does not jump onto them
-        at_entry = [self.gate_distance("entry", o.xy) < cfg.entry_m for o in obs]
-        deep = [self.gate_distance("entry", k.xy) > cfg.entry_m + 0.5 for k in live]
+        at_entry = [self.store.distance_to_gate("entry", o.xy) < cfg.entry_m for o in obs]
+        deep = [self.store.distance_to_gate("entry", k.xy) > cfg.entry_m + cfg.deep_m for k in live]
         for i, k in enumerate(live):
             for j, o in enumerate(obs):
                 if at_entry[j] and deep[i]:
                     continue
-                dist = min(float(np.linalg.norm(k.predict(t) - o.xy)), float(np.linalg.norm(k.xy - o.xy)))
-                if dist > cfg.gate_m + 1.5 * max(t - k.t, 0.0):
+                dist = min(float(np.linalg.norm(k.predict(t, cfg.predict_max_s) - o.xy)), float(np.linalg.norm(k.xy - o.xy)))
+                if dist > cfg.gate_m + cfg.gate_speed_mps * max(t - k.t, 0.0):
                     continue
                 app = appearance_distance(k.appearance, o.appearance) if k.appearance is not None else 0.0
                 # confirmed tracks choose first (as ByteTrack matches its confident tracks first)
@@ -234,32 +293,33 @@ class WorldTracker:
             self._absorb(live[i], obs[j])
         for j, o in enumerate(obs):
             if j not in used_o:
-                k = WorldTrack(self._next_id, o.xy.copy(), t, t, appearance=o.appearance, min_hits=cfg.min_hits)
+                k = _Track(self._next_id, o.xy.copy(), t, t, cfg.min_hits, appearance=o.appearance)
                 self._next_id += 1
                 self._remember(k, o)
-                self.tracks.append(k)
-        for k in self.tracks:
+                self._tracks.append(k)
+        for k in self._tracks:
             if not k.lost and not k.closed and t - k.t > cfg.lost_after_s:
                 k.lost = True
-        for k in self.tracks:
+        for k in self._tracks:
             if k.account is None and k.confirmed and not k.lost and not k.closed:
                 self._relink(k)
-        self.tracks = [k for k in self.tracks if not (k.lost and t - k.t > cfg.forget_after_s) and not
-                       (not k.confirmed and (k.lost or k.closed))]
+        self._tracks = [k for k in self._tracks if not (k.lost and t - k.t > cfg.forget_after_s) and not
+                        (not k.confirmed and (k.lost or k.closed))]
 
-    def _absorb(self, k: WorldTrack, o: Observation) -> None:
+    def _absorb(self, k: _Track, o: Observation) -> None:
+        cfg = self.cfg
         dt = o.t - k.t
         if dt > 1e-6:
             v = (o.xy - k.xy) / dt
-            k.velocity = 0.6 * k.velocity + 0.4 * np.clip(v, -2.0, 2.0)
-        k.xy = 0.3 * k.predict(o.t) + 0.7 * o.xy
+            k.velocity = (1 - cfg.velocity_gain) * k.velocity + cfg.velocity_gain * np.clip(v, -cfg.max_speed_mps, cfg.max_speed_mps)
+        k.xy = (1 - cfg.position_gain) * k.predict(o.t, cfg.predict_max_s) + cfg.position_gain * o.xy
         k.t = o.t
         k.hits += 1
         a = o.appearance
-        k.appearance = a if k.appearance is None else 0.9 * k.appearance + 0.1 * a
+        k.appearance = a if k.appearance is None else (1 - cfg.appearance_gain) * k.appearance + cfg.appearance_gain * a
         self._remember(k, o)
 
-    def _remember(self, k: WorldTrack, o: Observation) -> None:
+    def _remember(self, k: _Track, o: Observation) -> None:
         k.max_views = max(k.max_views, len({v.camera_id for v in o.views}))
         if k.first_xy is None:
             k.first_xy = k.xy.copy()
@@ -269,75 +329,42 @@ class WorldTracker:
             k.wrists.append((o.t, w))
         for v in o.views:
             if any(uv is not None for uv in v.wrists_uv):
-                k.hand_views.append((o.t, v.camera_id, v.wrists_uv))
-        for dq in (k.positions, k.wrists, k.hand_views):
-            while dq and dq[0][0] < o.t - self.cfg.history_s:
+                k.hand_views.append(HandView(o.t, v.frame, tuple(v.wrists_uv)))
+        horizon = o.t - self.cfg.history_s
+        for dq in (k.positions, k.wrists):
+            while dq and dq[0][0] < horizon:
                 dq.popleft()
+        while k.hand_views and k.hand_views[0].t < horizon:
+            k.hand_views.popleft()
 
-    def _relink(self, new: WorldTrack) -> None:
+    def _relink(self, new: _Track) -> None:
         """A new track continues a lost one that could have walked here and looks the same. A track
         that starts at the entry gate is someone coming in (the gate scan names them), never a
         shopper already inside: in a busy store the next one through the gate looks close enough to
         the last one, who has just been lost in the crowd behind it."""
-        if new.first_xy is not None and self.gate_distance("entry", new.first_xy) < self.cfg.entry_m:
+        cfg = self.cfg
+        if new.first_xy is not None and self.store.distance_to_gate("entry", new.first_xy) < cfg.entry_m:
             return
         best, best_cost = None, float("inf")
-        for k in self.tracks:
-            stale = k.lost or new.t - k.t > 0.3
+        for k in self._tracks:
+            stale = k.lost or new.t - k.t > cfg.relink_stale_s
             if k is new or not stale or k.closed or k.account is None or not k.confirmed:
                 continue
             gap = new.first_t - k.t
-            if gap < -0.2:
+            if gap < -cfg.relink_overlap_s:
                 continue
-            reach = 1.0 + self.cfg.relink_speed_mps * max(gap, 0.0)
+            reach = cfg.relink_m + cfg.relink_speed_mps * max(gap, 0.0)
             dist = float(np.linalg.norm(new.xy - k.xy))
             app = appearance_distance(new.appearance, k.appearance) if new.appearance is not None and k.appearance is not None else 0.5
-            if dist > reach or app > self.cfg.relink_appearance:
+            if dist > reach or app > cfg.relink_appearance:
                 continue
             cost = dist / reach + app
             if cost < best_cost:
                 best, best_cost = k, cost
         if best is not None:
+            log.debug("track %d continues lost track %d (%s)", new.id, best.id, best.account)
             new.id, new.account = best.id, best.account
             new.positions = deque([*best.positions, *new.positions])
             new.wrists = deque([*best.wrists, *new.wrists])
             new.hand_views = deque([*best.hand_views, *new.hand_views])
             best.closed = True
-
-    def gate_distance(self, kind: str, p: np.ndarray) -> float:
-        """Distance of a floor point to the nearest gate of this kind (inf without one)."""
-        out = float("inf")
-        for g in self.store.gates:
-            if g.kind == kind:
-                a, b = np.array(g.a_m), np.array(g.b_m)
-                ab = b - a
-                s = np.clip(float((p - a) @ ab / (ab @ ab)), 0.0, 1.0)
-                out = min(out, float(np.linalg.norm(p - (a + s * ab))))
-        return out
-
-    def near_gate(self, gate_id: str, t: float, radius_m: float = 2.0, first: bool = False,
-                  born_after: float | None = None, at: float | None = None) -> list[tuple[float, WorldTrack]]:
-        """Tracks without an account near a gate, nearest first: where they are now, where they
-        were first seen (``first``), or where they were at time ``at`` (the scan: the one who
-        scanned was at the gate then); first seen after ``born_after`` if given."""
-        g = next(g for g in self.store.gates if g.id == gate_id)
-        a, b = np.array(g.a_m), np.array(g.b_m)
-        out = []
-        for k in self.tracks:
-            if (k.closed or k.account is not None or not k.confirmed or t - k.t > 1.5
-                    or (born_after is not None and k.first_t < born_after)):
-                continue
-            p = k.first_xy if first and k.first_xy is not None else k.xy
-            if at is not None and k.positions:
-                p = min(k.positions, key=lambda q: abs(q[0] - at))[1]
-            ab = b - a
-            s = np.clip(float((p - a) @ ab / (ab @ ab)), 0.0, 1.0)
-            d = float(np.linalg.norm(p - (a + s * ab)))
-            if d <= radius_m:
-                out.append((d, k))
-        return sorted(out, key=lambda p: p[0])
-
-    def close_account(self, account: str) -> None:
-        for k in self.tracks:
-            if k.account == account:
-                k.closed = True

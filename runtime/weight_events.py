@@ -14,17 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runtime.config import WeightEventConfig
 from runtime.store import StoreSpec
-
-
-@dataclass(frozen=True)
-class WeightEventConfig:
-    window_s: float = 0.2          # a level is settled when this long a window is flat
-    settle_std_g: float = 4.0      # "flat": standard deviation below this
-    trigger_g: float = 12.0        # leave the settled level by more than this to start an event
-    min_step_g: float = 20.0       # a settled step smaller than this is drift or a glitch
-    drift_alpha: float = 0.02      # how fast the settled level follows slow drift
-    max_event_s: float = 8.0       # give up on an event that never settles (a hand resting on the shelf)
 
 
 @dataclass(frozen=True)
@@ -95,12 +86,25 @@ class Candidate:
         return sum(q for _, q in self.items)
 
 
+def mass_tolerance_g(cfg: WeightEventConfig, delta_g: float, noise_g: float) -> float:
+    """How far a step may be from the items' mass and still be them: ``tol_sigmas`` σ of the
+    settled noise of both levels plus ``tol_frac`` of the step, at least ``tol_min_g``."""
+    return max(cfg.tol_min_g, cfg.tol_sigmas * noise_g * np.sqrt(2) + cfg.tol_frac * abs(delta_g))
+
+
+def explanation_cost(c: Candidate, tol_g: float, mix_penalty: float) -> float:
+    """How well a candidate explains a step by itself: the mass residual in tolerances, and each
+    further SKU in one reach."""
+    return c.residual_g / tol_g + mix_penalty * (len(c.items) - 1)
+
+
 @dataclass
 class BinBelief:
     """What the runtime believes lies in each bin: planogram stock at the start, then every decided
     event applied. Misplaced items (wrong-shelf put-backs) are counted in the bin they went to."""
 
     store: StoreSpec
+    cfg: WeightEventConfig = field(default_factory=WeightEventConfig)
     counts: dict[str, Counter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,10 +123,10 @@ class BinBelief:
 
         A removal is explained by items that the belief says lie in one of the bins; a put-back by
         ``put_skus`` (what the shoppers nearby carry) or, without them, any SKU of the catalog.
-        Tolerance: 4 σ of the settled noise plus 3% of the step, at least 8 g."""
+        Tolerance: :func:`mass_tolerance_g`."""
         mass = {p.sku: p.mass_g for p in self.store.catalog}
         dg = abs(event.delta_g)
-        tol = tol_g if tol_g is not None else max(8.0, 4 * event.noise_g * np.sqrt(2) + 0.03 * dg)
+        tol = tol_g if tol_g is not None else mass_tolerance_g(self.cfg, event.delta_g, event.noise_g)
         out: list[Candidate] = []
         for bid in bins:
             if event.delta_g < 0:
@@ -139,5 +143,5 @@ class BinBelief:
                         r = abs(dg - sum(q * mass[s] for s, q in zip(combo, qs)))
                         if r <= tol:
                             out.append(Candidate(bid, tuple(zip(combo, qs)), r))
-        out.sort(key=lambda c: (c.residual_g / tol + 0.5 * (len(c.items) - 1), c.qty))
+        out.sort(key=lambda c: (explanation_cost(c, tol, self.cfg.mix_penalty), c.qty))
         return out

@@ -1,0 +1,267 @@
+"""The runtime's settings: one frozen dataclass per stage, every default and tuning constant here.
+
+``RuntimeConfig`` gathers them. The edge box loads its own: :func:`load_runtime_config` reads a
+YAML file of overrides (``runtime:`` keys, as in ``conf/runtime/example.yaml``), checks every key
+and type with a one-line error that names it, and resolves the model paths. The harness builds the
+same object from its hydra config through :func:`runtime_config_from`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SENSING = ("fused", "vision_only", "weight_only")
+
+
+@dataclass(frozen=True)
+class WeightEventConfig:
+    """Step detection on each load cell (``runtime/weight_events.py``) and the mass match."""
+
+    window_s: float = 0.2          # a level is settled when this long a window is flat
+    settle_std_g: float = 4.0      # "flat": standard deviation below this
+    trigger_g: float = 12.0        # leave the settled level by more than this to start an event
+    min_step_g: float = 20.0       # a settled step smaller than this is drift or a glitch
+    drift_alpha: float = 0.02      # how fast the settled level follows slow drift
+    max_event_s: float = 8.0       # give up on an event that never settles (a hand resting on the shelf)
+    tol_min_g: float = 8.0         # mass match tolerance: at least this ...
+    tol_sigmas: float = 4.0        # ... or this many σ of the settled noise (of both levels) ...
+    tol_frac: float = 0.03         # ... plus this share of the step
+    mix_penalty: float = 0.5       # an explanation's cost for each further SKU in one reach
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Multi-camera tracking on the floor plane (``runtime/tracking.py``)."""
+
+    kpt_conf: float = 0.5         # keypoints below this confidence are not used
+    cluster_m: float = 0.6        # floor points of one person from different cameras
+    duplicate_m: float = 0.35     # two boxes of one camera this close are one person
+    gate_m: float = 1.0           # largest jump of a track between updates ...
+    gate_speed_mps: float = 1.5   # ... plus this much per second since it was last seen
+    appearance_weight_m: float = 2.0  # metres of distance one unit of appearance distance costs
+    min_hits: int = 3             # observations (one of them by two cameras) before a track is published
+    lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
+    forget_after_s: float = 60.0  # lost this long: forgotten
+    predict_max_s: float = 0.5    # constant-velocity prediction at most this far ahead
+    max_speed_mps: float = 2.0    # a velocity estimate is clipped to this per axis
+    velocity_gain: float = 0.4    # weight of a new velocity measurement
+    position_gain: float = 0.7    # weight of a new position against the prediction
+    appearance_gain: float = 0.1  # weight of a new appearance signature
+    relink_speed_mps: float = 1.6 # a lost shopper can have walked this fast since
+    relink_m: float = 1.0         # ... plus this far
+    relink_stale_s: float = 0.3   # a track unseen this long may be continued by a new one ...
+    relink_overlap_s: float = 0.2 # ... that started at most this long before it was last seen
+    relink_appearance: float = 0.6  # largest appearance distance for a re-link (Bhattacharyya)
+    wrist_ray_m: float = 0.12     # two wrist rays closer than this meet in one point
+    wrist_max_z_m: float = 2.2    # a triangulated wrist above this is a mismatch
+    history_s: float = 6.0        # keep this long a history of positions and wrists
+    shoulder_m: float = 1.40      # shoulder height of an average adult, for a floor point from the shoulders
+    head_m: float = 1.70          # top of the head, for a floor point from the top of a person box
+    entry_m: float = 1.0          # someone first seen this close to the entry gate is coming in (no re-link, no jump onto them)
+    deep_m: float = 0.5           # a track farther than entry_m + this from the entry is deeper in the store
+    walked_m: float = 0.5         # a track that moved this far is someone walking (not a still false positive)
+
+
+@dataclass(frozen=True)
+class HandConfig:
+    """Reaches into bins and the product in the hand (``runtime/hands.py``)."""
+
+    product_model: str = "models/products_openvino_model"  # every SKU (.onnx, OpenVINO folder or .pt); '' = none
+    product_conf: float = 0.3       # product boxes below this score are not used
+    in_bin_m: float = 0.15          # a wrist this close to a bin's volume is in it (the fingers reach past the wrist)
+    leave_s: float = 0.6            # out of the bin this long: the reach is over
+    look_s: float = 0.8             # what the hand holds: this long before the reach and after it
+    clear_m: float = 0.15           # the hand counts as out of the shelf this far from every unit
+    held_m: float = 0.15            # a product triangulated this close to the wrist is in the hand
+    crop_frac: float = 0.5          # crop side round a wrist, as a share of the frame's larger side
+    near_wrist_frac: float = 0.08   # a product box centred this close to the wrist (share of that side) is held
+    buffer_s: float = 2.5           # frames kept in memory for looking at hands again
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Entry scans to tracks, and groups (``runtime/identity.py``)."""
+
+    scan_radius_m: float = 1.2      # the one who scanned stood this close to the gate at the scan
+    scan_settle_s: float = 0.6      # wait this long after a scan, so the one crossing has become a track
+    scan_born_s: float = 3.0        # ... a track first seen at most this long before the scan
+    scan_wait_s: float = 4.0        # a scan nobody was found for is dropped after this long
+    seen_within_s: float = 1.5      # only tracks seen this recently are at a gate now
+    group_radius_m: float = 1.5     # a group member is first seen this close to the entry gate ...
+    group_slack_s: float = 1.0      # ... at most this long before its group's scan
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Who caused a weight event (``runtime/attribution.py``)."""
+
+    wrist_after_s: float = 0.3      # a wrist seen up to this long after the item left still counts
+    concurrent_s: float = 0.5       # events this close in time on different bins are two hands at once
+    sure_m: float = 0.3             # a hand farther than this from the bin makes the attribution less sure ...
+    far_factor: float = 0.7         # ... by this factor
+    unnamed_factor: float = 0.5     # the hand's track has no account: the nearest named shopper, this much less sure
+    alone_factor: float = 0.7       # ... or the only shopper in the store
+    wrist_bin_scale_m: float = 0.1  # hand distance that costs one unit between bins of one cell (wrists) ...
+    floor_bin_scale_m: float = 0.4  # ... (floor positions)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Weight × vision → a decision (``runtime/fusion.py``)."""
+
+    rival_margin: float = 1.0       # cost gap to the next different explanation that makes a decision sure
+    min_what: float = 0.3           # confidence in what was taken never drops below this
+    vision_conf_max: float = 0.95   # a charge from the hand alone is never surer than this
+    doubt_who: float = 0.5          # an unexplained change flags the receipt of a shopper this surely at the bin ...
+    doubt_mass_frac: float = 0.5    # ... when it weighs at least this share of the lightest product
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    sensing: str = "fused"                       # fused | vision_only | weight_only
+    pose_model: str = "models/person_pose_openvino_model"  # person boxes and 17 keypoints (.onnx, OpenVINO folder or .pt)
+    perception_hz: float = 5.0                   # perception ticks per second: one frame of each camera each
+    tick_window_s: float = 0.0                   # a camera's frame joins a tick this close to it; 0: half the slowest camera's period
+    person_conf: float = 0.35
+    review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged
+    attribution_window_s: float = 2.0            # look this far before a weight event for the shopper at the bin
+    wrist_window_s: float = 0.6                  # and this far before the item left for the hand in the bin
+    busy_hand_m: float = 0.3                     # extra distance for a shopper whose hand was busy at another bin then
+    reach_m: float = 0.75                        # a shopper standing this close to a bin's front can reach in
+    group_window_s: float = 5.0                  # people entering this soon after a scan share its account
+    cell_silent_s: float = 1.0                   # a load cell that sent nothing for this long has failed
+    held_weight: float = 1.0                     # how much a product seen in the hand counts against weight alone
+    weights: WeightEventConfig = field(default_factory=WeightEventConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    hands: HandConfig = field(default_factory=HandConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self) -> None:
+        if self.sensing not in SENSING:
+            raise ValueError(f"runtime.sensing={self.sensing!r}: expected one of {', '.join(SENSING)}")
+        if self.perception_hz <= 0:
+            raise ValueError(f"runtime.perception_hz={self.perception_hz}: expected > 0")
+        if not 0 <= self.tick_window_s < 0.5 / self.perception_hz:
+            raise ValueError(f"runtime.tick_window_s={self.tick_window_s}: expected 0 (auto) or seconds below half "
+                             f"the perception period ({0.5 / self.perception_hz:.3f} s)")
+
+    def with_models_from(self, *roots: str | Path) -> "RuntimeConfig":
+        """The same settings with relative model paths that are not found from here taken from the
+        first of ``roots`` that has them (a store's config folder, the install)."""
+        def find(p: str) -> str:
+            if not p or Path(p).is_absolute() or Path(p).exists():
+                return p
+            return next((str(Path(r) / p) for r in roots if (Path(r) / p).exists()), p)
+
+        return dataclasses.replace(self, pose_model=find(self.pose_model),
+                                   hands=dataclasses.replace(self.hands, product_model=find(self.hands.product_model)))
+
+
+# -- loading settings ------------------------------------------------------------------------------
+
+def config_from(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build the frozen dataclass ``cls`` from a mapping of overrides (nested mappings for nested
+    configs; missing keys keep their defaults). An unknown key or a value of the wrong type raises
+    one ``ValueError`` line naming ``<prefix><key>`` and what was expected."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix.rstrip('.') or '<top>'}: expected a mapping of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"{prefix}{key}: not a setting (expected one of {', '.join(fields)})")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = config_from(kind, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _checked(value, kind, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except ValueError as e:   # __post_init__'s own checks already name the key
+        raise ValueError(str(e).splitlines()[0]) from None
+
+
+def _checked(value: Any, kind: Any, key: str) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            try:
+                return _checked(value, a, key)
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected {' or '.join(_kind_name(a) for a in args)}, got {value!r}")
+    if kind is type(None):
+        if value is None:
+            return None
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            inner = args[0] if args else Any
+            return tuple(v if inner is Any else _checked(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    else:
+        return value
+    raise ValueError(f"{key}: expected {_kind_name(kind)}, got {value!r}")
+
+
+def _kind_name(kind: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return names.get(kind, "a list" if typing.get_origin(kind) is tuple else getattr(kind, "__name__", str(kind)))
+
+
+def runtime_config_from(data: Any, prefix: str = "runtime.") -> RuntimeConfig:
+    """``RuntimeConfig`` from a mapping of overrides; one-line errors name ``runtime.<key>``."""
+    return config_from(RuntimeConfig, data, prefix)
+
+
+def load_runtime_config(path: str | Path) -> RuntimeConfig:
+    """The edge box's settings from a YAML file: a mapping of overrides, at the top or under
+    ``runtime:``; relative model paths are found from the working folder, the file's folder or one
+    above it."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such settings file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict) and set(data) == {"runtime"}:
+        data = data["runtime"]
+    try:
+        cfg = runtime_config_from(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return cfg.with_models_from(path.parent, *path.resolve().parent.parents)
+
+
+def as_dict(cfg: Any) -> dict:
+    """Plain data of a config (tuples as lists), for writing out or for hydra's defaults."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))

@@ -1,0 +1,91 @@
+"""Gate identity: which track is which account, from the entry scans alone (no faces).
+
+An entry scan names the shopper who crosses the entry gate at that moment: the scan waits a
+moment (``scan_settle_s``) until the one crossing has been seen often enough to be a track, then
+goes to the unnamed track that stood nearest the gate when the scan came. People who walk in right
+behind a scan without one of their own (``group_window_s``) are its group and share its account.
+The tracker keeps the accounts on its tracks; this stage only tells it, through
+``WorldTracker.assign``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from runtime.config import IdentityConfig
+from runtime.store import StoreSpec
+from runtime.tracking import TrackView, WorldTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """An entry scan still looking for its shopper."""
+
+    t: float
+    gate_id: str
+    account_id: str
+
+
+class GateIdentity:
+    def __init__(self, store: StoreSpec, cfg: IdentityConfig, group_window_s: float, walked_m: float):
+        self.store, self.cfg = store, cfg
+        self.group_window_s, self.walked_m = group_window_s, walked_m
+        self._scans: list[Scan] = []
+        self._groups: list[tuple[float, str]] = []     # (open until t, account): who may still join
+        self.unmatched_scans = 0
+
+    def entry(self, t: float, gate_id: str, account_id: str) -> None:
+        self._scans.append(Scan(t, gate_id, account_id))
+        self._groups.append((t + self.group_window_s, account_id))
+
+    def update(self, t: float, tracker: WorldTracker) -> list[tuple[int, str]]:
+        """Give each pending scan the unnamed track nearest its gate at the scan, and group members
+        their group's account; the (track, account) pairs assigned now."""
+        cfg = self.cfg
+        out: list[tuple[int, str]] = []
+        keep = []
+        for s in self._scans:
+            near = self.near_gate(tracker.snapshot(), s.gate_id, t, cfg.scan_radius_m, born_after=s.t - cfg.scan_born_s,
+                                  at=s.t) if t >= s.t + cfg.scan_settle_s else []
+            if near:
+                tracker.assign(near[0][1].id, s.account_id)
+                out.append((near[0][1].id, s.account_id))
+            elif t - s.t < cfg.scan_wait_s:
+                keep.append(s)
+            else:
+                self.unmatched_scans += 1
+                log.info("entry scan of %s at %.1f s: nobody seen at gate %s, left unmatched", s.account_id, s.t, s.gate_id)
+        self._scans = keep
+        self._groups = [(until, a) for until, a in self._groups if until >= t]
+        if not self._scans and self._groups:
+            entry = next((g.id for g in self.store.gates if g.kind == "entry"), None)
+            until, account = self._groups[-1]
+            if entry is not None:
+                for _, k in self.near_gate(tracker.snapshot(), entry, t, cfg.group_radius_m, first=True):
+                    if k.moved_m >= self.walked_m and k.first_t >= until - self.group_window_s - cfg.group_slack_s:
+                        tracker.assign(k.id, account)
+                        out.append((k.id, account))
+        return out
+
+    def clear(self) -> None:
+        """Without cameras there is nobody to name: pending scans are dropped."""
+        self._scans.clear()
+
+    def near_gate(self, tracks: tuple[TrackView, ...], gate_id: str, t: float, radius_m: float, first: bool = False,
+                  born_after: float | None = None, at: float | None = None) -> list[tuple[float, TrackView]]:
+        """Confirmed, recently seen tracks without an account near a gate, nearest first: where they
+        are now, where they were first seen (``first``), or where they were at time ``at`` (the scan:
+        the one who scanned was at the gate then); first seen after ``born_after`` if given."""
+        g = self.store.gate_by_id(gate_id)
+        out = []
+        for k in tracks:
+            if (k.closed or k.account is not None or not k.confirmed or t - k.t > self.cfg.seen_within_s
+                    or (born_after is not None and k.first_t < born_after)):
+                continue
+            p = k.first_xy if first else (k.position_at(at) if at is not None else k.xy)
+            d = g.distance_to(p)
+            if d <= radius_m:
+                out.append((d, k))
+        return sorted(out, key=lambda p: p[0])
