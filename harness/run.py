@@ -33,7 +33,7 @@ SOURCES, PACINGS = ("replay", "live"), ("realtime", "asfast")
 @dataclass(frozen=True)
 class RunConfig:
     scenario: str = "single_pick"
-    suite: str | None = None             # "default": every scenario in scenarios/
+    suite: str | tuple[str, ...] | None = None   # "default": every scenario in scenarios/; or a list of names
     sensing: tuple[str, ...] = ("fused",)  # the first is the run's main mode (out/); others go to out-<mode>/
     source: str = "replay"               # replay: the recorded streams; live: in-process, as simulated
     pacing: str = "realtime"             # realtime: messages released at their timestamps; asfast
@@ -65,7 +65,9 @@ def run_config_from(cfg: dict) -> RunConfig:
     runtime = runtime_config_from(cfg.get("runtime")).with_models_from(home())
     sensing = cfg.get("sensing", "fused")
     sensing = tuple([sensing] if isinstance(sensing, str) else sensing)
-    return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=cfg.get("suite"), sensing=sensing,
+    suite = cfg.get("suite")
+    suite = tuple(suite) if isinstance(suite, list) else suite
+    return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=suite, sensing=sensing,
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=runtime,
                      recorded=cfg.get("recorded"), sim=_sim_config(cfg.get("sim")))
@@ -150,10 +152,17 @@ def _from_recorded(root: Path, name: str, out: Path) -> Path:
     return out
 
 
-def suite_scenarios(suite: str) -> list[str]:
+def suite_scenarios(suite: str | tuple[str, ...] | list[str]) -> list[str]:
+    """The scenarios of a suite: ``default`` (every scenario in scenarios/) or a list of names."""
+    every = sorted(p.stem for p in scenario_path("single_pick").parent.glob("*.yaml"))
+    if isinstance(suite, (list, tuple)):
+        unknown = [s for s in suite if s not in every]
+        if unknown or not suite:
+            raise ValueError(f"suite={list(suite)}: expected names of scenarios in scenarios/ ({', '.join(every)})")
+        return list(suite)
     if suite != "default":
-        raise ValueError(f"suite={suite!r}: expected 'default' (every scenario in scenarios/)")
-    return sorted(p.stem for p in scenario_path("single_pick").parent.glob("*.yaml"))
+        raise ValueError(f"suite={suite!r}: expected 'default' (every scenario in scenarios/) or a list of scenario names")
+    return every
 
 
 @dataclass
@@ -169,7 +178,8 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
     if cfg.suite:
         names = suite_scenarios(cfg.suite)
-        root = Path(cfg.out) if cfg.out else Path("runs") / f"suite-{cfg.suite}-{stamp}"
+        label = cfg.suite if isinstance(cfg.suite, str) else "custom"
+        root = Path(cfg.out) if cfg.out else Path("runs") / f"suite-{label}-{stamp}"
         if root.exists():
             raise FileExistsError(f"{root}: exists; choose another out=")
         root.mkdir(parents=True)

@@ -168,7 +168,7 @@ class Runtime:
             self._publish(TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1])))  # logged, not returned
         out: list = []
         for r in self.hands.update(t, self.tracker.snapshot()) if self.hands is not None else ():
-            out.extend(self.reach(r))
+            out.extend(self.reach(r, max(self.t, t)))
         return out
 
     # -- gates -------------------------------------------------------------------------------------
@@ -221,11 +221,12 @@ class Runtime:
         return out + self.carts.apply(d)
 
     # -- reaches -----------------------------------------------------------------------------------
-    def reach(self, r: Reach) -> list:
-        """A reach into a bin that no working scale watches (``vision_only``, a cell gone silent,
-        or a bin without one): what the hand took or left decides the charge."""
+    def reach(self, r: Reach, t_now: float) -> list:
+        """A reach that ended (``t_now``: the stream's time) into a bin that no working scale
+        watches (``vision_only``, a cell gone silent, or a bin without one): what the hand took or
+        left decides the charge."""
         b = self.store.bins[r.bin_id]
-        if self.scales and self.cell_health.working(b.cell_id, self.t):
+        if self.scales and self.cell_health.working(b.cell_id, t_now):
             return []   # the scale is working: its weight events decide
         k = self.tracker.track(r.track_id)
         if k is None or k.closed:
@@ -236,9 +237,9 @@ class Runtime:
         if cart is None:
             return []
         scale = "none" if b.cell_id is None else ("silent" if self.scales else "not used")
-        decisions, evidence = self.fusion.reach(r, k, account, cart, scale, self.t)
+        decisions, evidence = self.fusion.reach(r, k, account, cart, scale, t_now)
         if not decisions:
-            self._note("reach", {"t": self.t, "account_id": account, **evidence})
+            self._note("reach", {"t": t_now, "account_id": account, **evidence})
         out: list = []
         for d in decisions:
             out.extend(self.carts.apply(d))

@@ -6,7 +6,6 @@ The product model here is a stand-in that reads the image only: it reports a can
 a pure red marker painted into the frame, as a real model reports what it sees."""
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,14 @@ import pytest
 
 from harness.paths import store_dir
 from runtime.geometry import project
-from runtime.hands import HandConfig, HandWatch, Reach
+from runtime.config import HandConfig
+from runtime.hands import HandWatch, Reach
 from runtime.messages import GateEvent, WeightSample
 from runtime.perception import Detection, Detector
 from runtime.pipeline import Runtime, RuntimeConfig
 from runtime.store import load_store
-from runtime.tracking import WorldTrack
+from runtime.tracking import WorldTracker
+from worlds import observation
 
 MARK = (0, 0, 255)   # BGR pure red
 
@@ -64,59 +65,44 @@ def _hand_path(store, bin_id: str) -> list[tuple[float, np.ndarray]]:
     return [(float(t), inside if 1.0 <= t <= 1.6 else out) for t in ts]
 
 
-def _feed(store, hands: HandWatch, track: WorldTrack, path, held_from_s: float | None,
-          held_until_s: float = float("inf")) -> list[Reach]:
-    """Give the watcher each step: the two shelf cameras' frames (a marker at the wrist from
-    ``held_from_s`` on: the can in the hand), the track's wrist and its views."""
+def _feed(store, hands: HandWatch, tracker: WorldTracker, path, held_from_s: float | None,
+          held_until_s: float = float("inf"), marked: tuple[str, ...] = ("cam_01", "cam_02"),
+          stand_xy: np.ndarray | None = None) -> list[Reach]:
+    """Give the watcher each tick: the two shelf cameras' frames (a marker at the wrist in the
+    ``marked`` cameras from ``held_from_s`` on: the can in the hand), and the tracker the person
+    standing 0.3 m behind where the wrist starts, seen by both cameras."""
     reaches = []
+    stand = path[0][1][:2] + np.array([0.0, -0.3]) if stand_xy is None else stand_xy
     for t, w in path:
-        for cam_id in ("cam_01", "cam_02"):
-            held = held_from_s is not None and held_from_s <= t < held_until_s
-            hands.frame(cam_id, t, _frame(store, cam_id, w if held else None))
-            uv, _ = project(store.camera_by_id[cam_id], w[None])
-            track.hand_views.append((t, cam_id, [uv[0], None]))
-        track.wrists.append((t, w))
-        reaches += hands.update(t, _Tracks([track]))
+        ob = observation(store, t, int(round(t * 10)), stand, w)
+        for v in ob.views:
+            held = held_from_s is not None and held_from_s <= t < held_until_s and v.camera_id in marked
+            hands.frame(v.frame, _frame(store, v.camera_id, w if held else None))
+        tracker.update(t, [ob])
+        reaches += hands.update(t, tracker.snapshot())
     return reaches
-
-
-class _Tracks:
-    def __init__(self, tracks):
-        self.tracks = tracks
-
-
-def _track(account: str | None = "ann") -> WorldTrack:
-    k = WorldTrack(1, np.array([2.0, 2.0]), 0.0, 0.0, account=account, min_hits=1, max_views=2)
-    k.wrists, k.hand_views = deque(), deque()
-    return k
 
 
 def test_a_wrist_in_a_bin_is_one_reach_that_ends_when_the_hand_has_left(store) -> None:
     hands = HandWatch(store, HandConfig(), None)
-    reaches = _feed(store, hands, _track(), _hand_path(store, "U/1/1"), None)
+    reaches = _feed(store, hands, WorldTracker(store), _hand_path(store, "U/1/1"), None)
     assert reaches == [Reach(1, "U/1/1", 1.0, 1.6)]
     assert hands.bins_at(store.bins["U/0/0"].centre_world()) == ["U/0/0"]
     assert hands.bins_at(np.array([2.0, 1.0, 1.0])) == []
 
 
 def test_the_held_product_is_surer_when_two_cameras_agree_at_the_wrist(store) -> None:
-    hands = HandWatch(store, HandConfig(), MarkerProducts())
-    k = _track()
-    _feed(store, hands, k, _hand_path(store, "U/1/1"), held_from_s=0.0)
+    hands, tracker = HandWatch(store, HandConfig(), MarkerProducts()), WorldTracker(store)
+    _feed(store, hands, tracker, _hand_path(store, "U/1/1"), held_from_s=0.0)
+    k = tracker.track(1)
     assert hands.held(k, 1.8, 2.4) == {"cola_zero_330": 1.0}     # 0.9 + 0.9, capped
     assert hands.held(k, 1.0, 1.6) == {}              # the wrist is in the shelf then: not looked at
     assert HandWatch(store, HandConfig(), None).held(k, 1.8, 2.4) == {}   # no product model
     # the same marker seen by one camera only: its own score
-    one = HandWatch(store, HandConfig(), MarkerProducts())
-    k1 = _track()
-    for t, w in _hand_path(store, "U/1/1"):
-        one.frame("cam_01", t, _frame(store, "cam_01", w))
-        one.frame("cam_02", t, _frame(store, "cam_02", None))
-        for cam_id in ("cam_01", "cam_02"):
-            uv, _ = project(store.camera_by_id[cam_id], w[None])
-            k1.hand_views.append((t, cam_id, [uv[0], None]))
-        k1.wrists.append((t, w))
-    assert one.held(k1, 1.8, 2.4) == {"cola_zero_330": 0.9}
+    one, tracker1 = HandWatch(store, HandConfig(), MarkerProducts()), WorldTracker(store)
+    _feed(store, one, tracker1, _hand_path(store, "U/1/1"), held_from_s=0.0, marked=("cam_01",))
+    assert one.held(tracker1.track(1), 1.8, 2.4) == {"cola_zero_330": 0.9}
+    assert one.held(tracker1.track(1), 1.8, 2.4, min_views=2) == {}
 
 
 def _runtime(store, sensing: str, tmp_path: Path, sku: str = "cola_zero_330") -> Runtime:
@@ -127,17 +113,17 @@ def _runtime(store, sensing: str, tmp_path: Path, sku: str = "cola_zero_330") ->
 
 
 def _reach_through(rt: Runtime, store, bin_id: str, weights_g: float | None = None, **held) -> list:
-    """Move a track's wrist into ``bin_id`` and out, as the perception loop would report it (the
-    cell reading ``weights_g`` all along, if given), and let the runtime decide each reach."""
-    k = _track()
-    rt.tracker.tracks.append(k)
+    """Move Ann's wrist into ``bin_id`` and out, as the perception loop would report it (the cell
+    reading ``weights_g`` all along, if given), and let the runtime decide each reach."""
     ups = []
-    for t, w in _hand_path(store, bin_id):
+    path = _hand_path(store, bin_id)
+    stand = path[0][1][:2] + np.array([0.0, -0.3])
+    for t, w in path:
         if weights_g is not None:
             rt.process(WeightSample(bin_id, t, weights_g))
-        rt.t = t
-        for r in _feed(store, rt.hands, k, [(t, w)], **held):
-            ups += rt._reach(r)
+        for r in _feed(store, rt.hands, rt.tracker, [(t, w)], stand_xy=stand, **held):
+            ups += rt.reach(r, t)
+        rt.tracker.assign(1, "ann")      # the entry scan named her
     return ups
 
 
@@ -146,7 +132,7 @@ def test_vision_only_charges_the_product_seen_in_the_hand_after_a_reach(store, t
     ups = _reach_through(rt, store, "U/1/1", held_from_s=1.8)
     assert [(u.account_id, u.sku, u.delta_qty) for u in ups] == [("ann", "cola_zero_330", 1)]
     assert ups[0].evidence["method"] == "vision" and ups[0].evidence["bin"] == "U/1/1"
-    assert rt.belief.counts["U/1/1"]["cola_zero_330"] == 5
+    assert rt.fusion.belief.counts["U/1/1"]["cola_zero_330"] == 5
     (receipt,) = rt.process(GateEvent("gate_out", 3.5, "ann", "exit"))
     assert [(ln.sku, ln.qty) for ln in receipt.lines] == [("cola_zero_330", 1)]
     rt.close()
@@ -182,8 +168,8 @@ def test_vision_only_takes_a_put_back_off_the_cart(store, tmp_path: Path) -> Non
     """The can is in the hand on the way to the bin and not on the way back: a put-back, into the
     bin the hand was in (here another product's bin: a wrong-shelf put-back the belief keeps)."""
     rt = _runtime(store, "vision_only", tmp_path)
-    rt.visits["ann"].cart["cola_zero_330"] = 1          # charged earlier in the visit
+    rt.carts.restore({"ann": {"cola_zero_330": 1}})     # charged earlier in the visit
     ups = _reach_through(rt, store, "U/0/1", held_from_s=0.0, held_until_s=1.0)
     assert [(u.sku, u.delta_qty, u.evidence["bin"]) for u in ups] == [("cola_zero_330", -1, "U/0/1")]
-    assert rt.belief.counts["U/0/1"]["cola_zero_330"] == 1
+    assert rt.fusion.belief.counts["U/0/1"]["cola_zero_330"] == 1
     rt.close()

@@ -16,7 +16,8 @@ from harness.metrics import score_run
 from harness.paths import store_dir
 from harness.run import RunConfig, run, run_runtime
 from runtime.messages import GateEvent, WeightSample
-from runtime.pipeline import Runtime, RuntimeConfig
+from runtime.config import RuntimeConfig
+from runtime.pipeline import Runtime
 from runtime.sources import ReplaySource
 from runtime.store import load_store
 
@@ -90,11 +91,11 @@ def test_a_restarted_runtime_rebuilds_open_carts_from_its_log(put_backs: Path, t
         first.process(m)
         if m.t > 10.5:      # after Uma's waters, before she leaves
             break
-    open_cart = {a: dict(v.cart) for a, v in first.visits.items()}
+    open_cart = {a: first.carts.cart(a) for a in first.carts.accounts()}
     first.close()
     assert open_cart == {"uma": {"water_still_500": 1}}
     second = Runtime(store, cfg, tmp_path / "out", restore=True)
-    assert {a: dict(v.cart) for a, v in second.visits.items()} == open_cart
+    assert {a: second.carts.cart(a) for a in second.carts.accounts()} == open_cart
     second.run(msgs)
     assert _receipts(tmp_path / "out") == _true_carts(put_backs)
 
@@ -134,15 +135,13 @@ def test_bad_runtime_settings_are_one_line_errors() -> None:
 
 
 def test_two_items_leaving_two_bins_at_once_go_to_two_shoppers(tmp_path: Path) -> None:
-    """Ann's hand is on the divider of two bins, Ben's hand 0.2 m in front of one of them: a can
+    """Ann's hand is on the divider of two bins, Ben's hand 0.25 m in front of one of them: a can
     leaves each bin within 60 ms. Charged one at a time, Ann would get both; the joint assignment
     gives Ben his bin's can and publishes the correction."""
-    from collections import deque
-
     import numpy as np
 
-    from runtime.tracking import WorldTrack
     from runtime.weight_events import WeightEvent
+    from worlds import observation
 
     store = load_store(store_dir() / "tiny_unit.yaml")
     rt = Runtime(store, RuntimeConfig(sensing="fused"), tmp_path / "out", detector=lambda img: [])
@@ -151,21 +150,22 @@ def test_two_items_leaving_two_bins_at_once_go_to_two_shoppers(tmp_path: Path) -
     b0, b1 = store.bins["U/1/0"], store.bins["U/1/1"]
     mid = (b0.centre_world() + b1.centre_world()) / 2          # Ann: on the divider of the two bins
     ben = b1.centre_world() + np.array([0.0, -0.45, 0.0])      # Ben: 0.25 m in front of U/1/1's opening
-    for i, (acct, wrist) in enumerate((("ann", mid), ("ben", ben))):
-        k = WorldTrack(i + 1, wrist[:2].copy(), 5.0, 0.0, account=acct, min_hits=1, max_views=2)
-        k.wrists, k.positions = deque([(5.0, wrist)]), deque([(5.0, wrist[:2].copy())])
-        rt.tracker.tracks.append(k)
+    for i, t in enumerate((4.6, 4.8, 5.0)):                    # both seen by two cameras, three ticks
+        rt.tracker.update(t, [observation(store, t, i, mid[:2] - [0, 0.5], mid, person=0),
+                              observation(store, t, i, ben[:2] - [0, 0.3], ben, person=1)])
+    for k, acct in zip(rt.tracker.snapshot(), ("ann", "ben")):
+        rt.tracker.assign(k.id, acct)                          # as their entry scans would
     # Ben's bin settles first: alone, Ann's hand (on its edge, 0 m) beats Ben's (0.20 m away)
-    first = rt._weight_event(WeightEvent("U/1/1", 5.00, 5.4, -350.0, 1.0))
+    first = rt.weight_event(WeightEvent("U/1/1", 5.00, 5.4, -350.0, 1.0))
     assert [(u.account_id, u.sku, u.delta_qty) for u in first] == [("ann", "cola_zero_330", 1)]
     # then U/1/0, 60 ms later: Ann again (0 m + 0.3 m busy hand) against Ben (≈0.32 m). Jointly,
     # Ben–U/1/1 + Ann–U/1/0 (0.20 + 0 m) beats Ann taking both (0 + 0 + 0.3 m): the first charge moves
-    second = rt._weight_event(WeightEvent("U/1/0", 5.06, 5.45, -350.0, 1.0))
+    second = rt.weight_event(WeightEvent("U/1/0", 5.06, 5.45, -350.0, 1.0))
     assert [(u.account_id, u.sku, u.delta_qty) for u in second] == [
         ("ann", "cola_zero_330", -1), ("ben", "cola_zero_330", 1), ("ann", "cola_classic_330", 1)]
     assert "reassigned" in second[0].evidence
-    assert {a: {s: q for s, q in v.cart.items() if q} for a, v in rt.visits.items()} == {
-        "ann": {"cola_classic_330": 1}, "ben": {"cola_zero_330": 1}}
+    assert {a: rt.carts.cart(a) for a in ("ann", "ben")} == {
+        "ann": {"cola_zero_330": 0, "cola_classic_330": 1}, "ben": {"cola_zero_330": 1}}
     rt.close()
 
 
