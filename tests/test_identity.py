@@ -1,0 +1,103 @@
+"""Gate identity (runtime/identity.py) and attribution (runtime/attribution.py) on hand-made
+tracks: an entry scan names the shopper at the gate, a group shares its account, and a weight
+event goes to the hand that was in the bin."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.paths import store_dir
+from runtime.attribution import Attributor
+from runtime.config import IdentityConfig, RuntimeConfig
+from runtime.identity import GateIdentity
+from runtime.store import load_store
+from runtime.tracking import WorldTracker
+from runtime.weight_events import WeightEvent
+from worlds import observation
+
+
+@pytest.fixture(scope="module")
+def store():
+    return load_store(store_dir() / "tiny_unit.yaml")
+
+
+def _walk(tracker: WorldTracker, store, people: dict[int, list], t0: float = 0.0, dt: float = 0.2) -> float:
+    """Feed the tracker one tick per step: ``people[person]`` is a list of floor points (None:
+    not seen then). Returns the last tick's time."""
+    n = max(len(p) for p in people.values())
+    t = t0
+    for i in range(n):
+        t = round(t0 + dt * i, 6)
+        obs = [observation(store, t, i, path[i], person=p) for p, path in people.items() if i < len(path) and path[i] is not None]
+        tracker.update(t, obs)
+    return t
+
+
+def _identity(store) -> GateIdentity:
+    return GateIdentity(store, IdentityConfig(), group_window_s=5.0, walked_m=0.5)
+
+
+def test_an_entry_scan_names_the_track_at_the_gate_when_it_came(store) -> None:
+    tracker, ids = WorldTracker(store), _identity(store)
+    # person 0 crosses the entry gate (x 0.85) at about t = 0.4 s; person 1 stands 1.5 m to the side
+    path0 = [(0.85, 0.1 + 0.25 * i) for i in range(8)]
+    path1 = [(2.5, 1.0)] * 8
+    t = _walk(tracker, store, {0: path0, 1: path1})
+    ids.entry(0.4, "gate_in", "ann")
+    assert ids.update(0.4 + 0.3, tracker) == []            # too soon: the crossing may not be a track yet
+    assigned = ids.update(t, tracker)
+    ann = next(k for k in tracker.snapshot() if k.account == "ann")
+    assert assigned == [(ann.id, "ann")]
+    assert float(np.linalg.norm(ann.position_at(0.4) - [0.85, 0.6])) < 0.2
+
+
+def test_people_right_behind_a_scan_share_its_account_later_ones_do_not(store) -> None:
+    tracker, ids = WorldTracker(store), _identity(store)
+    walk_in = lambda start: [None] * start + [(0.85, 0.1 + 0.2 * i) for i in range(10)]   # noqa: E731
+    # Ann (scanned at 0.2 s), Ben 2 s behind her without a scan (her group); Cy 10 s later, unscanned
+    t = _walk(tracker, store, {0: walk_in(0), 1: walk_in(10)})
+    ids.entry(0.2, "gate_in", "ann")
+    ids.update(1.0, tracker)
+    ids.update(t, tracker)
+    accounts = sorted(k.account or "-" for k in tracker.snapshot())
+    assert accounts == ["ann", "ann"]
+    t = _walk(tracker, store, {2: [(0.85, 0.1 + 0.2 * i) for i in range(10)]}, t0=10.0)
+    ids.update(t, tracker)
+    cy = max(tracker.snapshot(), key=lambda k: k.first_t)
+    assert cy.account is None
+
+
+def test_a_scan_nobody_was_seen_for_is_dropped_and_counted(store) -> None:
+    tracker, ids = WorldTracker(store), _identity(store)
+    ids.entry(0.0, "gate_in", "ann")
+    ids.update(1.0, tracker)
+    assert ids.unmatched_scans == 0
+    ids.update(IdentityConfig().scan_wait_s + 0.1, tracker)
+    assert ids.unmatched_scans == 1
+
+
+def test_the_hand_in_the_bin_is_charged_not_the_nearest_body(store) -> None:
+    """Ben stands nearer the unit, but Ann's wrist was in bin U/1/1 when the can left."""
+    cfg = RuntimeConfig()
+    tracker = WorldTracker(store)
+    b = store.bins["U/1/1"]
+    hand_in, hand_out = b.centre_world(), b.centre_world() + np.array([0.0, -0.6, 0.0])
+    for i, t in enumerate((4.6, 4.8, 5.0)):
+        tracker.update(t, [observation(store, t, i, (hand_in[0] + 0.3, 1.8), hand_in, person=0),
+                           observation(store, t, i, (hand_in[0] - 0.3, 2.2), hand_out, person=1)])
+    for k, a in zip(tracker.snapshot(), ("ann", "ben")):
+        tracker.assign(k.id, a)
+    att = Attributor(store, cfg).weight_event(WeightEvent("U/1/1", 5.0, 5.4, -350.0, 1.0), tracker.snapshot(), ["ann", "ben"])
+    assert (att.account, att.method) == ("ann", "wrist")
+    assert att.distance_m == 0.0 and att.hand_m["ben"] == pytest.approx(0.6 - b.LIP_M - b.unit.depth_m / 2, abs=1e-6)
+    # sure: Ben's hand was 0.35 m farther (margin ≥ 0.49 → 0.5 + margin, capped at 0.99)
+    assert att.confidence == pytest.approx(min(0.99, 0.5 + att.hand_m["ben"]))
+
+
+def test_without_cameras_the_only_shopper_pays_and_several_make_a_guess(store) -> None:
+    at = Attributor(store, RuntimeConfig(sensing="weight_only"))
+    ev = WeightEvent("U/1/1", 5.0, 5.4, -350.0, 1.0)
+    alone = at.weight_event(ev, None, ["ann"])
+    assert (alone.account, alone.confidence, alone.method) == ("ann", 1.0, "only shopper")
+    two = at.weight_event(ev, None, ["ann", "ben"])
+    assert (two.account, two.confidence, two.method) == ("ann", 1 / 2, "guess")
