@@ -87,6 +87,10 @@ def _scenario_dict():
     (lambda d: d["shoppers"][0]["script"][0]["pick"].update(per_reach=2), "shoppers[0].script[0].pick.per_reach"),
     (lambda d: d["shoppers"][0]["script"].insert(0, {"wait": {"seconds": 2, "at": [9.0, 1.0]}}), "shoppers[0].script[0].wait.at"),
     (lambda d: d["shoppers"].append({"account": "a", "enter_at_s": 9.0, "script": ["exit"]}), "shoppers[1].enter_at_s"),
+    (lambda d: d.update(cameras={"jitter_s": -0.1}), "cameras.jitter_s"),
+    (lambda d: d.update(cameras={"fps": [10, 0]}), "cameras.fps"),
+    (lambda d: d.update(cameras={"skew": 1}), "cameras.skew"),
+    (lambda d: d.update(cameras={"fps": [30], "jitter_s": 0.02}), "cameras.jitter_s"),
 ])
 def test_bad_scenario_names_file_and_field(mutate, field):
     d = _scenario_dict()
