@@ -43,6 +43,7 @@ class TrackingConfig:
     gate_m: float = 1.0           # largest jump of a track between updates ...
     gate_speed_mps: float = 1.5   # ... plus this much per second since it was last seen
     appearance_weight_m: float = 2.0  # metres of distance one unit of appearance distance costs
+    strong_score: float = 0.5     # a person seen by one camera only, less surely than this, is matched to tracks last
     min_hits: int = 3             # observations (one of them by two cameras) before a track is published
     lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
     forget_after_s: float = 60.0  # lost this long: forgotten

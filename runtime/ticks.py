@@ -54,6 +54,7 @@ class TickBuilder:
         self._served: dict[str, int] = {}            # camera → last tick it gave a frame to
         self._open: dict[int, Tick] = {}
         self._closed_upto = -math.inf                # every tick up to this index is closed
+        self._start_t: float | None = None           # the stream's first time seen
         self.late = 0
 
     def select(self, ref: FrameRef) -> Tick | None:
@@ -83,8 +84,14 @@ class TickBuilder:
 
     def due(self, t: float) -> list[Tick]:
         """The ticks to close now that the stream has reached ``t``, oldest first: those whose
-        window has passed, and those every delivering camera has given its frame."""
+        window has passed, and those every delivering camera has given its frame. At the start
+        every camera the store lists counts as delivering until it has been quiet for
+        ``quiet_after_s``, so the first tick waits for the cameras that have not spoken yet."""
+        if self._start_t is None:
+            self._start_t = t
         live = {c for c, lt in self._last_frame_t.items() if t - lt < self.quiet_after_s}
+        if t - self._start_t < self.quiet_after_s:
+            live |= {c for c in self._frame_period if c not in self._last_frame_t}
         out = []
         for k in sorted(self._open):
             tick = self._open[k]

@@ -273,6 +273,7 @@ class WorldTracker:
         # track last seen deeper in the store does not jump onto them
         at_entry = [self.store.distance_to_gate("entry", o.xy) < cfg.entry_m for o in obs]
         deep = [self.store.distance_to_gate("entry", k.xy) > cfg.entry_m + cfg.deep_m for k in live]
+        weak = [len(o.views) == 1 and o.views[0].score < cfg.strong_score for o in obs]
         for i, k in enumerate(live):
             for j, o in enumerate(obs):
                 if at_entry[j] and deep[i]:
@@ -281,11 +282,13 @@ class WorldTracker:
                 if dist > cfg.gate_m + cfg.gate_speed_mps * max(t - k.t, 0.0):
                     continue
                 app = appearance_distance(k.appearance, o.appearance) if k.appearance is not None else 0.0
-                # confirmed tracks choose first (as ByteTrack matches its confident tracks first)
-                pairs.append((not k.confirmed, dist + cfg.appearance_weight_m * app, i, j))
-        pairs.sort(key=lambda p: p[:2])
+                # confirmed tracks choose first, and strong observations go first (ByteTrack matches
+                # its confident tracks to high-score detections before low-score ones): a faint
+                # box that one camera sees where a shopper just stood does not pull the track off her
+                pairs.append((not k.confirmed, weak[j], dist + cfg.appearance_weight_m * app, i, j))
+        pairs.sort(key=lambda p: p[:3])
         used_k, used_o = set(), set()
-        for _, _, i, j in pairs:
+        for _, _, _, i, j in pairs:
             if i in used_k or j in used_o:
                 continue
             used_k.add(i)

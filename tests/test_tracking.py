@@ -11,7 +11,7 @@ from runtime.config import TrackingConfig
 from runtime.geometry import project
 from runtime.store import load_store
 from runtime.ticks import FrameRef
-from runtime.tracking import PersonView, WorldTracker, associate
+from runtime.tracking import Observation, PersonView, WorldTracker, associate
 from worlds import appearance, observation
 
 
@@ -60,6 +60,21 @@ def test_a_track_is_confirmed_after_min_hits_seen_by_two_cameras_and_published_o
     for i, t in enumerate((0.0, 0.2, 0.4, 0.6, 0.8)):
         one.update(t, [observation(store, t, i, (2.0, 1.5), cams=("cam_01",))])
     assert not one.snapshot()[0].confirmed
+
+
+def test_a_faint_box_one_camera_sees_does_not_pull_a_track_off_its_shopper(store) -> None:
+    """Ann walks past a faint false box (score 0.37, one camera) standing where she just was: her
+    track follows her two-camera observation 0.3 m ahead, not the nearer faint one (0.15 m)."""
+    tracker = WorldTracker(store)
+    for i in range(3):
+        tracker.update(0.2 * i, [observation(store, 0.2 * i, i, (1.0, 1.0 + 0.2 * i))])
+    tracker.assign(1, "ann")
+    ghost = PersonView(FrameRef("cam_03", 3, 0.6), np.array([1.0, 1.55]), 0.37, [None, None], appearance(0))
+    tracker.update(0.6, [observation(store, 0.6, 3, (1.0, 1.7)), Observation(0.6, ghost.floor_xy, [ghost])])
+    ann = tracker.track(1)
+    assert ann.positions[-1][0] == 0.6
+    assert abs(ann.xy[1] - 1.7) < abs(ann.xy[1] - 1.55)     # moved on with her, not onto the faint box
+    assert len([k for k in tracker.snapshot() if not k.closed]) == 2   # the faint box is a track of its own
 
 
 def test_a_lost_shopper_is_relinked_by_position_and_appearance(store) -> None:
