@@ -199,7 +199,13 @@ COMMANDS = {"simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_d
 def main(argv: list[str] | None = None) -> int:
     from runtime.store import SpecError
 
+    import logging
+    import os
+
     argv = sys.argv[1:] if argv is None else argv
+    # the runtime's notes (what it left out and why) on stderr; STORETWIN_LOG=INFO or DEBUG for more
+    logging.basicConfig(level=os.environ.get("STORETWIN_LOG", "WARNING").upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help", "help") else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2

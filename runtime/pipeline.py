@@ -69,15 +69,10 @@ class Runtime:
         self.fusion = Fusion(store, config, self.hands)
         self.carts = Carts(store, clock)
         self.t = 0.0
-        self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0,
-                      "dropped": Counter()}
+        self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0, "dropped": {}}
+        self._dropped: Counter = Counter()     # what this dispatcher and the perception step left out
         if restore and self.log is not None:
             self.carts.restore(self.log.open_carts())
-
-    @property
-    def visits(self):
-        """The open visits (account → ``carts.Visit``)."""
-        return self.carts.visits
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, source: Iterable[SensorMessage]) -> list:
@@ -100,11 +95,16 @@ class Runtime:
         return out
 
     def close(self) -> None:
-        self.stats["dropped"]["late frame"] += self.ticks.late
-        self.ticks.late = 0
+        """Flush and close the event log; ``stats["dropped"]`` then counts what every stage left out."""
+        dropped = Counter(self._dropped)
+        dropped["late frame"] = self.ticks.late
+        dropped["entry scan nobody was seen for"] = self.identity.unmatched_scans
         if self.hands is not None:
-            self.stats["dropped"].update(self.hands.dropped)
-            self.hands.dropped.clear()
+            dropped.update(self.hands.dropped)
+        self.stats["dropped"] = {k: n for k, n in sorted(dropped.items()) if n}
+        if self.log is not None:
+            for reason, n in self.stats["dropped"].items():
+                log.info("left out %d × %s", n, reason)
         if self.log is not None:
             self.log.close()
             self.log = None
@@ -140,9 +140,9 @@ class Runtime:
             self.log.append({**payload, "kind": kind}, kind=kind)
 
     def _drop(self, reason: str, detail: str = "") -> None:
-        if not self.stats["dropped"][reason]:
+        if not self._dropped[reason]:
             log.warning("left out: %s%s (counted in stats['dropped'] from now on)", reason, f" ({detail})" if detail else "")
-        self.stats["dropped"][reason] += 1
+        self._dropped[reason] += 1
 
     # -- cameras -----------------------------------------------------------------------------------
     def _frame(self, f: Frame) -> None:
@@ -156,7 +156,7 @@ class Runtime:
             return    # not this frame: another of the camera's frames serves the tick
         self.stats["frames_processed"] += 1
         dets = [d for d in self.detector(f.image) if d.label == "person"]
-        tick.views.extend(person_views(cam, ref, f.image, dets, self.store, self.cfg.tracking, self.stats["dropped"]))
+        tick.views.extend(person_views(cam, ref, f.image, dets, self.store, self.cfg.tracking, self._dropped))
         if self.hands is not None and self.hands.products is not None:
             self.hands.frame(ref, f.image)
 

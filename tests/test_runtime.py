@@ -148,6 +148,27 @@ def test_weight_only_guesses_between_shoppers_and_flags_the_receipt(tmp_path: Pa
     assert rows
 
 
+def test_messages_the_store_file_does_not_know_are_counted_and_logged(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import numpy as np
+
+    from runtime.messages import Frame
+
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    rt = Runtime(store, RuntimeConfig(sensing="fused"), tmp_path / "out", detector=lambda img: [])
+    with caplog.at_level(logging.INFO, logger="runtime"):
+        for i in range(3):
+            rt.process(Frame("cam_99", 0.1 * i, i, np.zeros((4, 4, 3), np.uint8)))
+            rt.process(WeightSample("Z/0/0", 0.1 * i, 100.0))
+        rt.close()
+    assert rt.stats["dropped"] == {"frame of a camera the store file does not list": 3,
+                                   "reading of a load cell the store file does not list": 3}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and "cam_99" in warnings[0].getMessage()      # once per reason, then counted
+    assert any("left out 3 × frame of a camera" in r.getMessage() for r in caplog.records)
+
+
 def test_bad_runtime_settings_are_one_line_errors() -> None:
     with pytest.raises(ValueError, match="runtime.sensing='eyes': expected one of fused, vision_only, weight_only"):
         RuntimeConfig(sensing="eyes")
