@@ -17,7 +17,8 @@ from runtime.config import HandConfig
 from runtime.hands import HandWatch, Reach
 from runtime.messages import GateEvent, WeightSample
 from runtime.perception import Detection, Detector
-from runtime.pipeline import Runtime, RuntimeConfig
+from runtime.config import RuntimeConfig
+from runtime.pipeline import Runtime
 from runtime.store import load_store
 from runtime.tracking import WorldTracker
 from worlds import observation
