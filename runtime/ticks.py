@@ -89,17 +89,25 @@ class TickBuilder:
         ``quiet_after_s``, so the first tick waits for the cameras that have not spoken yet."""
         if self._start_t is None:
             self._start_t = t
-        live = {c for c, lt in self._last_frame_t.items() if t - lt < self.quiet_after_s}
-        if t - self._start_t < self.quiet_after_s:
-            live |= {c for c in self._frame_period if c not in self._last_frame_t}
+        if not self._open:    # called for every message of the store: the common case is quick
+            return []
+        live = None
         out = []
         for k in sorted(self._open):
             tick = self._open[k]
-            if t > tick.t + self.window_s or (live and live <= {f.camera_id for f in tick.frames}):
-                out.append(self._close(k))
-            else:
-                break   # ticks close in order
+            if t <= tick.t + self.window_s:
+                if live is None:
+                    live = self._delivering(t)
+                if not (live and live <= {f.camera_id for f in tick.frames}):
+                    break   # ticks close in order
+            out.append(self._close(k))
         return out
+
+    def _delivering(self, t: float) -> set[str]:
+        live = {c for c, lt in self._last_frame_t.items() if t - lt < self.quiet_after_s}
+        if t - self._start_t < self.quiet_after_s:
+            live |= {c for c in self._frame_period if c not in self._last_frame_t}
+        return live
 
     def flush(self) -> list[Tick]:
         """Close every open tick (the stream has ended)."""
