@@ -33,7 +33,7 @@ from runtime.cell_health import CellHealth
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import SENSING, RuntimeConfig  # noqa: F401  (SENSING: the modes, for callers)
 from runtime.eventlog import EventLog
-from runtime.fusion import Decision, Fusion, Unexplained
+from runtime.fusion import Fusion, Unexplained
 from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
 from runtime.messages import Frame, GateEvent, SensorMessage, TrackState, WeightSample
@@ -246,4 +246,4 @@ class Runtime:
         return out
 
 
-__all__ = ["Runtime", "RuntimeConfig", "SENSING", "Decision"]
+__all__ = ["Runtime", "RuntimeConfig", "SENSING"]
