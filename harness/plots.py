@@ -101,3 +101,51 @@ def weight_traces(run_dir: Path, path: Path, max_cells: int = 8) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def tick_timeline(run_dir: Path, path: Path, t0: float, t1: float, perception_hz: float = 5.0,
+                  jitter_s: float = 0.02) -> Path:
+    """How the runtime's ticks gather unsynchronised cameras: each camera's frame stamps (from
+    ``streams/<camera>.frames.csv``) between ``t0`` and ``t1``, the ticks with their windows, and
+    the frame of each camera that each tick took (``runtime.ticks.TickBuilder`` run on the stamps)."""
+    from runtime.store import load_store
+    from runtime.ticks import FrameRef, TickBuilder
+
+    run_dir = Path(run_dir)
+    store = load_store(run_dir / "store.yaml")
+    stamps: dict[str, list[tuple[int, float]]] = {}
+    for cam in store.cameras:
+        f = run_dir / "streams" / f"{cam.id}.frames.csv"
+        if f.is_file():
+            with open(f, newline="") as fh:
+                stamps[cam.id] = [(int(r["seq"]), float(r["t"])) for r in csv.DictReader(fh)]
+    refs = sorted((FrameRef(c, s, t) for c, rows in stamps.items() for s, t in rows), key=lambda r: r.t)
+    builder = TickBuilder({c.id: c.fps for c in store.cameras}, perception_hz, jitter_s=jitter_s)
+    chosen: set[tuple[str, int]] = set()
+    ticks = []
+    for ref in refs:
+        ticks += builder.due(ref.t)
+        builder.select(ref)
+    ticks += builder.flush()
+    for tick in ticks:
+        chosen |= {(f.camera_id, f.seq) for f in tick.frames}
+    cams = sorted(stamps)
+    fig, ax = plt.subplots(figsize=(11, 0.35 * len(cams) + 1.4))
+    for tick in ticks:
+        if t0 - 0.1 <= tick.t <= t1 + 0.1:
+            ax.axvspan(tick.t - builder.window_s, tick.t + builder.window_s, color="#cfe8f5", lw=0)
+            ax.axvline(tick.t, color="#1e6fd9", lw=0.8)
+    for y, c in enumerate(cams):
+        rows = [(s, t) for s, t in stamps[c] if t0 <= t <= t1]
+        ax.scatter([t for _, t in rows], [y] * len(rows), s=14, color="0.6", zorder=2)
+        took = [t for s, t in rows if (c, s) in chosen]
+        ax.scatter(took, [y] * len(took), s=34, color="#d62828", zorder=3)
+    ax.set_yticks(range(len(cams)), cams, fontsize=8)
+    ax.set_xlim(t0, t1)
+    ax.set_xlabel("store clock, s (each frame at its camera's stamp)")
+    ax.set_title(f"perception ticks at {perception_hz:g} Hz (blue; shaded: ± {builder.window_s * 1000:.0f} ms), "
+                 "every frame (grey), the frame each tick took (red)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -126,7 +126,8 @@ class RuntimeConfig:
     sensing: str = "fused"                       # fused | vision_only | weight_only
     pose_model: str = "models/person_pose_openvino_model"  # person boxes and 17 keypoints (.onnx, OpenVINO folder or .pt)
     perception_hz: float = 5.0                   # perception ticks per second: one frame of each camera each
-    tick_window_s: float = 0.0                   # a camera's frame joins a tick this close to it; 0: half the slowest camera's period
+    tick_window_s: float = 0.0                   # a camera's frame joins a tick this close to it; 0: half the slowest camera's period ...
+    tick_jitter_s: float = 0.02                  # ... plus this, as IP cameras' stamps jitter by tens of ms
     person_conf: float = 0.35
     review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged
     attribution_window_s: float = 2.0            # look this far before a weight event for the shopper at the bin

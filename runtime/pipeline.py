@@ -60,7 +60,8 @@ class Runtime:
             products = products_detector if products_detector is not None else \
                 load_model(config.hands.product_model, conf=config.hands.product_conf)
         self.hands = HandWatch(store, config.hands, products) if self.vision else None
-        self.ticks = TickBuilder({c.id: c.fps for c in store.cameras}, config.perception_hz, config.tick_window_s)
+        self.ticks = TickBuilder({c.id: c.fps for c in store.cameras}, config.perception_hz, config.tick_window_s,
+                                 jitter_s=config.tick_jitter_s)
         self.tracker = WorldTracker(store, config.tracking)
         self.identity = GateIdentity(store, config.identity, config.group_window_s, config.tracking.walked_m)
         self.cell_health = CellHealth(config.cell_silent_s)

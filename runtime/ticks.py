@@ -4,7 +4,8 @@ IP cameras are not synchronised: each stamps its frames on its own clock (offset
 own rate. Perception therefore runs on a common schedule of ticks, ``perception_hz`` a second at
 ``T_k = k / perception_hz`` on the store clock, and each camera gives every tick the one frame of
 its own that lies nearest ``T_k``, if that frame is within ``window_s`` of it (by default half
-the slowest camera's frame period, so every camera has exactly one frame in reach). Views of
+the slowest camera's frame period, so every camera has a frame in reach, plus the jitter its
+stamps may have). Views of
 one tick are one moment for the tracker: that is how two cameras see one person at once.
 
 A tick is complete when every camera that is delivering has given it a frame, or when the stream
@@ -44,10 +45,12 @@ class TickBuilder:
     (the store file's); the real period is learnt from the frames' own stamps as they come."""
 
     def __init__(self, camera_fps: dict[str, float], perception_hz: float, window_s: float = 0.0,
-                 quiet_after_s: float = 1.0):
+                 quiet_after_s: float = 1.0, jitter_s: float = 0.0):
         self.period_s = 1.0 / perception_hz
         slowest = min(camera_fps.values()) if camera_fps else 10.0
-        self.window_s = window_s or min(0.5 / slowest, 0.5 * self.period_s - 1e-6)
+        # half the slowest period puts one frame of every camera in reach; ``jitter_s`` more keeps
+        # it there when a camera's stamps wander by that much round its nominal rate
+        self.window_s = window_s or min(0.5 / slowest + jitter_s, 0.5 * self.period_s - 1e-6)
         self.quiet_after_s = quiet_after_s
         self._frame_period = {c: 1.0 / f for c, f in camera_fps.items()}
         self._last_frame_t: dict[str, float] = {}
