@@ -145,6 +145,7 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
             groups.append([v])
         else:
             best.append(v)
+    groups = _merge_split_groups(groups, cfg.cluster_m)
     obs = []
     for g in groups:
         xy = np.average([u.floor_xy for u in g], axis=0, weights=[u.score for u in g])
@@ -161,6 +162,30 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
                 o.wrists.append(np.median(pts, axis=0))
         obs.append(o)
     return obs
+
+
+def _merge_split_groups(groups: list[list[PersonView]], cluster_m: float) -> list[list[PersonView]]:
+    """Greedy grouping can split one person in two when the cameras disagree on where they stand
+    (a walker's frames exposed tens of milliseconds apart, legs hidden on one side): two groups
+    with no camera in common whose means lie within ``cluster_m`` are one person. A camera sees a
+    person once, so groups that share a camera are two people and stay apart."""
+    merged = True
+    while merged and len(groups) > 1:
+        merged = False
+        means = [np.mean([u.floor_xy for u in g], axis=0) for g in groups]
+        best = None
+        for i in range(len(groups)):
+            cams_i = {u.camera_id for u in groups[i]}
+            for j in range(i + 1, len(groups)):
+                d = float(np.linalg.norm(means[i] - means[j]))
+                if d < cluster_m and not cams_i & {u.camera_id for u in groups[j]} and (best is None or d < best[0]):
+                    best = (d, i, j)
+        if best is not None:
+            _, i, j = best
+            groups[i] = groups[i] + groups[j]
+            del groups[j]
+            merged = True
+    return groups
 
 
 @dataclass(frozen=True)
