@@ -149,6 +149,10 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
             wall = time.perf_counter() - t0
             simulator.close()
         simulator.truth.write(tmp / "gt")
+        # how each camera really kept time (for the evaluator; the runtime sees only the stamps)
+        (tmp / "gt" / "camera_clocks.json").write_text(json.dumps(
+            {c: {"fps": k.fps, "phase_s": k.phase_s, "offset_s": k.offset_s, "jitter_s": k.jitter_s}
+             for c, k in simulator.clocks.items()}, indent=1))
         sheet = None
         if make_contact_sheet and best:
             tiles = [(f"{cam}  t={t:.1f} s", draw_truth(img, tr)) for cam, (_, img, tr, t) in sorted(best.items())]
