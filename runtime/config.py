@@ -40,10 +40,13 @@ class TrackingConfig:
     kpt_conf: float = 0.5         # keypoints below this confidence are not used
     cluster_m: float = 0.6        # floor points of one person from different cameras
     duplicate_m: float = 0.35     # two boxes of one camera this close are one person
+    merge_split: bool = True      # two groups of views with no camera in common within cluster_m are one person
     gate_m: float = 1.0           # largest jump of a track between updates ...
     gate_speed_mps: float = 1.5   # ... plus this much per second since it was last seen
     appearance_weight_m: float = 2.0  # metres of distance one unit of appearance distance costs
-    strong_score: float = 0.5     # a person seen by one camera only, less surely than this, is matched to tracks last
+    strong_score: float = 0.0     # a person seen by one camera only, less surely than this, is matched to tracks last
+                                  # (ByteTrack's second stage; 0: off. 0.5 keeps a faint ghost box from pulling a
+                                  # track off its shopper, but cost busy_store 2 exact receipts: off by default)
     min_hits: int = 3             # observations (one of them by two cameras) before a track is published
     lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
     forget_after_s: float = 60.0  # lost this long: forgotten

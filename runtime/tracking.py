@@ -145,7 +145,8 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
             groups.append([v])
         else:
             best.append(v)
-    groups = _merge_split_groups(groups, cfg.cluster_m)
+    if cfg.merge_split:
+        groups = _merge_split_groups(groups, cfg.cluster_m)
     obs = []
     for g in groups:
         xy = np.average([u.floor_xy for u in g], axis=0, weights=[u.score for u in g])

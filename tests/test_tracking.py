@@ -63,9 +63,10 @@ def test_a_track_is_confirmed_after_min_hits_seen_by_two_cameras_and_published_o
 
 
 def test_a_faint_box_one_camera_sees_does_not_pull_a_track_off_its_shopper(store) -> None:
-    """Ann walks past a faint false box (score 0.37, one camera) standing where she just was: her
-    track follows her two-camera observation 0.3 m ahead, not the nearer faint one (0.15 m)."""
-    tracker = WorldTracker(store)
+    """With ByteTrack's second stage on (tracking.strong_score, off by default): Ann walks past a
+    faint false box (score 0.37, one camera) standing where she just was, and her track follows her
+    two-camera observation 0.3 m ahead, not the nearer faint one (0.15 m)."""
+    tracker = WorldTracker(store, TrackingConfig(strong_score=0.5))
     for i in range(3):
         tracker.update(0.2 * i, [observation(store, 0.2 * i, i, (1.0, 1.0 + 0.2 * i))])
     tracker.assign(1, "ann")
