@@ -160,6 +160,8 @@ def test_messages_the_store_file_does_not_know_are_counted_and_logged(tmp_path: 
 
     store = load_store(store_dir() / "tiny_unit.yaml")
     rt = Runtime(store, RuntimeConfig(sensing="fused"), tmp_path / "out", detector=lambda img: [])
+    # a library loaded by an earlier test may configure logging with disable_existing_loggers
+    logging.getLogger("runtime.pipeline").disabled = False
     with caplog.at_level(logging.INFO, logger="runtime"):
         for i in range(3):
             rt.process(Frame("cam_99", 0.1 * i, i, np.zeros((4, 4, 3), np.uint8)))
