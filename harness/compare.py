@@ -27,6 +27,7 @@ class GateConfig:
     charge_error_rise: float = 0.01    # money
     mota_drop: float = 0.02
     idf1_drop: float = 0.02
+    hota_drop: float = 0.02
     id_switches_rise: int = 1
     latency_p95_rise_ms: float = 100.0
 
@@ -34,7 +35,7 @@ class GateConfig:
 # metric, the gate field that bounds it, +1 when higher is better / −1 when lower is better
 METRICS: tuple[tuple[str, str, int], ...] = (
     ("exact_rate", "exact_rate_drop", +1), ("f1", "f1_drop", +1), ("charge_error", "charge_error_rise", -1),
-    ("mota", "mota_drop", +1), ("idf1", "idf1_drop", +1), ("id_switches", "id_switches_rise", -1),
+    ("mota", "mota_drop", +1), ("idf1", "idf1_drop", +1), ("hota", "hota_drop", +1), ("id_switches", "id_switches_rise", -1),
     ("latency_p95_ms", "latency_p95_rise_ms", -1),
 )
 

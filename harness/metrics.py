@@ -174,6 +174,10 @@ class TrackingMetrics:
     idfn: int
     rate_hz: float
     max_dist_m: float
+    hota: float | None = None      # HOTA = mean over α of √(DetA·AssA) (TrackEval), similarity 1 − d / max_dist_m
+    deta: float | None = None
+    assa: float | None = None
+    hota_parts: dict[str, list[float]] | None = None   # TrackEval's per-α sums, for pooling a suite
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +224,7 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
         tracks[tid] = (np.array([r["t"] for r in rows], float), np.array([[r["x"], r["y"]] for r in rows], float))
 
     acc = mm.MOTAccumulator(auto_id=True)
+    frames: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray]] = []
     for g in grid:
         k = int(np.searchsorted(gt_t, g))
         if k == len(gt_t) or (k > 0 and g - gt_t[k - 1] <= gt_t[k] - g):
@@ -232,8 +237,10 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
             if i >= 0 and ts[i] > g - hold + HYP_T_EPS_S:
                 hids.append(tid)
                 h_xy.append(xy[i])
+        h_xy = np.array(h_xy, float).reshape(-1, 2)
+        frames.append((oids, o_xy, hids, h_xy))
         if len(oids) and hids:
-            d2 = mm.distances.norm2squared_matrix(o_xy, np.array(h_xy), max_d2=max_dist_m ** 2)
+            d2 = mm.distances.norm2squared_matrix(o_xy, h_xy, max_d2=max_dist_m ** 2)
         else:
             d2 = np.empty((len(oids), len(hids)))
         acc.update(oids.tolist(), hids, d2)
@@ -249,12 +256,55 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
     else:
         s = {n: (float("nan") if n in ("mota", "idf1") else 0) for n in names}
         motp_m = None
+    hota = hota_parts(frames, max_dist_m) if len(grid) else None
     return TrackingMetrics(mota=_finite(s["mota"]), motp_m=motp_m, idf1=_finite(s["idf1"]),
                            id_switches=int(s["num_switches"]), num_frames=int(s["num_frames"]),
                            num_objects=int(s["num_objects"]), num_matches=int(s["num_matches"]),
                            num_misses=int(s["num_misses"]), num_false_positives=int(s["num_false_positives"]),
                            idtp=int(s["idtp"]), idfp=int(s["idfp"]), idfn=int(s["idfn"]),
-                           rate_hz=float(rate_hz), max_dist_m=float(max_dist_m))
+                           rate_hz=float(rate_hz), max_dist_m=float(max_dist_m),
+                           **(hota_summary(hota) if hota is not None else {}), hota_parts=hota)
+
+
+def hota_parts(frames: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray]], max_dist_m: float) -> dict[str, list[float]]:
+    """HOTA's per-α sums (TrackEval's ``HOTA_TP``, ``HOTA_FN``, ``HOTA_FP``, ``AssA``, ``AssRe``,
+    ``AssPr``, ``LocA``, α = 0.05 … 0.95) for one run. ``frames``: per grid time, the shoppers
+    present (ids, floor xy) and the hypotheses (ids, floor xy). On the floor plane the similarity
+    of a shopper and a track is ``max(0, 1 − d / max_dist_m)``: at α = 0.5 a match must lie within
+    half of ``max_dist_m``, so HOTA, unlike MOTA, rewards tracks that are where the shopper is."""
+    from trackeval.metrics import HOTA
+
+    gt_ids = {g: i for i, g in enumerate(sorted({int(o) for f in frames for o in f[0]}))}
+    hyp_ids = {h: i for i, h in enumerate(sorted({int(h) for f in frames for h in f[2]}))}
+    data: dict[str, Any] = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [],
+                            "num_gt_ids": len(gt_ids), "num_tracker_ids": len(hyp_ids)}
+    for oids, o_xy, hids, h_xy in frames:
+        data["gt_ids"].append(np.array([gt_ids[int(o)] for o in oids], int))
+        data["tracker_ids"].append(np.array([hyp_ids[int(h)] for h in hids], int))
+        d = np.linalg.norm(np.asarray(o_xy, float)[:, None, :] - np.asarray(h_xy, float)[None, :, :], axis=-1) \
+            if len(oids) and len(hids) else np.zeros((len(oids), len(hids)))
+        data["similarity_scores"].append(np.clip(1.0 - d / max_dist_m, 0.0, 1.0))
+    data["num_gt_dets"] = sum(len(x) for x in data["gt_ids"])
+    data["num_tracker_dets"] = sum(len(x) for x in data["tracker_ids"])
+    res = HOTA().eval_sequence(data)
+    return {k: [float(v) for v in np.atleast_1d(res[k])] for k in HOTA_PARTS}
+
+
+HOTA_PARTS = ("HOTA_TP", "HOTA_FN", "HOTA_FP", "AssA", "AssRe", "AssPr", "LocA")
+
+
+def hota_summary(parts: dict[str, list[float]] | list[dict[str, list[float]]]) -> dict[str, float | None]:
+    """HOTA, DetA and AssA (means over α) from one run's per-α sums, or several runs' pooled
+    as TrackEval pools sequences (sums of counts, AssA and LocA weighted by true positives)."""
+    from trackeval.metrics import HOTA
+
+    runs = [parts] if isinstance(parts, dict) else list(parts)
+    if not runs:
+        return {"hota": None, "deta": None, "assa": None}
+    res = HOTA().combine_sequences({str(i): {k: np.asarray(r[k], float) for k in HOTA_PARTS} for i, r in enumerate(runs)})
+    if not sum(float(np.sum(r["HOTA_TP"]) + np.sum(r["HOTA_FN"]) + np.sum(r["HOTA_FP"])) for r in runs):
+        return {"hota": None, "deta": None, "assa": None}
+    return {k: float(np.mean(res[f])) for k, f in (("hota", "HOTA"), ("deta", "DetA"), ("assa", "AssA"))}
 
 
 # --------------------------------------------------------------------------------------- latency
@@ -368,7 +418,7 @@ def summary_row(sc: dict[str, Any]) -> dict[str, Any]:
     return {"scenario": sc.get("scenario"), "sensing": sc.get("sensing"), "visits": c["visits"], "exact": c["exact"],
             "exact_rate": c["exact_rate"], "tp": c["tp"], "fp": c["fp"], "fn": c["fn"], "precision": c["precision"],
             "recall": c["recall"], "f1": c["f1"], "charge_error": c["charge_error"], "mota": t.get("mota"),
-            "idf1": t.get("idf1"), "id_switches": t.get("id_switches"), "latency_p50_ms": lat["latency_p50_ms"],
+            "idf1": t.get("idf1"), "hota": t.get("hota"), "id_switches": t.get("id_switches"), "latency_p50_ms": lat["latency_p50_ms"],
             "latency_p95_ms": lat["latency_p95_ms"], "latency_max_ms": lat["latency_max_ms"],
             "delay_p50_s": lat["delay_p50_s"], "delay_p95_s": lat["delay_p95_s"], "delay_max_s": lat["delay_max_s"],
             "matched": lat["matched"], "unmatched": lat["unmatched"], "real_time_factor": sc.get("real_time_factor")}
@@ -399,6 +449,7 @@ def aggregate(scorecards: list[dict[str, Any]]) -> dict[str, Any]:
             "charge_error": sum(c["charge_error"] for c in carts),
             "mota": 1 - errors / objects if objects else None,
             "idf1": 2 * idtp / (2 * idtp + idfp + idfn) if (2 * idtp + idfp + idfn) else None,
+            "hota": hota_summary([t["hota_parts"] for t in tracks if t.get("hota_parts")])["hota"],
             "id_switches": sum(t["id_switches"] for t in tracks),
             "latency_p50_ms": l50, "latency_p95_ms": l95, "latency_max_ms": lmax,
             "delay_p50_s": d50, "delay_p95_s": d95, "delay_max_s": dmax,
@@ -410,7 +461,7 @@ TABLE_COLUMNS: list[tuple[str, str, str]] = [
     # (header, summary_row key, format)
     ("scenario", "scenario", "s"), ("sensing", "sensing", "s"), ("visits", "visits", "d"), ("exact", "exact", "d"),
     ("item F1", "f1", ".3f"), ("charge err", "charge_error", ".2f"), ("MOTA", "mota", ".3f"), ("IDF1", "idf1", ".3f"),
-    ("IDsw", "id_switches", "d"), ("lat p50 ms", "latency_p50_ms", ".0f"), ("lat p95 ms", "latency_p95_ms", ".0f"),
+    ("HOTA", "hota", ".3f"), ("IDsw", "id_switches", "d"), ("lat p50 ms", "latency_p50_ms", ".0f"), ("lat p95 ms", "latency_p95_ms", ".0f"),
     ("RTF", "real_time_factor", ".2f"),
 ]
 

@@ -105,10 +105,53 @@ def test_tracking_offset_and_swap() -> None:
     assert m.motp_m == pytest.approx(0.1)
 
 
+def _one_walker(rows_at) -> tuple:
+    """One shopper for 0.9 s on a 10 Hz grid along y = 0; ``rows_at(k)`` → the hypothesis rows of frame k."""
+    t = np.arange(10) / 10
+    xy = np.stack([t, np.zeros_like(t)], 1)[:, None, :]
+    rows = [dict(r, t=k / 10, account_id=None, confidence=1.0) for k in range(10) for r in rows_at(k, k / 10)]
+    return tracking_metrics(t, np.ones((10, 1), bool), xy, rows, rate_hz=10.0, max_dist_m=0.5, hold_s=0.0)
+
+
+def test_hota_on_hand_computed_cases() -> None:
+    """HOTA = mean over α ∈ {0.05, …, 0.95} of √(DetA·AssA); similarity 1 − d / 0.5 m."""
+    # on the shopper all the time, one identity: every α matches
+    m = _one_walker(lambda k, x: [{"track_id": 1, "x": x, "y": 0.0}])
+    assert (m.hota, m.deta, m.assa) == pytest.approx((1.0, 1.0, 1.0))
+    # 0.2 m off: similarity 0.6, a match for the 12 values of α up to 0.6 and for none above
+    m = _one_walker(lambda k, x: [{"track_id": 1, "x": x, "y": 0.2}])
+    assert m.hota == pytest.approx(12 / 19) and m.deta == pytest.approx(12 / 19) and m.motp_m == pytest.approx(0.2)
+    assert m.mota == pytest.approx(1.0)          # MOTA does not see the 0.2 m at all
+    # a new identity half way: detection perfect, each identity explains half the shopper's frames
+    m = _one_walker(lambda k, x: [{"track_id": 1 if k < 5 else 2, "x": x, "y": 0.0}])
+    assert m.deta == pytest.approx(1.0) and m.assa == pytest.approx(0.5) and m.hota == pytest.approx(0.5 ** 0.5)
+    # seen in half the frames only: DetA = 5 / (5 + 5), AssA = 5 / (5 + 5 + 0)
+    m = _one_walker(lambda k, x: [{"track_id": 1, "x": x, "y": 0.0}] if k % 2 else [])
+    assert m.deta == pytest.approx(0.5) and m.assa == pytest.approx(0.5) and m.hota == pytest.approx(0.5)
+    # and a ghost beside a perfect track: DetA = 10 / (10 + 0 + 10), AssA 1
+    m = _one_walker(lambda k, x: [{"track_id": 1, "x": x, "y": 0.0}, {"track_id": 9, "x": x, "y": 3.0}])
+    assert m.deta == pytest.approx(0.5) and m.assa == pytest.approx(1.0) and m.hota == pytest.approx(0.5 ** 0.5)
+
+
+def test_hota_pools_a_suite_as_trackeval_does() -> None:
+    """Two runs pooled: counts summed (DetA over all frames), AssA weighted by true positives."""
+    from harness.metrics import aggregate, hota_summary
+
+    perfect = _one_walker(lambda k, x: [{"track_id": 1, "x": x, "y": 0.0}])
+    half = _one_walker(lambda k, x: [{"track_id": 1, "x": x, "y": 0.0}] if k % 2 else [])
+    pooled = hota_summary([perfect.hota_parts, half.hota_parts])
+    assert pooled["deta"] == pytest.approx(15 / 20)
+    assert pooled["assa"] == pytest.approx((1.0 * 10 + 0.5 * 5) / 15)
+    assert pooled["hota"] == pytest.approx((15 / 20 * (12.5 / 15)) ** 0.5)
+    cards = [{"cart": {"visits": 0, "exact": 0, "tp": 0, "fp": 0, "fn": 0, "charge_error": 0.0},
+              "tracking": m.as_dict(), "latency": {"interactions": [], "unmatched": 0}} for m in (perfect, half)]
+    assert aggregate(cards)["hota"] == pytest.approx(pooled["hota"])
+
+
 def test_tracking_no_ground_truth() -> None:
     t = np.arange(5) / 30
     m = tracking_metrics(t, np.zeros((5, 1), bool), np.zeros((5, 1, 2)), [])
-    assert m.num_frames == 0 and m.mota is None and m.idf1 is None and m.motp_m is None
+    assert m.num_frames == 0 and m.mota is None and m.idf1 is None and m.motp_m is None and m.hota is None
 
 
 # ---------------------------------------------------------------------------------------- latency
