@@ -4,6 +4,8 @@ An entry scan names the shopper who crosses the entry gate at that moment: the s
 moment (``scan_settle_s``) until the one crossing has been seen often enough to be a track, then
 goes to the unnamed track that stood nearest the gate when the scan came. People who walk in right
 behind a scan without one of their own (``group_window_s``) are its group and share its account.
+A group member is someone who never scans: a shopper who walks in a second behind another and
+scans too may have been taken into the other's group already, and their own scan takes them back.
 The tracker keeps the accounts on its tracks; this stage only tells it, through
 ``WorldTracker.assign``.
 """
@@ -34,6 +36,7 @@ class GateIdentity:
         self.group_window_s, self.walked_m = group_window_s, walked_m
         self._scans: list[Scan] = []
         self._groups: list[tuple[float, str]] = []     # (open until t, account): who may still join
+        self._members: dict[int, str] = {}              # track → the account it shares as a group member
         self.unmatched_scans = 0
 
     def entry(self, t: float, gate_id: str, account_id: str) -> None:
@@ -50,8 +53,12 @@ class GateIdentity:
             near = self.near_gate(tracker.snapshot(), s.gate_id, t, cfg.scan_radius_m, born_after=s.t - cfg.scan_born_s,
                                   at=s.t) if t >= s.t + cfg.scan_settle_s else []
             if near:
-                tracker.assign(near[0][1].id, s.account_id)
-                out.append((near[0][1].id, s.account_id))
+                k = near[0][1]
+                if k.id in self._members:
+                    log.info("entry scan of %s at %.1f s: track %d had joined %s's group, and is %s", s.account_id,
+                             s.t, k.id, self._members.pop(k.id), s.account_id)
+                tracker.assign(k.id, s.account_id)
+                out.append((k.id, s.account_id))
             elif t - s.t < cfg.scan_wait_s:
                 keep.append(s)
             else:
@@ -66,6 +73,7 @@ class GateIdentity:
                 for _, k in self.near_gate(tracker.snapshot(), entry, t, cfg.group_radius_m, first=True):
                     if k.moved_m >= self.walked_m and k.first_t >= until - self.group_window_s - cfg.group_slack_s:
                         tracker.assign(k.id, account)
+                        self._members[k.id] = account
                         out.append((k.id, account))
         return out
 
@@ -75,13 +83,13 @@ class GateIdentity:
 
     def near_gate(self, tracks: tuple[TrackView, ...], gate_id: str, t: float, radius_m: float, first: bool = False,
                   born_after: float | None = None, at: float | None = None) -> list[tuple[float, TrackView]]:
-        """Confirmed, recently seen tracks without an account near a gate, nearest first: where they
-        are now, where they were first seen (``first``), or where they were at time ``at`` (the scan:
+        """Confirmed, recently seen tracks without an account of their own (none, or a group's) near a
+        gate, nearest first: where they are now, where they were first seen (``first``), or where they were at time ``at`` (the scan:
         the one who scanned was at the gate then); first seen after ``born_after`` if given."""
         g = self.store.gate_by_id(gate_id)
         out = []
         for k in tracks:
-            if (k.closed or k.account is not None or not k.confirmed or t - k.t > self.cfg.seen_within_s
+            if (k.closed or (k.account is not None and k.id not in self._members) or not k.confirmed or t - k.t > self.cfg.seen_within_s
                     or (born_after is not None and k.first_t < born_after)):
                 continue
             p = k.first_xy if first else (k.position_at(at) if at is not None else k.xy)

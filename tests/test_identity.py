@@ -67,6 +67,24 @@ def test_people_right_behind_a_scan_share_its_account_later_ones_do_not(store) -
     assert cy.account is None
 
 
+def test_back_to_back_entries_are_two_accounts_not_a_group(store) -> None:
+    """Ann scans at 0.2 s and walks in; Ben comes 1.6 s behind her and is taken into her group as
+    he walks up, before his own scan at 2.4 s: a group member is someone who never scans, so his
+    scan takes him back and the two tracks carry two accounts."""
+    tracker, ids = WorldTracker(store), _identity(store)
+    walk_in = lambda start: [None] * start + [(0.85, 0.1 + 0.2 * i) for i in range(12)]   # noqa: E731
+    t = 0.0
+    ids.entry(0.2, "gate_in", "ann")
+    for i in range(20):                                     # one tick at a time, as the runtime runs
+        t = _walk(tracker, store, {0: walk_in(0)[i:i + 1], 1: walk_in(8)[i:i + 1]}, t0=0.2 * i)
+        if abs(t - 2.4) < 1e-6:
+            assert sorted(k.account or "-" for k in tracker.snapshot()) == ["ann", "ann"]   # Ben, in her group
+            ids.entry(2.4, "gate_in", "ben")
+        ids.update(t, tracker)
+    by_start = sorted(tracker.snapshot(), key=lambda k: k.first_t)
+    assert [k.account for k in by_start] == ["ann", "ben"]
+
+
 def test_a_scan_nobody_was_seen_for_is_dropped_and_counted(store) -> None:
     tracker, ids = WorldTracker(store), _identity(store)
     ids.entry(0.0, "gate_in", "ann")
