@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,7 +25,7 @@ from harness.plots import weight_traces
 from runtime.messages import Frame, SensorMessage
 from runtime.recording import StreamWriter
 from runtime.store import load_store
-from sim.loadcell import LoadCellConfig
+from sim.loadcell import LOADCELL_PRESETS, LoadCellConfig
 from sim.randomize import TripConfig, random_scenario, scenario_to_dict
 from sim.scenario import Scenario, load_scenario
 from sim.simulator import CameraConfig, SimConfig, Simulator
@@ -35,7 +35,13 @@ def sim_config_from(cfg: dict) -> SimConfig:
     """Check the ``sim`` config against :class:`SimConfig` (types, known keys) and build it."""
     from omegaconf import OmegaConf
 
-    base = OmegaConf.structured(SimConfig)
+    cfg = dict(cfg or {})
+    loadcell = dict(cfg.get("loadcell") or {})
+    preset = loadcell.pop("preset", "twin")   # a load-cell preset, then any field of it overridden
+    if preset not in LOADCELL_PRESETS:
+        raise ValueError(f"sim.loadcell.preset={preset!r}: expected one of {', '.join(LOADCELL_PRESETS)}")
+    cfg["loadcell"] = loadcell
+    base = OmegaConf.structured(replace(SimConfig(), loadcell=LOADCELL_PRESETS[preset]))
     for node in (base, base.loadcell, base.camera):  # frozen dataclasses come read-only
         OmegaConf.set_readonly(node, False)
     merged = OmegaConf.to_container(OmegaConf.merge(base, cfg))
@@ -46,7 +52,9 @@ def sim_config_from(cfg: dict) -> SimConfig:
     cam["fps"] = tuple(float(f) for f in cam["fps"])
     if cam["masks"] not in ("persons", "all"):
         raise ValueError(f"sim.camera.masks={cam['masks']!r}: expected 'persons' or 'all'")
-    return SimConfig(loadcell=LoadCellConfig(**merged.pop("loadcell")), camera=CameraConfig(**cam), **merged)
+    lc = dict(merged.pop("loadcell"))
+    lc["spike_g"] = tuple(float(g) for g in lc["spike_g"])
+    return SimConfig(loadcell=LoadCellConfig(**lc), camera=CameraConfig(**cam), **merged)
 
 
 def trip_config_from(cfg: dict | None) -> TripConfig:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SHELF_THICKNESS_M = 0.02
 
@@ -73,6 +73,20 @@ class Product(_Model):
 class ShelfLevel(_Model):
     z_m: Annotated[float, Field(ge=0)]
     bins: Annotated[int, Field(ge=1, le=12)]
+    # items that sit across two plates: bin index → (share of its load on the left neighbour's
+    # plate, share on the right neighbour's), e.g. {1: [0.17, 0.24]}
+    straddle: dict[int, tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]]] = {}
+
+    @model_validator(mode="after")
+    def _straddle_in_range(self) -> "ShelfLevel":
+        for j, (left, right) in self.straddle.items():
+            if not 0 <= j < self.bins:
+                raise ValueError(f"straddle: bin {j} is not one of the shelf's {self.bins} bins")
+            if (left and j == 0) or (right and j == self.bins - 1):
+                raise ValueError(f"straddle: bin {j} has no neighbour on that side")
+            if left + right >= 1:
+                raise ValueError(f"straddle: bin {j} rests {left + right:g} of its load on its neighbours (expected < 1)")
+        return self
 
 
 class ShelfUnit(_Model):
@@ -219,6 +233,12 @@ class Bin:
         d = self.unit.depth_m / 2
         return box_distance(self._inv, p, np.array([self.x0, -d, self.z0]), np.array([self.x1, d + self.LIP_M, self.z1]))
 
+    def beside_m(self, xy: np.ndarray) -> float:
+        """How far to the side of the bin a floor point (world xy) stands: its distance along the
+        shelf beyond the bin's two edges (0 anywhere in front of or behind the bin)."""
+        x = float((self._inv @ np.array([xy[0], xy[1], 0.0, 1.0]))[0])
+        return max(self.x0 - x, x - self.x1, 0.0)
+
     def front_xy(self) -> np.ndarray:
         """The middle of the bin's front edge on the floor plane (world xy): where a shopper faces it."""
         local = np.array([(self.x0 + self.x1) / 2, self.unit.depth_m / 2, 0.0, 1.0])
@@ -302,6 +322,32 @@ class StoreSpec(_Model):
             if b.cell_id is not None:
                 cells.setdefault(b.cell_id, []).append(b)
         return {cid: LoadCellSpec(cid, tuple(b.id for b in bs), bs[0].unit.id, bs[0].shelf) for cid, bs in cells.items()}
+
+    @cached_property
+    def cell_neighbours(self) -> dict[str, tuple[str, ...]]:
+        """Each load cell's neighbours: the cells of the bins beside its own on the same shelf."""
+        out: dict[str, set[str]] = {c: set() for c in self.load_cells}
+        for b in self.bins.values():
+            for j in (b.index - 1, b.index + 1):
+                o = self.bins.get(f"{b.unit.id}/{b.shelf}/{j}")
+                if b.cell_id and o is not None and o.cell_id and o.cell_id != b.cell_id:
+                    out[b.cell_id].add(o.cell_id)
+        return {c: tuple(sorted(v)) for c, v in out.items()}
+
+    @cached_property
+    def straddles(self) -> dict[str, dict[str, float]]:
+        """Cell → {neighbouring cell: share of its load resting there}, from the shelves' ``straddle``
+        (bins with load cells of their own only: a shelf-wide cell carries both sides anyway)."""
+        out: dict[str, dict[str, float]] = {}
+        for u in self.units:
+            for i, level in enumerate(sorted(u.shelves, key=lambda s: s.z_m)):
+                for j, shares in level.straddle.items():
+                    b = self.bins[f"{u.id}/{i}/{j}"]
+                    for k, share in zip((j - 1, j + 1), shares):
+                        o = self.bins.get(f"{u.id}/{i}/{k}")
+                        if share and o is not None and b.cell_id and o.cell_id and o.cell_id != b.cell_id:
+                            out.setdefault(b.cell_id, {})[o.cell_id] = float(share)
+        return out
 
     @cached_property
     def camera_by_id(self) -> dict[str, Camera]:

@@ -110,7 +110,8 @@ class Simulator:
         self.cells = LoadCellBank(
             self.world.cell_ids, config.loadcell, rng_cells,
             glitches=[Glitch(**f.params) for f in faults if f.kind == "loadcell_glitch"],
-            offsets=[Offset(**f.params) for f in faults if f.kind == "loadcell_offset"])
+            offsets=[Offset(**f.params) for f in faults if f.kind == "loadcell_offset"],
+            straddle=store.straddles, neighbours=store.cell_neighbours)
         ctx = ShopperContext(store, self.world, self.planner, 1.0 / config.control_hz,
                              self._on_gate, self._on_interaction, lambda: self.t, lambda: self.shoppers)
         self.shoppers: list[Shopper] = []

@@ -1,5 +1,6 @@
 """Analytic checks of the shelf scales: picking k items of mass m moves that cell by k·m."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -139,3 +140,85 @@ def test_a_carried_item_passes_through_other_bins_without_touching_them(store):
     assert np.abs(moved.mean(axis=0)).max() < 0.5
     assert np.allclose(world.pose(i)[:3, 3], end)
     world.close()
+
+
+# ------------------------------------------------------------------------------ real store shelves
+
+def _synthetic(bank: LoadCellBank, true_at, seconds: float, dt: float = 1 / 240) -> dict[str, np.ndarray]:
+    """Feed ``true_at(t)`` (true loads) for ``seconds``; {cell: [[t, grams], ...]}."""
+    out: dict[str, list] = {}
+    bank.reset(true_at(0.0))
+    for k in range(round(seconds / dt)):
+        bank.step(true_at(k * dt), dt)
+        for cid, t, g in bank.due_samples(k * dt):
+            out.setdefault(cid, []).append((t, g))
+    return {c: np.array(v) for c, v in out.items()}
+
+
+def test_the_twin_preset_reads_as_the_sensor_model_always_did() -> None:
+    """``twin`` draws nothing more: same seed, same readings as the plain noise + drift formula."""
+    from sim.loadcell import LOADCELL_PRESETS
+
+    cfg = LOADCELL_PRESETS["twin"]
+    assert cfg == LoadCellConfig() and not cfg.messy
+    bank = LoadCellBank(["a", "b"], cfg, np.random.default_rng(3), neighbours={"a": ("b",), "b": ("a",)})
+    got = _synthetic(bank, lambda t: np.array([500.0, 800.0]), 0.1)
+    rng, drift, ref = np.random.default_rng(3), np.zeros(2), []
+    for _ in range(len(got["a"])):
+        drift += rng.normal(0.0, cfg.drift_g_per_sqrt_s * np.sqrt(1 / cfg.rate_hz), 2)
+        ref.append(np.round((np.array([500.0, 800.0]) + drift + rng.normal(0.0, cfg.noise_g, 2)) / cfg.quantum_g) * cfg.quantum_g)
+    assert np.allclose(np.stack([got["a"][:, 1], got["b"][:, 1]], 1), ref)
+
+
+def test_real_shelf_plates_are_as_noisy_as_the_published_ones() -> None:
+    """300 idle plates: σ median ≈ 1 g, 90 % under about 4 g, a few at 8 g and more."""
+    from sim.loadcell import LOADCELL_PRESETS
+
+    cfg = LOADCELL_PRESETS["real_shelf"]
+    cells = [f"p{i:03d}" for i in range(300)]
+    bank = LoadCellBank(cells, replace(cfg, spike_per_min=0.0), np.random.default_rng(0))
+    trace = _synthetic(bank, lambda t: np.full(300, 1000.0), 2.0)
+    sd = np.array([trace[c][:, 1].std() for c in cells])
+    assert 0.8 < np.median(sd) < 1.3
+    assert 3.0 < np.percentile(sd, 90) < 5.5
+    assert 0.01 < np.mean(sd > 8.0) < 0.08
+    assert np.allclose(sorted(bank.noise_sigma_g.values()), np.sort(sd), rtol=0.25, atol=0.15)
+
+
+def test_a_step_wanders_leaks_and_splits_over_straddled_plates() -> None:
+    """A 105 g snack that rests 17 % on its left plate and 24 % on its right leaves all three; a
+    300 g can elsewhere leaks 1.5 % onto each neighbour; the level wanders for about a second."""
+    from sim.loadcell import LOADCELL_PRESETS
+
+    cfg = replace(LOADCELL_PRESETS["real_shelf"], noise_spread=0.0, spike_per_min=0.0)
+    cells = [f"c{i}" for i in range(8)]
+    beside = {c: tuple(x for x in (f"c{i - 1}", f"c{i + 1}") if x in cells) for i, c in enumerate(cells)}
+    bank = LoadCellBank(cells, cfg, np.random.default_rng(1), straddle={"c1": {"c0": 0.17, "c2": 0.24}}, neighbours=beside)
+    picked = np.array([0, -105.0, 0, 0, 0, -300.0, 0, 0])
+    trace = _synthetic(bank, lambda t: 1000.0 + picked * (t >= 1.5), 5.0)
+    step = {c: np.median(v[v[:, 0] > 4.0, 1]) - np.median(v[(v[:, 0] > 0.5) & (v[:, 0] < 1.45), 1]) for c, v in trace.items()}
+    leak = 0.015 * 105
+    assert step["c0"] == pytest.approx(-105 * 0.17 - leak, abs=1.5)
+    assert step["c1"] == pytest.approx(-105 * 0.59, abs=1.5)
+    assert step["c2"] == pytest.approx(-105 * 0.24 - leak, abs=1.5)
+    assert step["c4"] == pytest.approx(-300 * 0.015, abs=1.0) and step["c6"] == pytest.approx(-4.5, abs=1.0)
+    assert step["c5"] == pytest.approx(-300.0 * (1 - 0.0), abs=1.5)
+    after, calm = (trace["c5"][(trace["c5"][:, 0] > a) & (trace["c5"][:, 0] < b), 1] for a, b in ((1.7, 2.5), (4.0, 5.0)))
+    assert after.std() > 3 * calm.std() and np.ptp(after) > 20.0   # it wanders after the step, then settles
+
+
+def test_a_store_says_which_bins_straddle_and_bad_shares_are_one_line_errors(tmp_path) -> None:
+    import yaml
+
+    from runtime.store import SpecError
+
+    raw = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
+    raw["units"][0]["shelves"][1]["straddle"] = {1: [0.2, 0.0]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    s = load_store(tmp_path / "s.yaml")
+    assert s.straddles == {"U/1/1": {"U/1/0": 0.2}}
+    assert s.cell_neighbours["U/1/0"] == ("U/1/1",)
+    raw["units"][0]["shelves"][1]["straddle"] = {1: [0.0, 0.3]}           # bin 1 is the last: no right neighbour
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match="straddle"):
+        load_store(tmp_path / "s.yaml")
