@@ -1,7 +1,8 @@
 """Attribution: who caused a weight event, from where the shoppers' hands and feet were.
 
 The hand in the bin when the item left (a triangulated wrist within ``wrist_window_s`` before the
-weight's departure) decides; without a wrist, the shopper standing within ``reach_m`` of the bin's
+weight's departure) decides, a hand in a bin well to the side of where its body stood counting
+farther away; without a wrist, the shopper standing within ``reach_m`` of the bin's
 front. One hand takes one thing at a time: a shopper just charged for another bin's item at the
 same moment counts ``busy_hand_m`` farther away, and two items leaving two bins at once are
 assigned jointly (:meth:`Attributor.concurrent`), which may move the earlier charge.
@@ -94,10 +95,17 @@ class Attributor:
             pos = [p for t, p in k.positions if t0 <= t <= t1]
             if not pos and not wrists:
                 continue
+            # where the body stood while the hand was out: shoppers reach in front of themselves
+            # far more than into a neighbour's bin, and a wrist is often triangulated a hand's
+            # width off, so a hand in a bin far to the side of its body counts farther away
+            near = [p for t, p in k.positions if ev.t_start - cfg.wrist_window_s <= t <= ev.t_start + a.wrist_after_s]
+            body = np.mean(near, axis=0) if near else None
             for bid in bins:
                 b = self.store.bins[bid]
                 if wrists:
                     per_bin[bid] = min(b.distance_to(w) for w in wrists)
+                    if body is not None:
+                        per_bin[bid] += a.beside_gain * max(b.beside_m(body) - a.beside_free_m, 0.0)
                     how = "wrist"
                 else:
                     front = b.front_xy()

@@ -111,6 +111,8 @@ class AttributionConfig:
     alone_factor: float = 0.7       # ... or the only shopper in the store
     wrist_bin_scale_m: float = 0.1  # hand distance that costs one unit between bins of one cell (wrists) ...
     floor_bin_scale_m: float = 0.4  # ... (floor positions)
+    beside_free_m: float = 0.1      # a shopper standing up to this far to the side of a bin reaches it freely ...
+    beside_gain: float = 1.0        # ... and each metre farther adds this many metres to the hand's distance
 
 
 @dataclass(frozen=True)

@@ -235,3 +235,31 @@ def test_recorded_runs_are_run_again_without_simulating(put_backs: Path, tmp_pat
         run(RunConfig(scenario="single_pick", recorded=str(tmp_path), out=str(tmp_path / "x")), progress=False)
     with pytest.raises(ValueError, match="recorded=.*no such folder"):
         RunConfig(recorded=str(tmp_path / "nowhere"))
+
+
+def test_a_hand_on_the_divider_counts_less_for_the_shopper_standing_beside_the_bin(tmp_path: Path) -> None:
+    """Ann stands in front of U/1/0 with her hand on its divider with U/1/1; Ben stands in front of
+    U/1/1, his hand 5 cm out of its opening. A can leaves U/1/1: Ann's hand is nearer (0 m against
+    0.05 m), but she stands 0.25 m to the side of that bin, which costs her 0.15 m: Ben is charged."""
+    import numpy as np
+
+    from runtime.weight_events import WeightEvent
+    from worlds import observation
+
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    rt = Runtime(store, RuntimeConfig(sensing="fused"), tmp_path / "out", detector=lambda img: [])
+    for a in ("ann", "ben"):
+        rt.process(GateEvent("gate_in", 0.0, a, "enter"))
+    b0, b1 = store.bins["U/1/0"], store.bins["U/1/1"]
+    ann_hand = (b0.centre_world() + b1.centre_world()) / 2 + np.array([0.0, -0.2, 0.0])   # on the divider, at the opening
+    ben_hand = b1.centre_world() + np.array([0.0, -0.30, 0.0])                            # 5 cm out of U/1/1
+    for i, t in enumerate((4.6, 4.8, 5.0)):
+        rt.tracker.update(t, [observation(store, t, i, b0.front_xy() - [0, 0.45], ann_hand, person=0),
+                              observation(store, t, i, b1.front_xy() - [0, 0.45], ben_hand, person=1)])
+    for k, acct in zip(rt.tracker.snapshot(), ("ann", "ben")):
+        rt.tracker.assign(k.id, acct)
+    assert b1.distance_to(ann_hand) < b1.distance_to(ben_hand)
+    assert b1.beside_m(b0.front_xy()) == pytest.approx(0.25) and b1.beside_m(b1.front_xy()) == 0.0
+    updates = rt.weight_event(WeightEvent("U/1/1", 5.00, 5.4, -350.0, 1.0))
+    assert [(u.account_id, u.sku, u.delta_qty) for u in updates] == [("ben", "cola_zero_330", 1)]
+    rt.close()
