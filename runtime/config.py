@@ -25,12 +25,17 @@ class WeightEventConfig:
     settle_std_g: float = 4.0      # "flat": standard deviation below this
     trigger_g: float = 12.0        # leave the settled level by more than this to start an event
     min_step_g: float = 20.0       # a settled step smaller than this is drift or a glitch
+    settle_sigmas: float = 3.0     # on a noisy plate "flat" is this many of its own σ (if more than settle_std_g) ...
+    trigger_sigmas: float = 6.0    # ... and an event starts this many σ away (if more than trigger_g)
+    noise_alpha: float = 0.05      # how fast a plate's noise estimate follows its still windows
+    learn_s: float = 1.0           # a plate never still by settle_std_g this long: level and noise from its readings
     drift_alpha: float = 0.02      # how fast the settled level follows slow drift
     max_event_s: float = 8.0       # give up on an event that never settles (a hand resting on the shelf)
     tol_min_g: float = 8.0         # mass match tolerance: at least this ...
     tol_sigmas: float = 4.0        # ... or this many σ of the settled noise (of both levels) ...
     tol_frac: float = 0.03         # ... plus this share of the step
     mix_penalty: float = 0.5       # an explanation's cost for each further SKU in one reach
+    join_s: float = 0.5            # steps on plates one item straddles (the store's straddle) join within this
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@
   :mod:`runtime.identity` (entry scans name tracks) and :mod:`runtime.hands` (reaches, the
   product in the hand);
 - load-cell readings → :mod:`runtime.cell_health` → the cell's step detector
-  (:mod:`runtime.weight_events`) → :mod:`runtime.attribution` (who) → :mod:`runtime.fusion`
+  (:mod:`runtime.weight_events`; an item across several plates is one event) → :mod:`runtime.attribution` (who) → :mod:`runtime.fusion`
   (what) → :mod:`runtime.carts`;
 - gate scans → :mod:`runtime.carts` (visits, receipts) and :mod:`runtime.identity`.
 
@@ -41,7 +41,7 @@ from runtime.perception import Detector, load_model
 from runtime.store import StoreSpec
 from runtime.ticks import FrameRef, Tick, TickBuilder
 from runtime.tracking import WorldTracker, associate, person_views
-from runtime.weight_events import StepDetector, WeightEvent
+from runtime.weight_events import PlateJoiner, StepDetector, WeightEvent
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class Runtime:
         self.identity = GateIdentity(store, config.identity, config.group_window_s, config.tracking.walked_m)
         self.cell_health = CellHealth(config.cell_silent_s)
         self.cells = {cid: StepDetector(cid, config.weights) for cid in store.load_cells}
+        self.plates = PlateJoiner(store, lambda cid: self.cells[cid], config.weights.join_s)
         self.attribution = Attributor(store, config)
         self.fusion = Fusion(store, config, self.hands)
         self.carts = Carts(store, clock)
@@ -199,7 +200,13 @@ class Runtime:
             det = self.cells[s.cell_id] = StepDetector(s.cell_id, self.cfg.weights)
             self._note("cell_back", {"t": s.t, "cell": s.cell_id, "silent_s": round(silent_s, 3)})
         ev = det.update(s.t, s.grams)
-        return self.weight_event(ev) if ev is not None else []
+        if ev is not None and self.plates.joins(ev.cell_id):
+            self.plates.add(ev)      # an item on several plates: one event once they have all settled
+            ev = None
+        out = self.weight_event(ev) if ev is not None else []
+        for joined in self.plates.ready(s.t) if self.plates.joins(s.cell_id) else ():
+            out.extend(self.weight_event(joined))
+        return out
 
     def weight_event(self, ev: WeightEvent) -> list:
         """Decide one settled weight event: who (attribution), what (fusion), into whose cart."""

@@ -3,6 +3,8 @@
 A shelf scale rings when an item leaves or lands, drifts slowly, and now and then spikes (a knock,
 a cable fault). :class:`StepDetector` waits for the reading to settle before it reports a step, so
 a spike that returns to the old level is no event and the drift is followed while nothing happens.
+Each plate's own noise is learnt while it is still, and sets how still "settled" is and how far a
+reading must move to start an event: real plates differ by a factor of ten.
 :class:`BinBelief` keeps a running count of what lies in each bin (misplaced items included) and
 turns Δgrams into candidate (SKU, quantity) explanations.
 """
@@ -37,6 +39,15 @@ class StepDetector:
         self.level: float | None = None
         self._buf: deque[tuple[float, float]] = deque()
         self._start: float | None = None     # t the reading left the level, while an event is open
+        self.small: deque[WeightEvent] = deque(maxlen=4)   # settled steps below min_step_g (a straddling item's share)
+        self.noise: float | None = None      # the plate's own noise (σ of a still window), learnt while it is still
+        self._first_t: float | None = None
+        self._startup: list[float] = []
+
+    @property
+    def busy(self) -> bool:
+        """The reading has left its level and not settled again yet."""
+        return self._start is not None
 
     def update(self, t: float, grams: float) -> WeightEvent | None:
         # plain Python over the window's dozen values: numpy's per-call overhead would dominate at
@@ -50,22 +61,37 @@ class StepDetector:
         n = len(w)
         mean = sum(w) / n
         std = (sum((g - mean) ** 2 for g in w) / n) ** 0.5
-        flat = n >= 5 and std < cfg.settle_std_g and (max(w) - min(w)) < 4 * cfg.settle_std_g
+        # a plate's own noise sets how still "settled" is: real plates differ (σ 1 g to 8 g and more)
+        settle = max(cfg.settle_std_g, cfg.settle_sigmas * self.noise) if self.noise is not None else cfg.settle_std_g
+        flat = n >= 5 and std < settle and (max(w) - min(w)) < 4 * settle
         if self.level is None:
+            self._first_t = t if self._first_t is None else self._first_t
+            self._startup.append(grams)
             if flat:
                 self.level = mean
+            elif t - self._first_t >= cfg.learn_s and len(self._startup) >= 10:
+                # never still by the default measure: a noisy plate. Its level and noise from the
+                # readings so far (median and MAD, which a spike does not move)
+                xs = sorted(self._startup)
+                med = xs[len(xs) // 2]
+                self.level = med
+                self.noise = 1.4826 * sorted(abs(x - med) for x in xs)[len(xs) // 2]
             return None
         if self._start is None:
             recent = sorted(w[-3:])[len(w[-3:]) // 2]
-            if abs(recent - self.level) > cfg.trigger_g:
+            trigger = max(cfg.trigger_g, cfg.trigger_sigmas * self.noise) if self.noise is not None else cfg.trigger_g
+            if abs(recent - self.level) > trigger:
                 self._start = buf[-3][0] if n >= 3 else t
             elif flat:
                 self.level += cfg.drift_alpha * (mean - self.level)
+                self.noise = std if self.noise is None else self.noise + cfg.noise_alpha * (std - self.noise)
             return None
         if flat and buf[0][0] >= self._start:   # the flat window lies wholly after the departure
             delta = mean - self.level
             start, self.level, self._start = self._start, mean, None
             if abs(delta) < cfg.min_step_g:
+                if abs(delta) >= cfg.trigger_g:   # kept a while: a neighbour's step may want it
+                    self.small.append(WeightEvent(self.cell_id, start, t, delta, std))
                 return None   # a glitch that returned, or drift
             return WeightEvent(self.cell_id, start, t, delta, std)
         if t - self._start > cfg.max_event_s and flat:
@@ -145,3 +171,69 @@ class BinBelief:
                             out.append(Candidate(bid, tuple(zip(combo, qs)), r))
         out.sort(key=lambda c: (explanation_cost(c, tol, self.cfg.mix_penalty), c.qty))
         return out
+
+
+class PlateJoiner:
+    """One item's step over every plate it rests on. A store says which bins hold items that sit
+    across two plates (``straddle``); such an item leaves a step on each, and each alone explains
+    nothing. Events on plates joined that way are held until none of those plates is still
+    moving (at most ``join_s`` after the last settled), then given on as one event: the sum of
+    the steps, on the plate that moved most. A neighbour whose share was too small to make a step
+    of its own adds the share the store declares for it."""
+
+    def __init__(self, store: StoreSpec, detector, join_s: float = 0.5):
+        self.store, self.detector, self.join_s = store, detector, join_s   # detector: cell → its StepDetector
+        links: dict[str, set[str]] = {}
+        for a, shares in store.straddles.items():
+            for b in shares:
+                links.setdefault(a, set()).add(b)
+                links.setdefault(b, set()).add(a)
+        self.group: dict[str, frozenset[str]] = {}
+        for c in links:
+            if c in self.group:
+                continue
+            seen, todo = set(), [c]
+            while todo:
+                x = todo.pop()
+                if x not in seen:
+                    seen.add(x)
+                    todo.extend(links[x] - seen)
+            for x in seen:
+                self.group[x] = frozenset(seen)
+        self._pending: dict[frozenset[str], list[WeightEvent]] = {}
+
+    def joins(self, cell_id: str) -> bool:
+        return cell_id in self.group
+
+    def add(self, ev: WeightEvent) -> None:
+        self._pending.setdefault(self.group[ev.cell_id], []).append(ev)
+
+    def ready(self, t: float) -> list[WeightEvent]:
+        """The joined events whose plates have all settled by ``t``."""
+        out = []
+        for group, evs in list(self._pending.items()):
+            if any(self.detector(c).busy for c in group) and t - max(e.t_end for e in evs) < self.join_s:
+                continue
+            del self._pending[group]
+            out.append(self._joined(group, evs))
+        return out
+
+    def _joined(self, group: frozenset[str], evs: list[WeightEvent]) -> WeightEvent:
+        t0 = min(e.t_start for e in evs)
+        have = {e.cell_id for e in evs}
+        for c in sorted(group - have):     # shares too small for an event of their own, but settled
+            small = [e for e in self.detector(c).small if abs(e.t_start - t0) <= self.join_s and e.delta_g * evs[0].delta_g > 0]
+            if small:
+                evs.append(small[-1])
+                self.detector(c).small.remove(small[-1])
+        by_cell: dict[str, float] = {}
+        for e in evs:
+            by_cell[e.cell_id] = by_cell.get(e.cell_id, 0.0) + e.delta_g
+        total = sum(by_cell.values())
+        for c, shares in self.store.straddles.items():
+            if c in by_cell:
+                rest = 1.0 - sum(shares.values())
+                total += sum(by_cell[c] * s / rest for o, s in shares.items() if o in group and o not in by_cell)
+        owner = max(by_cell, key=lambda c: abs(by_cell[c]))
+        noise = float(np.sqrt(sum(e.noise_g ** 2 for e in evs)))
+        return WeightEvent(owner, t0, max(e.t_end for e in evs), total, noise)

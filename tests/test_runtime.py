@@ -263,3 +263,46 @@ def test_a_hand_on_the_divider_counts_less_for_the_shopper_standing_beside_the_b
     updates = rt.weight_event(WeightEvent("U/1/1", 5.00, 5.4, -350.0, 1.0))
     assert [(u.account_id, u.sku, u.delta_qty) for u in updates] == [("ben", "cola_zero_330", 1)]
     rt.close()
+
+
+def _straddled_store(tmp_path: Path, shares) -> "StoreSpec":
+    """tiny_unit with three bins on its bottom shelf, the middle one's crisps resting on both
+    neighbours' plates (``shares``: left, right)."""
+    import yaml
+
+    raw = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
+    raw["units"][0]["shelves"][0] = {"z_m": 0.10, "bins": 3, "straddle": {1: list(shares)}}
+    raw["planogram"] = {"U/0/0": {"sku": "water_still_500", "facings": 1, "depth": 2},
+                        "U/0/1": {"sku": "crisps_salted_150", "facings": 1, "depth": 2},
+                        "U/0/2": {"sku": "water_still_500", "facings": 1, "depth": 2},
+                        **{k: v for k, v in raw["planogram"].items() if k.startswith("U/1/")}}
+    (tmp_path / "straddled.yaml").write_text(yaml.safe_dump(raw))
+    return load_store(tmp_path / "straddled.yaml")
+
+
+@pytest.mark.parametrize("shares", [(0.17, 0.24), (0.05, 0.30)])
+def test_a_pick_straddling_three_plates_is_charged_once_at_its_mass(tmp_path: Path, shares) -> None:
+    """A 160 g bag of crisps rests on three plates (17 / 59 / 24 %, or with a left share of 8 g,
+    too small for a step of its own). Its pick is one event of −160 g on its own bin's plate: one
+    bag charged, nothing unexplained, no flag."""
+    import numpy as np
+
+    store = _straddled_store(tmp_path, shares)
+    assert store.straddles == {"U/0/1": {"U/0/0": shares[0], "U/0/2": shares[1]}}
+    rt = Runtime(store, RuntimeConfig(sensing="weight_only"), tmp_path / "out")
+    rng = np.random.default_rng(0)
+    rt.process(GateEvent("gate_in", 0.0, "ann", "enter"))
+    level = {c: 1000.0 for c in store.load_cells}
+    own = 1.0 - sum(shares)
+    lift = {"U/0/0": shares[0], "U/0/1": own, "U/0/2": shares[1]}
+    for k in range(int(4.0 * 80)):
+        t = k / 80
+        ramp = min(max((t - 2.0) / 0.15, 0.0), 1.0)           # lifted over 150 ms from t = 2 s
+        for c in sorted(store.load_cells):
+            g = level[c] - 160.0 * lift.get(c, 0.0) * ramp + rng.normal(0.0, 0.5)
+            rt.process(WeightSample(c, t, round(g, 1)))
+    rt.process(GateEvent("gate_out", 4.5, "ann", "exit"))
+    rt.close()
+    receipts = [json.loads(x) for x in (tmp_path / "out" / "receipts.jsonl").read_text().splitlines()]
+    assert [(ln["sku"], ln["qty"]) for ln in receipts[0]["lines"]] == [("crisps_salted_150", 1)]
+    assert not receipts[0]["flagged"] and rt.stats["unexplained"] == 0 and rt.stats["weight_events"] == 1

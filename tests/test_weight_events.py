@@ -6,7 +6,8 @@ import pytest
 
 from harness.paths import store_dir
 from runtime.store import load_store
-from runtime.weight_events import BinBelief, StepDetector, WeightEvent
+from runtime.config import WeightEventConfig
+from runtime.weight_events import BinBelief, StepDetector, WeightEvent, mass_tolerance_g
 
 RATE_HZ = 80.0
 
@@ -74,3 +75,35 @@ def test_candidates_from_the_belief_and_the_cart() -> None:
     belief.apply("U/0/1", "crisps_salted_150", +1)
     take = WeightEvent("U/0/1", 5.0, 6.0, -159.0, 1.0)
     assert belief.candidates(take, ["U/0/1"])[0].items == (("crisps_salted_150", 1),)
+
+
+def test_a_noisy_plate_learns_its_noise_and_still_sees_a_pick_in_time() -> None:
+    """A plate with σ = 8 g (a few real plates are) and a spike of 150 g: the default settle test
+    (σ < 4 g) would never call it still, and it would see nothing at all. It learns its own noise,
+    ignores the spike, and reports the 350 g pick within half a second of the drop."""
+    rng = np.random.default_rng(4)
+    det = StepDetector("c", WeightEventConfig())
+    events = []
+    for k in range(int(6.0 * 60)):
+        t = k / 60
+        g = 1000.0 + rng.normal(0.0, 8.0) - 350.0 * min(max((t - 3.0) / 0.15, 0.0), 1.0)
+        if k == 100:
+            g += 150.0                                 # a spike
+        ev = det.update(t, g)
+        if ev is not None:
+            events.append(ev)
+    assert det.noise == pytest.approx(8.0, rel=0.35)
+    assert len(events) == 1
+    ev = events[0]
+    assert ev.delta_g == pytest.approx(-350.0, abs=mass_tolerance_g(WeightEventConfig(), ev.delta_g, ev.noise_g))
+    assert 2.9 < ev.t_start < 3.2 and ev.t_end < 3.15 + 0.5
+
+
+def test_a_quiet_plate_keeps_the_default_thresholds() -> None:
+    """σ 0.5 g: 3σ and 6σ lie below settle_std_g and trigger_g, which therefore still decide."""
+    rng = np.random.default_rng(5)
+    det = StepDetector("c", WeightEventConfig())
+    for k in range(120):
+        det.update(k / 80, 1000.0 + rng.normal(0.0, 0.5))
+    assert det.noise is not None and det.noise < 1.0
+    assert det.update(1.5, 1000.0 + 10.0) is None and not det.busy     # 10 g: below trigger_g (12 g)
