@@ -76,6 +76,8 @@ class StepDetector:
                 med = xs[len(xs) // 2]
                 self.level = med
                 self.noise = 1.4826 * sorted(abs(x - med) for x in xs)[len(xs) // 2]
+            if self.level is not None:
+                self._startup = []   # only the start-up needs them
             return None
         if self._start is None:
             recent = sorted(w[-3:])[len(w[-3:]) // 2]
