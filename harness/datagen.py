@@ -82,7 +82,7 @@ class DatagenConfig:
     launcher: str = "joblib"                     # joblib (hydra multirun) | ray | serial
     ray_address: Optional[str] = None            # ray: an existing cluster ("auto", "ray://host:10001"); none = start one here
     randomise: Randomisation = field(default_factory=Randomisation)
-    trips: TripConfig = field(default_factory=TripConfig)
+    trips: TripConfig = field(default_factory=lambda: TripConfig(burst_rate=0.0))  # evenly spread, as the shipped datasets
 
     def settings_hash(self) -> str:
         """What makes the dataset's content: everything except how it is launched."""

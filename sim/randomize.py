@@ -51,12 +51,18 @@ class TripConfig:
     wait_seconds: tuple[float, float] = (2.0, 6.0)
     """A wait lasts a time drawn uniformly from this range."""
     arrival_window: float = 0.5
-    """Shoppers enter at uniform times in the first this fraction of the run."""
+    """Shoppers enter in the first this fraction of the run."""
+    burst_rate: float = 0.3
+    """Chance that a shopper comes in right behind the one before (``burst_gap_s`` later), as stores
+    see arrivals: bursts at the door, not evenly spread. The others arrive at uniform times. 0 gives
+    the evenly spread arrivals of earlier versions (datagen keeps those, so its datasets reproduce)."""
+    burst_gap_s: tuple[float, float] = (1.5, 4.0)
+    """Seconds between two shoppers of a burst (uniform range): a second scan a moment after the first."""
     lighting_weights: tuple[float, float, float] = (0.8, 0.15, 0.05)
     """Relative chance of the lighting presets day, evening, flicker."""
 
     def __post_init__(self) -> None:
-        for name in ("browse_rate", "put_back_rate", "wrong_shelf_rate", "wait_rate"):
+        for name in ("browse_rate", "put_back_rate", "wrong_shelf_rate", "wait_rate", "burst_rate"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}={v!r}: expected a probability in [0, 1]")
@@ -68,7 +74,7 @@ class TripConfig:
             if not w or any(x < 0 for x in w) or sum(w) <= 0 or (n is not None and len(w) != n):
                 raise ValueError(f"{name}={list(w)!r}: expected {n or 'one or more'} weights ≥ 0, not all zero"
                                  + (f" ({', '.join(LIGHTING_PRESETS)})" if n else ""))
-        for name, top in (("browse_seconds", 600.0), ("wait_seconds", 3600.0)):
+        for name, top in (("browse_seconds", 600.0), ("wait_seconds", 3600.0), ("burst_gap_s", 600.0)):
             r = tuple(getattr(self, name))
             if len(r) != 2 or not 0 < r[0] <= r[1] <= top:
                 raise ValueError(f"{name}={list(r)!r}: expected [low, high] seconds with 0 < low ≤ high ≤ {top:g}")
@@ -219,6 +225,20 @@ def _draw_trip(rng: np.random.Generator, store: StoreSpec, cfg: TripConfig, stoc
     return kept
 
 
+def _arrivals(rng: np.random.Generator, cfg: TripConfig, shoppers: int, latest: float) -> np.ndarray:
+    """Entry times (0.1 s steps, sorted): uniform in [0, latest], except that each shopper after the
+    first follows the one before by ``burst_gap_s`` with chance ``burst_rate`` (a burst at the door)."""
+    t = np.sort(rng.uniform(0.0, latest, size=shoppers))
+    if cfg.burst_rate > 0:  # no extra draws at 0: earlier seeds give earlier scenarios
+        behind = rng.random(shoppers) < cfg.burst_rate
+        gaps = rng.uniform(cfg.burst_gap_s[0], cfg.burst_gap_s[1], size=shoppers)
+        for k in range(1, shoppers):
+            if behind[k]:
+                t[k] = min(t[k - 1] + gaps[k], max(latest, t[k - 1]))
+        t = np.sort(t)
+    return np.floor(t * 10) / 10
+
+
 def _step_dict(step: Step) -> dict | str:
     if step.kind == "exit":
         return "exit"
@@ -288,7 +308,7 @@ def random_scenario(store: StoreSpec, store_name: str, seed: int, shoppers: int,
     latest = cfg.arrival_window * duration_s
     if duration_s - shortest > 0:
         latest = min(latest, duration_s - shortest)
-    enters = np.sort(np.floor(rng.uniform(0.0, latest, size=shoppers) * 10) / 10)
+    enters = _arrivals(rng, cfg, shoppers, latest)
     plans = []
     for k, t0 in enumerate(enters):
         script = _draw_trip(rng, store, cfg, stock, est, duration_s - float(t0))

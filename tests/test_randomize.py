@@ -9,6 +9,7 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -205,3 +206,14 @@ def test_cli_bad_random_settings_give_one_line_and_write_nothing(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and field in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_arrivals_come_in_bursts_at_the_door_when_asked():
+    spec = load_store(store_dir() / "small_convenience.yaml")
+    every = random_scenario(spec, "small_convenience", 5, 6, 300.0, TripConfig(burst_rate=1.0), store_dir=store_dir())
+    gaps = np.diff([sp.enter_at_s for sp in every.shoppers])
+    assert np.all((gaps >= 1.4) & (gaps <= 4.1)), gaps          # each right behind the one before
+    spread = random_scenario(spec, "small_convenience", 5, 6, 300.0, TripConfig(burst_rate=0.0), store_dir=store_dir())
+    assert np.diff([sp.enter_at_s for sp in spread.shoppers]).max() > 4.1   # uniform over 150 s: not one burst
+    with pytest.raises(ValueError, match="burst_gap_s"):
+        TripConfig(burst_gap_s=(3.0, 1.0))
