@@ -26,6 +26,8 @@ commands:
              e.g. storetwin run scenario=single_pick
              e.g. storetwin run suite=default sensing=[fused,vision_only,weight_only]
              e.g. storetwin run suite=default recorded=runs/suite-default-<time>   (no simulation)
+             e.g. storetwin run suite=random store=corner_shop seeds=0..9 shoppers=3 duration_s=60
+                  (one drawn trip per seed: visits nobody wrote by hand, in any store)
   compare    gate a candidate's scorecards against a baseline's; exits 1 on a regression
              e.g. storetwin compare baseline=runs/suite-A candidate=runs/suite-B gate.mota_drop=0.01
   coverage   how many cameras see each bin of a store

@@ -25,6 +25,8 @@ from runtime.config import SENSING, RuntimeConfig, runtime_config_from
 from runtime.pipeline import Runtime
 from runtime.sources import ReplaySource, paced
 from runtime.store import load_store
+from sim.randomize import TripConfig
+from sim.scenario import Scenario
 from sim.simulator import CameraConfig, SimConfig
 
 SOURCES, PACINGS = ("replay", "live"), ("realtime", "asfast")
@@ -33,7 +35,7 @@ SOURCES, PACINGS = ("replay", "live"), ("realtime", "asfast")
 @dataclass(frozen=True)
 class RunConfig:
     scenario: str = "single_pick"
-    suite: str | tuple[str, ...] | None = None   # "default": every scenario in scenarios/; or a list of names
+    suite: str | tuple[str, ...] | None = None   # "default": every scenario in scenarios/; "random"; or a list of names
     sensing: tuple[str, ...] = ("fused",)  # the first is the run's main mode (out/); others go to out-<mode>/
     source: str = "replay"               # replay: the recorded streams; live: in-process, as simulated
     pacing: str = "realtime"             # realtime: messages released at their timestamps; asfast
@@ -41,8 +43,11 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     sim: SimConfig = field(default_factory=lambda: SimConfig(camera=CameraConfig(truth=False)))
     recorded: str | None = None          # runs recorded before (a run or a suite folder): no simulation
+    random: "RandomSuite | None" = None  # suite=random: the trips it draws
 
     def __post_init__(self) -> None:
+        if self.suite == "random" and self.random is None:
+            raise ValueError("suite=random: expected store=, seeds=A..B, shoppers= and duration_s=")
         bad = [s for s in self.sensing if s not in SENSING]
         if bad or not self.sensing:
             raise ValueError(f"sensing={list(self.sensing)}: expected some of {', '.join(SENSING)}")
@@ -60,6 +65,41 @@ class RunConfig:
                              "written by storetwin run or storetwin simulate)")
 
 
+@dataclass(frozen=True)
+class RandomSuite:
+    """``suite=random``: one drawn scenario per seed (sim/randomize.py), so targets are measured on
+    visits nobody wrote by hand, in any store. The runs are named ``random-s<seed>-k<shoppers>``."""
+
+    store: str
+    seeds: tuple[int, ...]
+    shoppers: int
+    duration_s: float
+    trips: TripConfig = field(default_factory=TripConfig)
+
+    def scenarios(self) -> list[Scenario]:
+        from sim.randomize import random_scenario
+
+        spec = load_store(store_dir() / f"{self.store}.yaml")
+        return [random_scenario(spec, self.store, s, self.shoppers, self.duration_s, self.trips,
+                                store_dir=store_dir()) for s in self.seeds]
+
+
+def parse_seeds(v) -> tuple[int, ...]:
+    """``seeds=A..B`` (both included), ``seeds=7`` or ``seeds=[1,5,9]``."""
+    if isinstance(v, bool):
+        raise ValueError(f"seeds={v!r}: expected A..B (both included), one seed, or a list of seeds")
+    if isinstance(v, int):
+        v = [v]
+    if isinstance(v, str) and ".." in v:
+        a, _, b = v.partition("..")
+        if a.strip().isdigit() and b.strip().isdigit() and int(a) <= int(b):
+            return tuple(range(int(a), int(b) + 1))
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
+        if len(set(v)) == len(v):
+            return tuple(v)
+    raise ValueError(f"seeds={v!r}: expected A..B (both included, A ≤ B), one seed, or a list of distinct seeds ≥ 0")
+
+
 def run_config_from(cfg: dict) -> RunConfig:
     """Build the run settings from the composed config; one-line errors naming the key."""
     runtime = runtime_config_from(cfg.get("runtime")).with_models_from(home())
@@ -67,10 +107,24 @@ def run_config_from(cfg: dict) -> RunConfig:
     sensing = tuple([sensing] if isinstance(sensing, str) else sensing)
     suite = cfg.get("suite")
     suite = tuple(suite) if isinstance(suite, list) else suite
+    drawn = None
+    if suite == "random":
+        from harness.simulate import random_scenario_from
+
+        seeds = parse_seeds(cfg.get("seeds"))
+        first = random_scenario_from({**cfg, "seed": seeds[0]})   # checks store, shoppers, duration_s, trips
+        drawn = RandomSuite(cfg["store"], seeds, int(cfg["shoppers"]), float(first.duration_s),
+                            _trips(cfg.get("trips")))
     return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=suite, sensing=sensing,
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=runtime,
-                     recorded=cfg.get("recorded"), sim=_sim_config(cfg.get("sim")))
+                     recorded=cfg.get("recorded"), sim=_sim_config(cfg.get("sim")), random=drawn)
+
+
+def _trips(trips: dict | None) -> TripConfig:
+    from harness.simulate import trip_config_from
+
+    return trip_config_from(trips)
 
 
 def _sim_config(sim: dict | None) -> SimConfig:
@@ -101,20 +155,21 @@ def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = 
     return info
 
 
-def run_scenario(scenario: str, cfg: RunConfig, out: Path, progress: bool = True) -> list[dict]:
-    """Simulate one scenario into ``out``, run the runtime in every sensing mode, score each; the
-    scorecards (the main mode's first)."""
+def run_scenario(scenario: str | Scenario, cfg: RunConfig, out: Path, progress: bool = True) -> list[dict]:
+    """Simulate one scenario (a name, a file or a drawn :class:`Scenario`) into ``out``, run the
+    runtime in every sensing mode, score each; the scorecards (the main mode's first)."""
     modes = [replace(cfg.runtime, sensing=s) for s in cfg.sensing]
+    name = scenario.name if isinstance(scenario, Scenario) else Path(scenario).stem
     live = None
     if cfg.source == "live":
         from harness.paths import scenario_path as _sp
         from sim.scenario import load_scenario
 
-        sc = load_scenario(_sp(scenario), store_dir())
+        sc = scenario if isinstance(scenario, Scenario) else load_scenario(_sp(scenario), store_dir())
         live = Runtime(load_store(store_dir() / f"{sc.store}.yaml"), modes[0], out.with_name(out.name + ".live"))
         t0 = time.time()
     if cfg.recorded is not None:
-        run_dir = _from_recorded(Path(cfg.recorded), Path(scenario).stem, out)
+        run_dir = _from_recorded(Path(cfg.recorded), name, out)
     else:
         run_dir = simulate(scenario, cfg.sim, out=out, make_contact_sheet=False, progress=progress,
                            consumers=[live.process] if live else ()).run_dir
@@ -161,7 +216,8 @@ def suite_scenarios(suite: str | tuple[str, ...] | list[str]) -> list[str]:
             raise ValueError(f"suite={list(suite)}: expected names of scenarios in scenarios/ ({', '.join(every)})")
         return list(suite)
     if suite != "default":
-        raise ValueError(f"suite={suite!r}: expected 'default' (every scenario in scenarios/) or a list of scenario names")
+        raise ValueError(f"suite={suite!r}: expected 'default' (every scenario in scenarios/), 'random' "
+                         "(with store=, seeds=A..B, shoppers=, duration_s=) or a list of scenario names")
     return every
 
 
@@ -177,17 +233,19 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
     """One scenario, or a suite (one run directory per scenario under the suite's folder)."""
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
     if cfg.suite:
-        names = suite_scenarios(cfg.suite)
-        label = cfg.suite if isinstance(cfg.suite, str) else "custom"
+        scenarios = cfg.random.scenarios() if cfg.suite == "random" else suite_scenarios(cfg.suite)
+        names = [s.name if isinstance(s, Scenario) else s for s in scenarios]
+        label = (f"random-{cfg.random.store}" if cfg.suite == "random"
+                 else cfg.suite if isinstance(cfg.suite, str) else "custom")
         root = Path(cfg.out) if cfg.out else Path("runs") / f"suite-{label}-{stamp}"
         if root.exists():
             raise FileExistsError(f"{root}: exists; choose another out=")
         root.mkdir(parents=True)
         cards: list[dict] = []
-        for i, name in enumerate(names):
+        for i, (name, scenario) in enumerate(zip(names, scenarios)):
             if progress:
                 print(f"[{i + 1}/{len(names)}] {name}", flush=True)
-            cards += run_scenario(name, cfg, root / name, progress)
+            cards += run_scenario(scenario, cfg, root / name, progress)
         report = write_suite_report(root / "report.html", cards)
         (root / "scorecard.json").write_text(json.dumps({"scenarios": cards, "total": suite_totals(cards)}, indent=1))
         return RunResult(root, cards, tables(cards), report)

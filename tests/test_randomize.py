@@ -4,6 +4,7 @@ Drawing needs no simulation; only the two CLI tests run the (camera-less) simula
 one-unit store.
 """
 import dataclasses
+import json
 import math
 from collections import Counter
 from functools import lru_cache
@@ -217,3 +218,31 @@ def test_arrivals_come_in_bursts_at_the_door_when_asked():
     assert np.diff([sp.enter_at_s for sp in spread.shoppers]).max() > 4.1   # uniform over 150 s: not one burst
     with pytest.raises(ValueError, match="burst_gap_s"):
         TripConfig(burst_gap_s=(3.0, 1.0))
+
+
+def test_a_random_suite_runs_one_drawn_trip_per_seed_and_runs_again_from_its_recording(tmp_path: Path):
+    out, again = tmp_path / "suite", tmp_path / "again"
+    args = ["suite=random", "store=tiny_unit", "seeds=0..1", "shoppers=1", "duration_s=16", "sensing=weight_only",
+            "pacing=asfast", "sim.camera.render=false", "video.record=false"]
+    assert main(["run", *args, f"out={out}"]) == 0
+    cards = json.loads((out / "scorecard.json").read_text())["scenarios"]
+    assert [c["scenario"] for c in cards] == ["random-s0-k1", "random-s1-k1"]
+    for seed in (0, 1):   # each run holds its drawn trip, which re-runs as a file
+        assert _same(load_scenario(out / f"random-s{seed}-k1" / "scenario.yaml", store_dir()),
+                     _draw("tiny_unit", seed, 1, 16))
+    assert main(["run", *args, f"recorded={out}", f"out={again}"]) == 0
+    for seed in (0, 1):   # each drew one pick of one item, and the recording gives the same receipt again
+        lines = lambda root: [json.loads(r)["lines"] for r in  # noqa: E731
+                              (root / f"random-s{seed}-k1" / "out" / "receipts.jsonl").read_text().splitlines()]
+        assert len(lines(out)) == 1 and sum(ln["qty"] for ln in lines(out)[0]) == 1
+        assert lines(again) == lines(out)
+
+
+@pytest.mark.parametrize("override,field", [("seeds=9..3", "seeds"), ("seeds=a..b", "seeds"), ("shoppers=0", "shoppers"),
+                                            ("store=nowhere", "store")])
+def test_bad_random_suite_settings_give_one_line_and_write_nothing(tmp_path: Path, capsys, override: str, field: str):
+    args = ["suite=random", "store=tiny_unit", "seeds=0..1", "shoppers=1", "duration_s=8", override]
+    assert main(["run", *args, f"out={tmp_path / 'x'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {field}=") and "\n" not in err, err
+    assert not (tmp_path / "x").exists()
