@@ -93,14 +93,20 @@ def floor_figure(run: RunData) -> str:
 
 
 def latency_figure(latency: dict[str, Any]) -> str:
-    """Histogram of wall latency (ms) when measured, else of decision delay (stream s)."""
+    """Histograms of wall latency (ms) when measured, else of decision delay (stream s): to the
+    first cart update and to the final one."""
     ms = [m["latency_ms"] for m in latency["interactions"] if m.get("latency_ms") is not None]
-    values, label = (ms, "latency (ms, wall)") if ms else (
-        [m["delay_s"] for m in latency["interactions"] if m.get("delay_s") is not None], "decision delay (s, stream)")
-    if not values:
+    key, label = ("latency_ms", "latency (ms, wall)") if ms else ("delay_s", "decision delay (s, stream)")
+    final = [m[key] for m in latency["interactions"] if m.get(key) is not None]
+    first = [m[f"first_{key}"] for m in latency["interactions"] if m.get(f"first_{key}") is not None]
+    if not final:
         return "<p>No matched interactions.</p>"
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(values, bins=min(30, max(5, len(values))), color="steelblue", ec="white")
+    bins = np.histogram_bin_edges(first + final, bins=min(30, max(5, len(final))))
+    if first:
+        ax.hist(first, bins=bins, color="orange", alpha=0.6, ec="white", label="first update")
+    ax.hist(final, bins=bins, color="steelblue", alpha=0.6, ec="white", label="final update")
+    ax.legend()
     ax.set_xlabel(label)
     ax.set_ylabel("interactions")
     return _png(fig)
@@ -167,15 +173,17 @@ def write_report(run_dir: Path, scorecard: dict[str, Any]) -> Path:
     run = load_run(run_dir, out_name)
     s = summary_row(scorecard)
     head = (f"{s['exact']}/{s['visits']} exact receipts, item F1 {fmt(s['f1'], '.3f')}, MOTA {fmt(s['mota'], '.3f')}, "
-            f"IDF1 {fmt(s['idf1'], '.3f')}, latency p95 {fmt(s['latency_p95_ms'], '.0f')} ms")
+            f"IDF1 {fmt(s['idf1'], '.3f')}, latency p95 {fmt(s.get('first_latency_p95_ms'), '.0f')} ms to the first "
+            f"cart update, {fmt(s['latency_p95_ms'], '.0f')} ms to the final one")
     lat = scorecard["latency"]
     lat_rows = [[m["kind"], m["account"], m["sku"], f"{m['t_end_s']:.2f}", "yes" if m["matched"] else "NO",
-                 fmt(m.get("delay_s"), ".3f"), fmt(m.get("latency_ms"), ".0f")] for m in lat["interactions"]]
+                 fmt(m.get("first_delay_s"), ".3f"), fmt(m.get("delay_s"), ".3f"), fmt(m.get("first_latency_ms"), ".0f"),
+                 fmt(m.get("latency_ms"), ".0f")] for m in lat["interactions"]]
     body = [f"<p>{escape(head)}</p>",
             "<h2>Floor plane</h2>", floor_figure(run),
             *_carts_section(scorecard["cart"]),
             "<h2>Latency</h2>", latency_figure(lat),
-            _table(["kind", "account", "sku", "t_end s", "matched", "delay s", "latency ms"], lat_rows,
+            _table(["kind", "account", "sku", "t_end s", "matched", "first delay s", "final delay s", "first ms", "final ms"], lat_rows,
                    ["" if r[4] == "yes" else "bad" for r in lat_rows], left=3),
             *_errors_section(run, scorecard["cart"]),
             *_numbers_section(scorecard)]

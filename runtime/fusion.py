@@ -68,9 +68,10 @@ class Fusion:
     # -- weight events -------------------------------------------------------------------------------
     def weight(self, ev: WeightEvent, account: str | None, confidence_who: float, bin_cost: dict[str, float],
                attribution: dict, cart: dict[str, int] | None, track: TrackView | None,
-               hand_m: dict[str, float] | None = None) -> Decision | Unexplained:
+               hand_m: dict[str, float] | None = None, commit: bool = True) -> Decision | Unexplained:
         """Decide a weight event given who caused it (``account``, ``confidence_who``, where the hand
-        was per bin) and that shopper's cart (None: no open visit)."""
+        was per bin) and that shopper's cart (None: no open visit). ``commit=False`` (a provisional
+        step) leaves the bin belief as it was: the settled step decides again."""
         bins = tuple(self.store.load_cells[ev.cell_id].bins)
         put_skus = [s for s, q in cart.items() if q > 0] if (cart is not None and ev.delta_g > 0) else None
         cands = self.belief.candidates(ev, list(bins), put_skus=put_skus)
@@ -99,7 +100,7 @@ class Fusion:
                                    "cost": round(k, 2)} for k, c in ranked[:4]]
         evidence["bin"] = best.bin_id
         sign = 1 if ev.delta_g < 0 else -1     # taken off the shelf: into the cart
-        for sku, qty in best.items:
+        for sku, qty in best.items if commit else ():
             self.belief.apply(best.bin_id, sku, -sign * qty)
         doubts = ()
         if confidence < self.cfg.review_below:

@@ -57,6 +57,13 @@ class TrackState:
 
 @dataclass(frozen=True, slots=True)
 class CartUpdate:
+    """One change to a shopper's cart; the sum of every update's ``delta_qty`` is the cart.
+
+    ``stage`` is ``provisional`` for an update published before the weight settled, ``final``
+    otherwise. A final update that ``settles`` a provisional one (by its ``update_id``) either
+    confirms it (``delta_qty`` 0) or takes it back (the opposite delta), and a correction follows
+    as an update of its own. The receipt is always the final state."""
+
     account_id: str
     sku: str
     delta_qty: int
@@ -65,6 +72,9 @@ class CartUpdate:
     wall_published: float
     confidence: float
     evidence: dict = field(default_factory=dict)
+    stage: Literal["provisional", "final"] = "final"
+    update_id: str = ""
+    settles: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,19 +194,38 @@ class Runtime:
             self._drop("reading of a load cell the store file does not list", s.cell_id)
             return []
         silent_s = self.cell_health.reading(s.cell_id, s.t)
+        out: list = []
         if silent_s is not None:
             # back after a gap in which the hands decided: start from the level it reads now, so
             # what was taken meanwhile is not charged a second time
             det = self.cells[s.cell_id] = StepDetector(s.cell_id, self.cfg.weights)
             self._note("cell_back", {"t": s.t, "cell": s.cell_id, "silent_s": round(silent_s, 3)})
+            out += self.carts.settle(s.cell_id, None, s.t, f"load cell {s.cell_id} went silent")
         ev = det.update(s.t, s.grams)
+        early = det.take_provisional()
+        if early is not None and not self.plates.joins(s.cell_id):
+            out += self.provisional(early)
         if ev is not None and self.plates.joins(ev.cell_id):
             self.plates.add(ev)      # an item on several plates: one event once they have all settled
             ev = None
-        out = self.weight_event(ev) if ev is not None else []
+        if ev is not None:
+            out += self.weight_event(ev)
+        elif not det.busy and self.carts.pending(s.cell_id):   # it settled back: a knock, not an item
+            out += self.carts.settle(s.cell_id, None, s.t)
         for joined in self.plates.ready(s.t) if self.plates.joins(s.cell_id) else ():
             out.extend(self.weight_event(joined))
         return out
+
+    def provisional(self, ev: WeightEvent) -> list:
+        """A step not settled yet (the plate still rings): decided as a settled one would be, into
+        the cart at once as a provisional update; its settled event confirms or corrects it."""
+        in_store = self.carts.accounts()
+        tracks = self.tracker.snapshot() if self.vision else None
+        att = self.attribution.weight_event(ev, tracks, in_store)
+        track = self.tracker.track(att.track_id) if att.track_id is not None else None
+        d = self.fusion.weight(ev, att.account, att.confidence, att.bin_cost, att.evidence(), self.carts.cart(att.account),
+                               track, att.hand_m, commit=False)
+        return [] if isinstance(d, Unexplained) else self.carts.provisional(ev.cell_id, d)
 
     def weight_event(self, ev: WeightEvent) -> list:
         """Decide one settled weight event: who (attribution), what (fusion), into whose cart."""
@@ -217,16 +236,16 @@ class Runtime:
         account, moves = self.attribution.concurrent(ev, att, att.account, self.carts.recent(), set(in_store))
         out = self.carts.move(moves, ev.t_end)
         track = self.tracker.track(att.track_id) if att.track_id is not None else None
-        d = self.fusion.weight(ev, account, att.confidence, att.bin_cost, att.evidence(), self.carts.cart(account),
-                               track, att.hand_m)
+        d = self.fusion.weight(ev, account, att.confidence, att.bin_cost, att.evidence(),
+                               self.carts.cart(account, settling=ev.cell_id), track, att.hand_m)
         if isinstance(d, Unexplained):
             self.stats["unexplained"] += 1
             self._note("unexplained", {"t": d.t, "account_id": d.account, **d.evidence})
             for text in d.doubts:
                 self.carts.doubt(d.account, text)
-            return out
+            return out + self.carts.settle(ev.cell_id, None, ev.t_end)
         self.attribution.charged(d.account, ev.t_start, d.bin_id)
-        return out + self.carts.apply(d)
+        return out + self.carts.settle(ev.cell_id, d, ev.t_end)
 
     # -- reaches -----------------------------------------------------------------------------------
     def reach(self, r: Reach, t_now: float) -> list:

@@ -3,6 +3,9 @@
 A shelf scale rings when an item leaves or lands, drifts slowly, and now and then spikes (a knock,
 a cable fault). :class:`StepDetector` waits for the reading to settle before it reports a step, so
 a spike that returns to the old level is no event and the drift is followed while nothing happens.
+Before that, as soon as the new level has held for ``provisional_s`` while the plate still rings,
+it offers a provisional step (:attr:`StepDetector.provisional`): enough to publish a cart update
+early, which the settled step then confirms or corrects.
 Each plate's own noise is learnt while it is still, and sets how still "settled" is and how far a
 reading must move to start an event: real plates differ by a factor of ten.
 :class:`BinBelief` keeps a running count of what lies in each bin (misplaced items included) and
@@ -43,6 +46,13 @@ class StepDetector:
         self.noise: float | None = None      # the plate's own noise (σ of a still window), learnt while it is still
         self._first_t: float | None = None
         self._startup: list[float] = []
+        self.provisional: WeightEvent | None = None   # the open event's early estimate, once (take it with take_provisional)
+        self._offered = False
+
+    def take_provisional(self) -> WeightEvent | None:
+        """The open event's provisional step, if one was offered since the last call."""
+        p, self.provisional = self.provisional, None
+        return p
 
     @property
     def busy(self) -> bool:
@@ -84,6 +94,7 @@ class StepDetector:
             trigger = max(cfg.trigger_g, cfg.trigger_sigmas * self.noise) if self.noise is not None else cfg.trigger_g
             if abs(recent - self.level) > trigger:
                 self._start = buf[-3][0] if n >= 3 else t
+                self._offered = False
             elif flat:
                 self.level += cfg.drift_alpha * (mean - self.level)
                 self.noise = std if self.noise is None else self.noise + cfg.noise_alpha * (std - self.noise)
@@ -91,6 +102,7 @@ class StepDetector:
         if flat and buf[0][0] >= self._start:   # the flat window lies wholly after the departure
             delta = mean - self.level
             start, self.level, self._start = self._start, mean, None
+            self.provisional = None
             if abs(delta) < cfg.min_step_g:
                 if abs(delta) >= cfg.trigger_g:   # kept a while: a neighbour's step may want it
                     self.small.append(WeightEvent(self.cell_id, start, t, delta, std))
@@ -98,7 +110,27 @@ class StepDetector:
             return WeightEvent(self.cell_id, start, t, delta, std)
         if t - self._start > cfg.max_event_s and flat:
             self.level, self._start = mean, None
+            self.provisional = None
+            return None
+        if not self._offered and cfg.provisional_s > 0:
+            self._offer(t, settle)
         return None
+
+    def _offer(self, t: float, settle: float) -> None:
+        """The provisional step: the last ``provisional_s`` of readings, all after the departure,
+        hold within ``provisional_frac`` of the step (the plate may still ring) and the step is as
+        large as an event's."""
+        cfg = self.cfg
+        q = [(tt, g) for tt, g in self._buf if tt >= t - cfg.provisional_s]
+        if len(q) < 4 or q[0][0] < self._start:
+            return
+        g = [x for _, x in q]
+        mean = sum(g) / len(g)
+        std = (sum((x - mean) ** 2 for x in g) / len(g)) ** 0.5
+        delta = mean - self.level
+        if abs(delta) >= cfg.min_step_g and std < max(settle, cfg.provisional_frac * abs(delta)):
+            self.provisional = WeightEvent(self.cell_id, self._start, t, delta, std)
+            self._offered = True
 
 
 @dataclass(frozen=True)

@@ -339,3 +339,23 @@ def test_score_run_missing_output(tmp_path: Path) -> None:
     (run_dir / "out" / "cart_updates.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="cart_updates.jsonl"):
         score_run(run_dir)
+
+
+def test_first_and_final_latency_of_provisional_updates() -> None:
+    """Three picks. The first is published provisionally 0.2 s after it ended and confirmed at
+    0.45 s; the second's provisional was the wrong SKU, taken back at 0.5 s and corrected at once;
+    the third has only a settled update at 0.4 s."""
+    picks = [_ix("pick", "a", "cola", 1.0, 2.0), _ix("pick", "a", "zero", 5.0, 6.0), _ix("pick", "a", "crisps", 9.0, 10.0)]
+    w0 = 100.0
+    ups = [{**_up("a", "cola", 1, 2.0, 2.2, w0 + 2.25), "stage": "provisional", "update_id": "u1"},
+           {**_up("a", "cola", 0, 2.0, 2.45, w0 + 2.5), "update_id": "u2", "settles": "u1"},
+           {**_up("a", "cherry", 1, 6.0, 6.2, w0 + 6.25), "stage": "provisional", "update_id": "u3"},
+           {**_up("a", "cherry", -1, 6.0, 6.5, w0 + 6.55), "update_id": "u4", "settles": "u3"},
+           {**_up("a", "zero", 1, 6.0, 6.5, w0 + 6.55), "update_id": "u5"},
+           {**_up("a", "crisps", 1, 10.0, 10.4, w0 + 10.45), "update_id": "u6"}]
+    m = latency_metrics(picks, ups, w0)
+    assert (m.matched, m.unmatched, m.unused_updates) == (3, 0, 0)
+    got = [(x.sku, round(x.first_delay_s, 3), round(x.delay_s, 3), round(x.first_latency_ms), round(x.latency_ms))
+           for x in m.interactions]
+    assert got == [("cola", 0.2, 0.45, 250, 500), ("zero", 0.5, 0.5, 550, 550), ("crisps", 0.4, 0.4, 450, 450)]
+    assert m.first_latency_p50_ms == pytest.approx(450) and m.latency_p50_ms == pytest.approx(500)

@@ -100,8 +100,11 @@ def test_put_back_and_wrong_shelf_put_back_end_in_the_right_receipts(put_backs: 
     assert _receipts(put_backs / "out") == _true_carts(put_backs) == {
         "uma": {"water_still_500": 1}, "vic": {"crisps_salted_150": 1}}
     ups = [json.loads(l) for l in (put_backs / "out" / "cart_updates.jsonl").read_text().splitlines()]
-    vic = [u for u in ups if u["account_id"] == "vic"]
+    vic = [u for u in ups if u["account_id"] == "vic" and u["delta_qty"]]
     assert len(vic) == 1 and vic[0]["evidence"]["bin"] == "U/0/1"   # taken from the water bin, charged as crisps
+    # each charge was published before the weight settled and confirmed once it had
+    assert all(u["stage"] == "provisional" for u in ups if u["delta_qty"])
+    assert {u["settles"] for u in ups if not u["delta_qty"]} == {u["update_id"] for u in ups if u["delta_qty"]}
     sc = json.loads((put_backs / "scorecard.json").read_text())
     assert sc["cart"]["exact_rate"] == 1.0 and sc["tracking"]["mota"] > 0.5
     # the ablation ran on the same streams, without cameras
@@ -306,3 +309,36 @@ def test_a_pick_straddling_three_plates_is_charged_once_at_its_mass(tmp_path: Pa
     receipts = [json.loads(x) for x in (tmp_path / "out" / "receipts.jsonl").read_text().splitlines()]
     assert [(ln["sku"], ln["qty"]) for ln in receipts[0]["lines"]] == [("crisps_salted_150", 1)]
     assert not receipts[0]["flagged"] and rt.stats["unexplained"] == 0 and rt.stats["weight_events"] == 1
+
+
+def _second_can(second_at: float | None) -> list:
+    """ann enters; a can leaves U/1/1 (350 g) at 3.0 s, and (``second_at``) a second one before
+    the plate has settled; she leaves. Messages only."""
+    msgs: list = [GateEvent("gate_in", 0.1, "ann", "enter")]
+    for k in range(400):
+        t = 0.5 + k / 80
+        cans = (t >= 3.0) + (second_at is not None and t >= second_at)
+        msgs.append(WeightSample("U/1/1", t, 2100.0 - 350.0 * cans))
+    msgs.append(GateEvent("gate_out", 6.0, "ann", "exit"))
+    return sorted(msgs, key=lambda m: m.t)
+
+
+def test_a_provisional_update_is_confirmed_or_corrected_by_the_settled_weight(tmp_path: Path) -> None:
+    """A pick is in the cart as soon as the new level has held 0.1 s, and confirmed once it has
+    settled. When a second can follows before the plate settles, the settled step (−700 g)
+    contradicts the provisional one can: it is taken back and the two cans charged instead."""
+    store = load_store(store_dir() / "tiny_unit.yaml")
+
+    def updates(name: str, second_at: float | None) -> tuple[list[dict], dict]:
+        Runtime(store, RuntimeConfig(sensing="weight_only"), tmp_path / name).run(_second_can(second_at))
+        ups = [json.loads(x) for x in (tmp_path / name / "cart_updates.jsonl").read_text().splitlines()]
+        (r,) = [json.loads(x) for x in (tmp_path / name / "receipts.jsonl").read_text().splitlines()]
+        return ups, {ln["sku"]: ln["qty"] for ln in r["lines"]}
+
+    one, receipt = updates("one", None)
+    assert [(u["stage"], u["delta_qty"], u["settles"]) for u in one] == [("provisional", 1, ""), ("final", 0, "u1")]
+    assert one[0]["t_decided"] <= 3.15 < one[1]["t_decided"] and receipt == {"cola_zero_330": 1}
+    two, receipt = updates("two", 3.15)
+    assert [(u["stage"], u["sku"], u["delta_qty"], u["settles"]) for u in two] == [
+        ("provisional", "cola_zero_330", 1, ""), ("final", "cola_zero_330", -1, "u1"), ("final", "cola_zero_330", 2, "")]
+    assert "corrected" in two[1]["evidence"] and receipt == {"cola_zero_330": 2}
