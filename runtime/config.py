@@ -103,7 +103,9 @@ class IdentityConfig:
     scan_wait_s: float = 4.0        # a scan nobody was found for is dropped after this long
     seen_within_s: float = 1.5      # only tracks seen this recently are at a gate now
     group_radius_m: float = 1.5     # a group member is first seen this close to the entry gate ...
-    group_slack_s: float = 1.0      # ... at most this long before its group's scan
+    group_slack_s: float = 1.0      # ... at most this long before its group's scan ...
+    group_behind_m: float = 0.2     # ... and behind the one who scanned (people pass a gate in single file): first
+                                    # seen no more than this farther from the gate than they were then
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ goes to the unnamed track that stood nearest the gate when the scan came. People
 behind a scan without one of their own (``group_window_s``) are its group and share its account.
 A group member is someone who never scans: a shopper who walks in a second behind another and
 scans too may have been taken into the other's group already, and their own scan takes them back.
+People pass a gate in single file, so a member first appears behind the one who scanned, never
+beside or ahead of them: a track that does is a ghost of that shopper (a second floor point from a
+camera that placed them wrong), and joins nobody.
 The tracker keeps the accounts on its tracks; this stage only tells it, through
 ``WorldTracker.assign``.
 """
@@ -70,12 +73,23 @@ class GateIdentity:
             entry = next((g.id for g in self.store.gates if g.kind == "entry"), None)
             until, account = self._groups[-1]
             if entry is not None:
-                for _, k in self.near_gate(tracker.snapshot(), entry, t, cfg.group_radius_m, first=True):
-                    if k.moved_m >= self.walked_m and k.first_t >= until - self.group_window_s - cfg.group_slack_s:
+                tracks = tracker.snapshot()
+                for _, k in self.near_gate(tracks, entry, t, cfg.group_radius_m, first=True):
+                    if k.moved_m >= self.walked_m and k.first_t >= until - self.group_window_s - cfg.group_slack_s \
+                            and self._behind(k, account, entry, tracks):
                         tracker.assign(k.id, account)
                         self._members[k.id] = account
                         out.append((k.id, account))
         return out
+
+    def _behind(self, k: TrackView, account: str, gate_id: str, tracks: tuple[TrackView, ...]) -> bool:
+        """``k`` was first seen behind every track the account's own scan named (nearer the gate
+        than they were then, give or take ``group_behind_m``)."""
+        g = self.store.gate_by_id(gate_id)
+        depth = g.distance_to(k.first_xy)
+        return all(depth <= g.distance_to(j.position_at(k.first_t)) + self.cfg.group_behind_m
+                   for j in tracks if j.account == account and j.id != k.id and j.id not in self._members
+                   and not j.closed)
 
     def clear(self) -> None:
         """Without cameras there is nobody to name: pending scans are dropped."""

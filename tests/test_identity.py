@@ -119,3 +119,22 @@ def test_without_cameras_the_only_shopper_pays_and_several_make_a_guess(store) -
     assert (alone.account, alone.confidence, alone.method) == ("ann", 1.0, "only shopper")
     two = at.weight_event(ev, None, ["ann", "ben"])
     assert (two.account, two.confidence, two.method) == ("ann", 1 / 2, "guess")
+
+
+def test_a_ghost_beside_the_one_who_scanned_joins_no_group(store) -> None:
+    """Ann scans and walks in; a ghost of her (a second floor point 0.9 m to her side, as a camera
+    that placed her wrong gives) appears as she does and walks with her. People pass a gate in
+    single file: the ghost is beside her, not behind, so it is no group member. Ben, 2 s behind
+    her without a scan, is."""
+    tracker, ids = WorldTracker(store), _identity(store)
+    ann = [(0.85, 0.1 + 0.2 * i) for i in range(12)]
+    ghost = [None] + [(x + 0.9, y + 0.4) for x, y in ann[1:8]]
+    ben = [None] * 10 + [(0.85, 0.1 + 0.2 * i) for i in range(10)]
+    ids.entry(0.2, "gate_in", "ann")
+    t = 0.0
+    for i in range(20):
+        t = _walk(tracker, store, {0: ann[i:i + 1], 1: ghost[i:i + 1], 2: ben[i:i + 1]}, t0=0.2 * i)
+        ids.update(t, tracker)
+    by_start = sorted(tracker.snapshot(), key=lambda k: k.first_t)
+    assert [k.account for k in by_start] == ["ann", None, "ann"]
+    assert float(np.linalg.norm(by_start[1].first_xy - [1.75, 0.8])) < 0.2      # the ghost, named by nobody
