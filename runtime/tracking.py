@@ -304,7 +304,10 @@ class WorldTracker:
             for j, o in enumerate(obs):
                 if at_entry[j] and deep[i]:
                     continue
-                dist = min(float(np.linalg.norm(k.predict(t, cfg.predict_max_s) - o.xy)), float(np.linalg.norm(k.xy - o.xy)))
+                # where it was heading, or (it stopped) where it was, at a price: two people dressed
+                # alike who cross are told apart by their motion
+                dist = min(float(np.linalg.norm(k.predict(t, cfg.predict_max_s) - o.xy)),
+                           float(np.linalg.norm(k.xy - o.xy)) + cfg.stop_m)
                 if dist > cfg.gate_m + cfg.gate_speed_mps * max(t - k.t, 0.0):
                     continue
                 app = appearance_distance(k.appearance, o.appearance) if k.appearance is not None else 0.0

@@ -135,3 +135,29 @@ def test_someone_at_the_entry_gate_is_coming_in(store, rule: bool) -> None:
         for i in range(8, 12):   # appears at the gate only after Ann's track was lost
             relinking.update(0.2 * i, [observation(store, 0.2 * i, i, gate_xy, person=0)])
         assert [(k.id, k.account) for k in relinking.snapshot() if not k.closed] == [(1, "ann")]
+
+
+@pytest.mark.parametrize("apart_m", [0.3, 0.5])
+def test_two_people_dressed_alike_keep_their_tracks_through_a_crossing(store, apart_m: float) -> None:
+    """Ann walks along +x and Ben along −x, ``apart_m`` to her side, both at 1.2 m/s and dressed
+    alike, so colour tells them nothing. While they are closer than the cluster radius the cameras
+    see one person between them. Motion carries each track through: after the crossing Ann's
+    track is the one still heading +x."""
+    cfg = TrackingConfig()
+    tracker = WorldTracker(store, cfg)
+    dt, v = 0.2, 1.2
+    for i in range(16):
+        t = round(dt * i, 6)
+        a, b = np.array([0.6 + v * t, 1.2]), np.array([3.0 - v * t, 1.2 + apart_m])
+        if np.linalg.norm(a - b) < cfg.cluster_m:
+            obs = [observation(store, t, i, (a + b) / 2, person=0)]
+        else:
+            obs = [observation(store, t, i, a, person=0), observation(store, t, i, b, person=0)]
+        tracker.update(t, obs)
+        if i == 3:
+            ann = min(tracker.snapshot(), key=lambda k: k.xy[0]).id
+            tracker.assign(ann, "ann")
+            tracker.assign(max(tracker.snapshot(), key=lambda k: k.xy[0]).id, "ben")
+    live = {k.account: k for k in tracker.snapshot() if not k.closed and not k.lost}
+    assert set(live) == {"ann", "ben"}
+    assert live["ann"].xy[0] > 2.4 and live["ben"].xy[0] < 1.2, {a: k.xy for a, k in live.items()}
