@@ -152,7 +152,8 @@ class RuntimeConfig:
     reach_m: float = 0.75                        # a shopper standing this close to a bin's front can reach in
     group_window_s: float = 5.0                  # people entering this soon after a scan share its account
     cell_silent_s: float = 1.0                   # a load cell that sent nothing for this long has failed
-    held_weight: float = 1.0                     # how much a product seen in the hand counts against weight alone
+    held_weight: float = 6.0                     # a product two cameras saw in the hand outweighs this many units of
+                                                 # wrist distance (0.6 m: wrists are 0.15–0.6 m off in a crowd)
     weights: WeightEventConfig = field(default_factory=WeightEventConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     hands: HandConfig = field(default_factory=HandConfig)

@@ -86,7 +86,7 @@ class Fusion:
                 # a change no product explains, within this shopper's reach, and as heavy as an item
                 doubts = (f"unexplained {ev.delta_g:+.0f} g on {ev.cell_id} at {ev.t_end:.1f} s",)
             return Unexplained(account, ev.t_end, evidence, doubts)
-        held = self._held_at_event(ev, track)
+        held = self._held_at_event(ev, track, cands)
         if held:
             evidence["held"] = {s: round(v, 2) for s, v in held.items()}
         tol = mass_tolerance_g(self.cfg.weights, ev.delta_g, ev.noise_g)
@@ -109,14 +109,14 @@ class Fusion:
         return Decision(account, best.bin_id, best.items, sign, ev.t_start, ev.t_end, confidence, evidence, doubts,
                         bins, dict(hand_m or {}))
 
-    def _held_at_event(self, ev: WeightEvent, track: TrackView | None) -> dict[str, float]:
+    def _held_at_event(self, ev: WeightEvent, track: TrackView | None, cands: list[Candidate]) -> dict[str, float]:
         """What the hand of the shopper at the bin held: after the item left (a pick) or before it
-        landed (a put-back). Looked at only when the weight leaves look-alikes open."""
+        landed (a put-back). Looked at only when the mass leaves more than one answer open: the
+        look-alikes, and any products of equal mass side by side on one cell (the wrist alone can
+        point one bin off)."""
         if self.hands is None or self.hands.products is None or track is None:
             return {}
-        cell_bins = self.store.load_cells[ev.cell_id].bins
-        groups = [self.store.products[s].lookalike for b in cell_bins for s, n in self.belief.counts.get(b, {}).items() if n > 0]
-        if not any(g and groups.count(g) > 1 for g in groups):
+        if len({frozenset(s for s, _ in c.items) for c in cands}) < 2:
             return {}
         # the hand is still at the shelf when the weight settles: one camera's box near it is as often
         # the neighbouring stock (look-alikes stand side by side), so two cameras must agree in 3-D

@@ -174,3 +174,47 @@ def test_vision_only_takes_a_put_back_off_the_cart(store, tmp_path: Path) -> Non
     assert [(u.sku, u.delta_qty, u.evidence["bin"]) for u in ups] == [("cola_zero_330", -1, "U/0/1")]
     assert rt.fusion.belief.counts["U/0/1"]["cola_zero_330"] == 1
     rt.close()
+
+
+def _shelf_of_equals(tmp_path: Path):
+    """tiny_unit with one load cell per shelf, its upper shelf holding two products that weigh the
+    same and look nothing alike: a 110 g deodorant beside a 110 g pack of batteries."""
+    import yaml
+
+    raw = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
+    raw["catalog"] += [
+        {"sku": "deo_110", "name": "Deodorant 150 ml", "size_m": [0.05, 0.05, 0.16], "mass_g": 110, "price": 2.49,
+         "shape": "bottle", "colour": "#2a9d8f", "label_colour": "#ffffff"},
+        {"sku": "batteries_110", "name": "Batteries AA 4-pack", "size_m": [0.09, 0.03, 0.13], "mass_g": 110,
+         "price": 4.99, "shape": "box", "colour": "#222222", "label_colour": "#f4a261"}]
+    raw["units"][0]["load_cells"] = "per_shelf"
+    raw["planogram"]["U/1/0"] = {"sku": "deo_110", "facings": 3, "depth": 2}
+    raw["planogram"]["U/1/1"] = {"sku": "batteries_110", "facings": 3, "depth": 2}
+    (tmp_path / "equals.yaml").write_text(yaml.safe_dump(raw))
+    return load_store(tmp_path / "equals.yaml")
+
+
+def test_items_of_equal_mass_on_one_cell_are_told_apart_by_what_the_hand_holds(tmp_path: Path) -> None:
+    """Ann's wrist is tracked in the deodorant bin (one bin off) while 110 g leave the shelf's one
+    cell; the cameras see batteries in her hand as it comes out. The mass cannot tell the two
+    apart and the wrist points at the wrong one: the hand decides, and she pays for batteries."""
+    store = _shelf_of_equals(tmp_path)
+    assert store.bins["U/1/0"].cell_id == store.bins["U/1/1"].cell_id == "U/1"
+    rt = _runtime(store, "fused", tmp_path, sku="batteries_110")
+    inside = store.bins["U/1/0"].centre_world()
+    out = inside + np.array([0.0, -0.45, 0.0])
+    stand = out[:2] + np.array([0.0, -0.3])
+    ups = []
+    for k in range(int(3.0 * 80) + 1):
+        t = round(k / 80, 4)
+        lift = min(max((t - 1.0) / 0.3, 0.0), 1.0)                 # lifted over 0.3 s from 1.0 s
+        ups += rt.process(WeightSample("U/1", t, 2000.0 - 110.0 * lift + 0.3 * (k % 3)))
+        if k % 16 == 0:                                              # a perception tick every 0.2 s
+            w = inside if 0.8 <= t <= 1.2 else out
+            _feed(store, rt.hands, rt.tracker, [(t, w)], held_from_s=1.4, stand_xy=stand)
+            rt.tracker.assign(1, "ann")
+    (receipt,) = rt.process(GateEvent("gate_out", 3.5, "ann", "exit"))
+    assert [(ln.sku, ln.qty) for ln in receipt.lines] == [("batteries_110", 1)]
+    final = [u for u in ups if u.stage == "final" and u.delta_qty]
+    assert final and final[-1].evidence["held"] == {"batteries_110": 1.0}
+    rt.close()
