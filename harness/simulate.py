@@ -36,7 +36,7 @@ def sim_config_from(cfg: dict) -> SimConfig:
     from omegaconf import OmegaConf
 
     cfg = dict(cfg or {})
-    loadcell = dict(cfg.get("loadcell") or {})
+    loadcell = {k: v for k, v in dict(cfg.get("loadcell") or {}).items() if v is not None}   # null: the preset's
     preset = loadcell.pop("preset", "twin")   # a load-cell preset, then any field of it overridden
     if preset not in LOADCELL_PRESETS:
         raise ValueError(f"sim.loadcell.preset={preset!r}: expected one of {', '.join(LOADCELL_PRESETS)}")

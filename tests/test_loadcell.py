@@ -222,3 +222,14 @@ def test_a_store_says_which_bins_straddle_and_bad_shares_are_one_line_errors(tmp
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError, match="straddle"):
         load_store(tmp_path / "s.yaml")
+
+
+def test_the_command_line_picks_a_preset_and_overrides_its_keys() -> None:
+    from harness.cli import _compose
+    from harness.simulate import sim_config_from
+    from sim.loadcell import LOADCELL_PRESETS
+
+    assert sim_config_from(_compose([])["sim"]).loadcell == LOADCELL_PRESETS["twin"]
+    assert sim_config_from(_compose(["sim.loadcell.preset=real_shelf"])["sim"]).loadcell == LOADCELL_PRESETS["real_shelf"]
+    noisier = sim_config_from(_compose(["sim.loadcell.preset=real_shelf", "sim.loadcell.noise_g=2.0"])["sim"]).loadcell
+    assert noisier.noise_g == 2.0 and noisier.rate_hz == LOADCELL_PRESETS["real_shelf"].rate_hz
