@@ -43,6 +43,8 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     sim: SimConfig = field(default_factory=lambda: SimConfig(camera=CameraConfig(truth=False)))
     recorded: str | None = None          # runs recorded before (a run or a suite folder): no simulation
+    resimulate: str | None = None        # with recorded=: "weights" simulates again without cameras (another
+                                         # load-cell model) and takes the recorded camera streams
     random: "RandomSuite | None" = None  # suite=random: the trips it draws
 
     def __post_init__(self) -> None:
@@ -60,6 +62,10 @@ class RunConfig:
                              "use pacing=asfast and one sensing mode, or source=replay")
         if self.recorded is not None and self.source == "live":
             raise ValueError("recorded= replays recorded streams: it cannot go with source=live")
+        if self.resimulate not in (None, "weights"):
+            raise ValueError(f"resimulate={self.resimulate!r}: expected weights (or null)")
+        if self.resimulate is not None and self.recorded is None:
+            raise ValueError("resimulate=weights takes the camera streams of a recorded run: give recorded= too")
         if self.recorded is not None and not Path(self.recorded).is_dir():
             raise ValueError(f"recorded={self.recorded}: no such folder (expected a run or suite folder "
                              "written by storetwin run or storetwin simulate)")
@@ -118,7 +124,8 @@ def run_config_from(cfg: dict) -> RunConfig:
     return RunConfig(scenario=cfg.get("scenario", "single_pick"), suite=suite, sensing=sensing,
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=runtime,
-                     recorded=cfg.get("recorded"), sim=_sim_config(cfg.get("sim")), random=drawn)
+                     recorded=cfg.get("recorded"), resimulate=cfg.get("resimulate"), sim=_sim_config(cfg.get("sim")),
+                     random=drawn)
 
 
 def _trips(trips: dict | None) -> TripConfig:
@@ -168,7 +175,9 @@ def run_scenario(scenario: str | Scenario, cfg: RunConfig, out: Path, progress: 
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(_sp(scenario), store_dir())
         live = Runtime(load_store(store_dir() / f"{sc.store}.yaml"), modes[0], out.with_name(out.name + ".live"))
         t0 = time.time()
-    if cfg.recorded is not None:
+    if cfg.recorded is not None and cfg.resimulate == "weights":
+        run_dir = _resimulated_weights(Path(cfg.recorded), name, out, cfg.sim, progress)
+    elif cfg.recorded is not None:
         run_dir = _from_recorded(Path(cfg.recorded), name, out)
     else:
         run_dir = simulate(scenario, cfg.sim, out=out, make_contact_sheet=False, progress=progress,
@@ -205,6 +214,38 @@ def _from_recorded(root: Path, name: str, out: Path) -> Path:
         if (src / f).is_file():
             shutil.copy2(src / f, out / f)
     return out
+
+
+def _resimulated_weights(root: Path, name: str, out: Path, sim: SimConfig, progress: bool) -> Path:
+    """The recorded run simulated again without cameras (``sim``'s load-cell model, say
+    ``real_shelf``), with the recorded camera streams linked in. The shoppers, physics, gates and
+    truth do not depend on the cameras, nor the frames on the load cells (the load-cell model draws
+    from its own random streams), so this is the run a full simulation with ``sim`` would give; the
+    truth of both is compared to make sure, and a mismatch (another scenario, another simulator)
+    is an error, with nothing left behind."""
+    from sim.scenario import load_scenario
+
+    src = root if (root / "streams").is_dir() and (root / "gt").is_dir() else root / name
+    if not ((src / "streams").is_dir() and (src / "scenario.yaml").is_file()):
+        raise FileNotFoundError(f"recorded={root}: no recorded run of {name} (expected {root / name}/streams/ and scenario.yaml)")
+    cams = sorted(src.glob("streams/*.frames.csv"))
+    if not cams:
+        raise FileNotFoundError(f"recorded={src}: no camera streams to take (streams/*.frames.csv)")
+    scenario = load_scenario(src / "scenario.yaml", store_dir())
+    run_dir = simulate(scenario, replace(sim, camera=replace(sim.camera, render=False)), out=out,
+                       make_contact_sheet=False, progress=progress).run_dir
+    differ = [f.name for f in sorted((src / "gt").glob("*")) if f.is_file()
+              and (not (run_dir / "gt" / f.name).is_file() or (run_dir / "gt" / f.name).read_bytes() != f.read_bytes())]
+    if differ:
+        shutil.rmtree(run_dir)
+        raise RuntimeError(f"recorded={src}: simulated again, its truth differs ({', '.join(differ)}): "
+                           "not the same scenario and simulator, so its camera streams do not fit")
+    for csv in cams:
+        cam = csv.name[: -len(".frames.csv")]
+        for f in [csv, *src.glob(f"streams/{cam}.*")]:
+            if not (run_dir / "streams" / f.name).exists():
+                (run_dir / "streams" / f.name).symlink_to(f.resolve())
+    return run_dir
 
 
 def suite_scenarios(suite: str | tuple[str, ...] | list[str]) -> list[str]:

@@ -342,3 +342,32 @@ def test_a_provisional_update_is_confirmed_or_corrected_by_the_settled_weight(tm
     assert [(u["stage"], u["sku"], u["delta_qty"], u["settles"]) for u in two] == [
         ("provisional", "cola_zero_330", 1, ""), ("final", "cola_zero_330", -1, "u1"), ("final", "cola_zero_330", 2, "")]
     assert "corrected" in two[1]["evidence"] and receipt == {"cola_zero_330": 2}
+
+
+def test_weights_simulated_again_on_real_shelves_beside_the_recorded_cameras(put_backs: Path, tmp_path: Path) -> None:
+    """resimulate=weights: the recorded run simulated again without cameras, with the real-shelf
+    load-cell model, its camera streams linked in. The truth is the recorded one, byte for byte;
+    the weights are the real shelf's; and a recorded run of another scenario is refused, with
+    nothing left behind."""
+    from sim.loadcell import LOADCELL_PRESETS
+
+    out = tmp_path / "real"
+    sim = SimConfig(loadcell=LOADCELL_PRESETS["real_shelf"], camera=CameraConfig(truth=False))
+    run(RunConfig(scenario="tiny_put_backs", recorded=str(put_backs), resimulate="weights", sim=sim,
+                  sensing=("weight_only",), pacing="asfast", out=str(out)), progress=False)
+    assert (out / "streams" / "cam_01.mp4").resolve() == (put_backs / "streams" / "cam_01.mp4").resolve()
+    for f in ("interactions.jsonl", "carts.json", "tracks.npz"):
+        assert (out / "gt" / f).read_bytes() == (put_backs / "gt" / f).read_bytes()
+    rows = lambda run_dir: (run_dir / "streams" / "weights.csv").read_text().splitlines()  # noqa: E731
+    real, twin = rows(out), rows(put_backs)
+    assert real != twin and 0.6 < len(real) / len(twin) < 0.9          # 60 readings a second, not 80
+    assert json.loads((out / "scorecard.json").read_text())["cart"]["visits"] == 2
+    other = tmp_path / "other"
+    shutil.copytree(put_backs, other / "tiny_put_backs", symlinks=True,
+                    ignore=shutil.ignore_patterns("out*", "scorecard.json", "report.html"))
+    (other / "tiny_put_backs" / "scenario.yaml").write_text(
+        (HERE / "scenarios" / "tiny_pick.yaml").read_text())
+    with pytest.raises(RuntimeError, match="truth differs"):
+        run(RunConfig(scenario="tiny_put_backs", recorded=str(other), resimulate="weights", sim=sim,
+                      sensing=("weight_only",), pacing="asfast", out=str(tmp_path / "bad")), progress=False)
+    assert not (tmp_path / "bad").exists()
