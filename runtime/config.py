@@ -58,8 +58,9 @@ class TrackingConfig:
     lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
     forget_after_s: float = 60.0  # lost this long: forgotten
     predict_max_s: float = 0.5    # constant-velocity prediction at most this far ahead
-    stop_m: float = 0.3           # an observation nearer where a track was than where it was heading costs this much
-                                  # more (it stopped): in a crossing, motion tells two people dressed alike apart
+    merged_s: float = 1.0         # a track hidden in someone else's observation (two people closer than cluster_m) is
+                                  # followed by its motion alone for this long after: in a crossing, motion tells two
+                                  # people dressed alike apart (elsewhere a track may also be found where it stopped)
     max_speed_mps: float = 2.0    # a velocity estimate is clipped to this per axis
     velocity_gain: float = 0.4    # weight of a new velocity measurement
     position_gain: float = 0.7    # weight of a new position against the prediction

@@ -233,6 +233,7 @@ class _Track:
     moved_m: float = 0.0
     first_xy: np.ndarray | None = None
     max_views: int = 1     # the most cameras that saw it at one time
+    merged_t: float = -1e9 # when it was last hidden in another track's observation
 
     def predict(self, t: float, max_s: float) -> np.ndarray:
         return self.xy + self.velocity * min(t - self.t, max_s)
@@ -304,10 +305,12 @@ class WorldTracker:
             for j, o in enumerate(obs):
                 if at_entry[j] and deep[i]:
                     continue
-                # where it was heading, or (it stopped) where it was, at a price: two people dressed
-                # alike who cross are told apart by their motion
-                dist = min(float(np.linalg.norm(k.predict(t, cfg.predict_max_s) - o.xy)),
-                           float(np.linalg.norm(k.xy - o.xy)) + cfg.stop_m)
+                # where it was heading, or where it was (it stopped); a track that was hidden in
+                # someone else's observation only where it was heading: two people dressed alike who
+                # cross are told apart by their motion
+                dist = float(np.linalg.norm(k.predict(t, cfg.predict_max_s) - o.xy))
+                if t - k.merged_t > cfg.merged_s:
+                    dist = min(dist, float(np.linalg.norm(k.xy - o.xy)))
                 if dist > cfg.gate_m + cfg.gate_speed_mps * max(t - k.t, 0.0):
                     continue
                 app = appearance_distance(k.appearance, o.appearance) if k.appearance is not None else 0.0
@@ -323,6 +326,11 @@ class WorldTracker:
             used_k.add(i)
             used_o.add(j)
             self._absorb(live[i], obs[j])
+        taken = [obs[j].xy for j in used_o]
+        for i, k in enumerate(live):   # unseen, where someone else was seen: hidden in their observation
+            if i not in used_k and k.confirmed and any(
+                    np.linalg.norm(k.predict(t, cfg.predict_max_s) - xy) < cfg.cluster_m for xy in taken):
+                k.merged_t = t
         for j, o in enumerate(obs):
             if j not in used_o:
                 k = _Track(self._next_id, o.xy.copy(), t, t, cfg.min_hits, appearance=o.appearance)
