@@ -36,6 +36,7 @@ class WeightEventConfig:
     tol_frac: float = 0.03         # ... plus this share of the step
     mix_penalty: float = 0.5       # an explanation's cost for each further SKU in one reach
     join_s: float = 0.5            # steps on plates one item straddles (the store's straddle) join within this
+    settle_frac: float = 0.05      # settled also when the window's σ is below this share of the step (0: off)
     provisional_s: float = 0.1     # a provisional cart update once the new level has held this long (0: none) ...
     provisional_frac: float = 0.15 # ... still to within this share of the step (σ; the plate may still ring)
 

@@ -48,6 +48,7 @@ class StepDetector:
         self._startup: list[float] = []
         self.provisional: WeightEvent | None = None   # the open event's early estimate, once (take it with take_provisional)
         self._offered = False
+        self._refine = False                 # the level was taken before the reading was still
 
     def take_provisional(self) -> WeightEvent | None:
         """The open event's provisional step, if one was offered since the last call."""
@@ -95,10 +96,20 @@ class StepDetector:
             if abs(recent - self.level) > trigger:
                 self._start = buf[-3][0] if n >= 3 else t
                 self._offered = False
+            elif flat and self._refine:     # weighed before it was still: the still level now
+                self.level, self._refine = mean, False
             elif flat:
                 self.level += cfg.drift_alpha * (mean - self.level)
                 self.noise = std if self.noise is None else self.noise + cfg.noise_alpha * (std - self.noise)
             return None
+        self._refine = False
+        if not flat and cfg.settle_frac > 0 and n >= 5 and buf[0][0] >= self._start:
+            # still wandering or ringing, but within settle_frac of a step as large as an event's:
+            # settled enough to weigh it (a real plate wanders ±20 g for a second after an impact);
+            # the level is taken again once the reading is still
+            d = abs(mean - self.level)
+            loose = max(settle, cfg.settle_frac * d)
+            flat = self._refine = d >= cfg.min_step_g and std < loose and (max(w) - min(w)) < 4 * loose
         if flat and buf[0][0] >= self._start:   # the flat window lies wholly after the departure
             delta = mean - self.level
             start, self.level, self._start = self._start, mean, None
