@@ -109,7 +109,8 @@ class Attributor:
                     how = "wrist"
                 else:
                     front = b.front_xy()
-                    per_bin[bid] = max(min(float(np.linalg.norm(p - front)) for p in pos) - cfg.reach_m, 0.0)
+                    per_bin[bid] = max(min(float(np.linalg.norm(p - front)) for p in pos) - cfg.reach_m, 0.0) \
+                        + a.unseen_hand_m
             d = min(per_bin.values())
             if k.account is not None:
                 hand_m[k.account] = min(hand_m.get(k.account, np.inf), d)

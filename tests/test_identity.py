@@ -138,3 +138,47 @@ def test_a_ghost_beside_the_one_who_scanned_joins_no_group(store) -> None:
     by_start = sorted(tracker.snapshot(), key=lambda k: k.first_t)
     assert [k.account for k in by_start] == ["ann", None, "ann"]
     assert float(np.linalg.norm(by_start[1].first_xy - [1.75, 0.8])) < 0.2      # the ghost, named by nobody
+
+
+def test_two_back_to_back_entries_give_two_exact_receipts(store, tmp_path) -> None:
+    """Ann scans at 0.2 s, Ben 1.6 s behind her at 1.8 s; each walks up to the shelf, Ann takes a
+    bag of crisps (U/0/0, 160 g) and Ben a bottle of water (U/0/1, 520 g), and they leave. The
+    runtime gets the gate scans, the people as the cameras see them and the load cells: two
+    receipts, one item each, on the right account."""
+    import json
+
+    from runtime.config import HandConfig
+    from runtime.messages import GateEvent, WeightSample
+    from runtime.pipeline import Runtime
+
+    rt = Runtime(store, RuntimeConfig(hands=HandConfig(product_model="")), tmp_path / "out", detector=lambda img: [])
+    walk = lambda x: [(0.85 + (x - 0.85) * min(i / 10, 1.0), 0.1 + 0.21 * min(i, 10)) for i in range(40)]  # noqa: E731
+    people = {0: [None] * 0 + walk(2.25), 1: [None] * 8 + walk(1.75)}
+    bins = {0: "U/0/0", 1: "U/0/1"}
+    reach = {0: (3.0, 3.6), 1: (4.6, 5.2)}          # wrist in the bin; the item leaves halfway
+    mass = {"U/0/0": 160.0, "U/0/1": 520.0}
+    level = {"U/0/0": 4 * 160.0 + 300, "U/0/1": 6 * 520.0 + 300}
+    scans = [(0.2, "ann"), (1.8, "ben")]
+    for k in range(int(8.0 * 80)):
+        t = round(k / 80, 4)
+        while scans and scans[0][0] <= t:
+            ts, who = scans.pop(0)
+            rt.process(GateEvent("gate_in", ts, who, "enter"))
+        for p, b in bins.items():
+            gone = t >= sum(reach[p]) / 2
+            rt.process(WeightSample(b, t, level[b] - mass[b] * gone + 0.3 * (k % 3)))
+        if k % 16 == 0:                                  # a perception tick every 0.2 s
+            i = k // 16
+            obs = []
+            for p, path in people.items():
+                if i < len(path) and path[i] is not None:
+                    wrist = store.bins[bins[p]].centre_world() if reach[p][0] <= t <= reach[p][1] else None
+                    obs.append(observation(store, t, i, path[i], wrist, person=p))
+            rt.tracker.update(t, obs)
+            rt.identity.update(t, rt.tracker)
+    rt.process(GateEvent("gate_out", 8.1, "ann", "exit"))
+    rt.process(GateEvent("gate_out", 8.3, "ben", "exit"))
+    rt.close()
+    receipts = {r["account_id"]: {ln["sku"]: ln["qty"] for ln in r["lines"]}
+                for r in map(json.loads, (tmp_path / "out" / "receipts.jsonl").read_text().splitlines())}
+    assert receipts == {"ann": {"crisps_salted_150": 1}, "ben": {"water_still_500": 1}}
