@@ -84,6 +84,13 @@ class Carts:
                 v.cart[sku] += q
 
     # -- decisions -------------------------------------------------------------------------------
+    def _remember(self, d: Decision) -> None:
+        """Keep a decision by weight for the joint assignment of simultaneous events."""
+        if d.by_weight:
+            self._recent.append((self._next_key, d))
+            self._next_key += 1
+            del self._recent[:-self.RECENT]
+
     def _id(self) -> str:
         self._ids += 1
         return f"u{self._ids}"
@@ -91,10 +98,7 @@ class Carts:
     def apply(self, d: Decision) -> list[CartUpdate]:
         """A decision into its shopper's cart: one update per SKU."""
         v = self.visits[d.account]
-        if d.by_weight:
-            self._recent.append((self._next_key, d))
-            self._next_key += 1
-            del self._recent[:-self.RECENT]
+        self._remember(d)
         out = []
         for sku, qty in d.items:
             v.cart[sku] += d.sign * qty
@@ -128,10 +132,7 @@ class Carts:
         p, ids = pending
         if d is not None and (d.account, d.items, d.sign) == (p.account, p.items, p.sign):
             v = self.visits.get(d.account)
-            if d.by_weight:
-                self._recent.append((self._next_key, d))
-                self._next_key += 1
-                del self._recent[:-self.RECENT]
+            self._remember(d)
             if v is not None:
                 v.doubts.extend(d.doubts)
             return [CartUpdate(d.account, sku, 0, d.t_interaction, d.t_decided, self.clock.wall_s(), d.confidence,
