@@ -46,7 +46,13 @@ class TrackingConfig:
     """Multi-camera tracking on the floor plane (``runtime/tracking.py``)."""
 
     kpt_conf: float = 0.5         # keypoints below this confidence are not used
-    cluster_m: float = 0.6        # floor points of one person from different cameras
+    cluster_m: float = 0.6        # floor points of one person from different cameras (close by; a far camera's point is
+                                  # unsure along its ray, and there this distance counts in units of that uncertainty)
+    view_sd_m: float = 0.10       # a floor point's uncertainty seen from close by (where on the body it lies)
+    view_px: float = 3.0          # a keypoint's uncertainty in pixels
+    ankle_sd_m: float = 0.05      # how far ankles, shoulders and the top of the head stand from their assumed height
+    shoulder_sd_m: float = 0.10   # (0, shoulder_m, head_m) between people: along a camera's ray this is the
+    head_sd_m: float = 0.12       # floor point's uncertainty times the ray's run over its drop
     duplicate_m: float = 0.35     # two boxes of one camera this close are one person
     merge_split: bool = True      # two groups of views with no camera in common within cluster_m are one person
     gate_m: float = 1.0           # largest jump of a track between updates ...

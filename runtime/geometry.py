@@ -56,6 +56,28 @@ def pixel_to_floor(cam: Camera, uv: np.ndarray, z_plane: float = 0.0) -> np.ndar
     return origin + s[:, None] * rays_w
 
 
+def floor_point_cov(cam: Camera, xy: np.ndarray, z_plane: float, height_sd_m: float, pixel_sd: float,
+                    base_sd_m: float) -> np.ndarray:
+    """2×2 covariance of a floor point that one camera placed by casting a pixel onto the plane
+    ``z = z_plane`` (the ankles on the floor, the shoulders at shoulder height).
+
+    Along the camera's ray (radial, on the floor) the point is as unsure as the plane's height
+    (a person's shoulders are not everyone's: ``height_sd_m``) times the ray's run over its drop,
+    and a pixel's error grows the same way at a grazing view; across the ray only the pixel's error
+    counts. ``base_sd_m`` (where on the body the point lies) adds to both. A camera 6 m away,
+    seeing shoulders, is unsure by about 0.4 m along its ray and 0.1 m across it."""
+    cam_xy = np.array(cam.position_m[:2], float)
+    d = np.asarray(xy, float) - cam_xy
+    run = float(np.linalg.norm(d))
+    drop = max(float(cam.position_m[2]) - z_plane, 0.1)
+    slant = float(np.hypot(run, drop))
+    px = pixel_sd * slant / float(cam.K[0, 0])          # metres per pixel across the ray, at the point
+    sd_t2 = base_sd_m ** 2 + px ** 2
+    sd_r2 = base_sd_m ** 2 + (px * slant / drop) ** 2 + (height_sd_m * run / drop) ** 2
+    u = d / run if run > 1e-6 else np.array([1.0, 0.0])
+    return sd_t2 * np.eye(2) + (sd_r2 - sd_t2) * np.outer(u, u)
+
+
 def coverage(store, min_fraction_in_view: float = 0.999) -> dict[str, list[str]]:
     """For each bin, the cameras that see its whole front opening (all 4 corners in the image)."""
     out: dict[str, list[str]] = {}

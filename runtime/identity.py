@@ -54,7 +54,7 @@ class GateIdentity:
         keep = []
         for s in self._scans:
             near = self.near_gate(tracker.snapshot(), s.gate_id, t, cfg.scan_radius_m, born_after=s.t - cfg.scan_born_s,
-                                  at=s.t) if t >= s.t + cfg.scan_settle_s else []
+                                  born_before=s.t + cfg.scan_settle_s, at=s.t) if t >= s.t + cfg.scan_settle_s else []
             if near:
                 k = near[0][1]
                 if k.id in self._members:
@@ -83,11 +83,12 @@ class GateIdentity:
         return out
 
     def _behind(self, k: TrackView, account: str, gate_id: str, tracks: tuple[TrackView, ...]) -> bool:
-        """``k`` was first seen behind every track the account's own scan named (nearer the gate
-        than they were then, give or take ``group_behind_m``)."""
+        """``k`` was first seen behind every track the account's own scan named: after them, and
+        nearer the gate than they were then, give or take ``group_behind_m`` (one seen before the
+        one who scanned was ahead of them in the file)."""
         g = self.store.gate_by_id(gate_id)
         depth = g.distance_to(k.first_xy)
-        return all(depth <= g.distance_to(j.position_at(k.first_t)) + self.cfg.group_behind_m
+        return all(j.first_t <= k.first_t and depth <= g.distance_to(j.position_at(k.first_t)) + self.cfg.group_behind_m
                    for j in tracks if j.account == account and j.id != k.id and j.id not in self._members
                    and not j.closed)
 
@@ -96,15 +97,18 @@ class GateIdentity:
         self._scans.clear()
 
     def near_gate(self, tracks: tuple[TrackView, ...], gate_id: str, t: float, radius_m: float, first: bool = False,
-                  born_after: float | None = None, at: float | None = None) -> list[tuple[float, TrackView]]:
+                  born_after: float | None = None, born_before: float | None = None,
+                  at: float | None = None) -> list[tuple[float, TrackView]]:
         """Confirmed, recently seen tracks without an account of their own (none, or a group's) near a
         gate, nearest first: where they are now, where they were first seen (``first``), or where they were at time ``at`` (the scan:
-        the one who scanned was at the gate then); first seen after ``born_after`` if given."""
+        the one who scanned was at the gate then); first seen between ``born_after`` and ``born_before`` if given
+        (the one who scanned is seen within ``scan_settle_s`` of the scan: someone first seen later came after)."""
         g = self.store.gate_by_id(gate_id)
         out = []
         for k in tracks:
             if (k.closed or (k.account is not None and k.id not in self._members) or not k.confirmed or t - k.t > self.cfg.seen_within_s
-                    or (born_after is not None and k.first_t < born_after)):
+                    or (born_after is not None and k.first_t < born_after)
+                    or (born_before is not None and k.first_t > born_before)):
                 continue
             p = k.first_xy if first else (k.position_at(at) if at is not None else k.xy)
             d = g.distance_to(p)

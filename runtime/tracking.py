@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from runtime.config import TrackingConfig
-from runtime.geometry import pixel_to_floor, triangulate
+from runtime.geometry import floor_point_cov, pixel_to_floor, triangulate
 from runtime.perception import Detection
 from runtime.store import Camera, StoreSpec
 from runtime.ticks import FrameRef
@@ -37,6 +37,7 @@ class PersonView:
     score: float
     wrists_uv: list[np.ndarray | None]     # left, right (None when not seen)
     appearance: np.ndarray
+    cov: np.ndarray | None = None          # 2×2 floor covariance (None: ``view_sd_m`` every way)
 
     @property
     def camera_id(self) -> str:
@@ -108,26 +109,55 @@ def person_views(cam: Camera, frame: FrameRef, bgr: np.ndarray, dets: list[Detec
         seen = lambda idx: [kp[i, :2] for i in idx if kp is not None and kp[i, 2] >= cfg.kpt_conf]  # noqa: E731
         ank, sho = seen(ANKLES), seen(SHOULDERS)
         if len(ank) == 2:
+            z, sd = 0.0, cfg.ankle_sd_m
             xy = pixel_to_floor(cam, np.mean(ank, axis=0)[None])[0, :2]
         elif sho:
-            xy = pixel_to_floor(cam, np.mean(sho, axis=0)[None], z_plane=cfg.shoulder_m)[0, :2]
+            z, sd = cfg.shoulder_m, cfg.shoulder_sd_m
+            xy = pixel_to_floor(cam, np.mean(sho, axis=0)[None], z_plane=z)[0, :2]
         else:
             x0, y0, x1, _ = d.box
             if y0 <= 2 or x0 <= 2 or x1 >= cam.width - 3:
                 dropped["person cut by the image edge"] += 1   # no joint seen: no reliable point
                 continue
-            xy = pixel_to_floor(cam, np.array([[(x0 + x1) / 2, y0]]), z_plane=cfg.head_m)[0, :2]
+            z, sd = cfg.head_m, cfg.head_sd_m
+            xy = pixel_to_floor(cam, np.array([[(x0 + x1) / 2, y0]]), z_plane=z)[0, :2]
         if not np.all(np.isfinite(xy)) or not (-0.1 <= xy[0] <= W + 0.1 and -0.1 <= xy[1] <= D + 0.1):
             dropped["person off the floor"] += 1
             continue
         wrists = [kp[i, :2].copy() if kp is not None and kp[i, 2] >= cfg.kpt_conf else None for i in WRISTS]
-        out.append(PersonView(frame, xy, d.score, wrists, appearance_signature(bgr, d.box)))
+        out.append(PersonView(frame, xy, d.score, wrists, appearance_signature(bgr, d.box),
+                              floor_point_cov(cam, xy, z, sd, cfg.view_px, cfg.view_sd_m)))
     return out
+
+
+def _cov(v: PersonView, cfg: TrackingConfig) -> np.ndarray:
+    return v.cov if v.cov is not None else cfg.view_sd_m ** 2 * np.eye(2)
+
+
+def _fuse(g: list[PersonView], cfg: TrackingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Where the views of one person place them together (each weighted by its inverse covariance,
+    so a near camera outweighs a far one along the far one's ray), and how surely: the fused
+    covariance plus the part every view shares (where on the body the point lies does not average
+    out over cameras)."""
+    infos = [np.linalg.inv(_cov(u, cfg)) for u in g]
+    cov = np.linalg.inv(np.sum(infos, axis=0))
+    xy = cov @ np.sum([i @ u.floor_xy for i, u in zip(infos, g)], axis=0)
+    return xy, cov + cfg.view_sd_m ** 2 * (1 - 1 / len(g)) * np.eye(2)
+
+
+def _apart(xy_a: np.ndarray, cov_a: np.ndarray, xy_b: np.ndarray, cov_b: np.ndarray, cfg: TrackingConfig) -> float:
+    """How far apart two floor points are, in metres as two close cameras would see them: the
+    Mahalanobis distance scaled by the spread of two close-by views (``√2 · view_sd_m``). Two
+    close views: their distance in metres; a far view: its error along its ray counts less."""
+    r = xy_a - xy_b
+    return float(np.sqrt(r @ np.linalg.solve(cov_a + cov_b, r))) * np.sqrt(2) * cfg.view_sd_m
 
 
 def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: TrackingConfig) -> list[Observation]:
     """Group the views of one time step into people: at most one view per camera per person, views
-    within ``cluster_m`` of the group's mean. Wrists seen in two cameras are triangulated."""
+    within ``cluster_m`` of the group's mean; then groups that are one person seen apart are joined
+    (:func:`_merge_split_groups`). A person's point weighs each view by its certainty (a near
+    camera outweighs a far one along the far one's ray). Wrists seen in two cameras are triangulated."""
     groups: list[list[PersonView]] = []
     for v in sorted(views, key=lambda v: -v.score):
         best, best_d = None, cfg.cluster_m
@@ -146,11 +176,10 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
         else:
             best.append(v)
     if cfg.merge_split:
-        groups = _merge_split_groups(groups, cfg.cluster_m)
+        groups = _merge_split_groups(groups, cfg)
     obs = []
     for g in groups:
-        xy = np.average([u.floor_xy for u in g], axis=0, weights=[u.score for u in g])
-        o = Observation(t, xy, g)
+        o = Observation(t, _fuse(g, cfg)[0], g)
         for side in (0, 1):
             seen = [(store.camera_by_id[u.camera_id], u.wrists_uv[side]) for u in g if u.wrists_uv[side] is not None]
             pts = []
@@ -165,21 +194,33 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
     return obs
 
 
-def _merge_split_groups(groups: list[list[PersonView]], cluster_m: float) -> list[list[PersonView]]:
+def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig) -> list[list[PersonView]]:
     """Greedy grouping can split one person in two when the cameras disagree on where they stand
-    (a walker's frames exposed tens of milliseconds apart, legs hidden on one side): two groups
-    with no camera in common whose means lie within ``cluster_m`` are one person. A camera sees a
-    person once, so groups that share a camera are two people and stay apart."""
+    (a walker's frames exposed tens of milliseconds apart, legs hidden on one side, a far camera
+    that sees only the shoulders and casts them along its ray). Two groups with no camera in
+    common are one person when their means lie within ``cluster_m``, or when they lie within it
+    counted in their own uncertainty (:func:`_apart`: the far camera's error along its ray) and
+    neither has another group that close (in a crowd a far camera's point could be anyone's along
+    its ray). A camera sees a person once, so groups that share a camera are two people and stay apart."""
     merged = True
     while merged and len(groups) > 1:
         merged = False
         means = [np.mean([u.floor_xy for u in g], axis=0) for g in groups]
+        fused = [_fuse(g, cfg) for g in groups]
+        near = [[j for j in range(len(groups)) if j != i
+                 and _apart(fused[i][0], fused[i][1], fused[j][0], fused[j][1], cfg) < cfg.cluster_m]
+                for i in range(len(groups))]
         best = None
         for i in range(len(groups)):
             cams_i = {u.camera_id for u in groups[i]}
             for j in range(i + 1, len(groups)):
+                if cams_i & {u.camera_id for u in groups[j]}:
+                    continue
                 d = float(np.linalg.norm(means[i] - means[j]))
-                if d < cluster_m and not cams_i & {u.camera_id for u in groups[j]} and (best is None or d < best[0]):
+                if d >= cfg.cluster_m and not (near[i] == [j] and near[j] == [i]):
+                    continue
+                d = min(d, _apart(fused[i][0], fused[i][1], fused[j][0], fused[j][1], cfg))
+                if best is None or d < best[0]:
                     best = (d, i, j)
         if best is not None:
             _, i, j = best
@@ -269,10 +310,12 @@ class WorldTracker:
         return self._snapshot
 
     def active(self) -> list[TrackView]:
-        """The tracks to publish: confirmed, observed lately, and either holding an account or
-        having walked (a still shape nobody scanned in is a false detection more often than not)."""
+        """The tracks to publish: confirmed, observed lately, and either holding an account, having
+        walked, or first seen at the entry gate (someone coming in, whose scan names them a moment
+        later): a still shape elsewhere that nobody scanned in is a false detection more often than not."""
         return [k for k in self.snapshot() if not k.lost and not k.closed and k.confirmed
-                and (k.account is not None or k.moved_m >= self.cfg.walked_m)]
+                and (k.account is not None or k.moved_m >= self.cfg.walked_m
+                     or self.store.distance_to_gate("entry", k.first_xy) < self.cfg.entry_m)]
 
     def track(self, track_id: int) -> TrackView | None:
         return next((k for k in self.snapshot() if k.id == track_id), None)

@@ -140,6 +140,23 @@ def test_a_ghost_beside_the_one_who_scanned_joins_no_group(store) -> None:
     assert float(np.linalg.norm(by_start[1].first_xy - [1.75, 0.8])) < 0.2      # the ghost, named by nobody
 
 
+def test_a_ghost_seen_before_the_one_who_scanned_joins_no_group(store) -> None:
+    """A far camera places Ann, still outside, on the gate line 0.35 m to her side, 0.6 s before
+    the cameras over the gate see her; the ghost then walks in with her. Its first point is as near
+    the gate as hers, but it was seen before her: it was ahead of her in the file, and nobody walks
+    ahead of the one who scans for the group. It joins no group."""
+    tracker, ids = WorldTracker(store), _identity(store)
+    ann = [None] * 3 + [(0.85, 0.05 + 0.2 * i) for i in range(12)]
+    ghost = [(1.2, 0.0), (1.2, 0.05), (1.2, 0.1)] + [(x + 0.9, y + 0.4) for x, y in ann[3:9]]
+    ids.entry(0.7, "gate_in", "ann")
+    t = 0.0
+    for i in range(15):
+        t = _walk(tracker, store, {0: ann[i:i + 1], 1: ghost[i:i + 1]}, t0=0.2 * i)
+        ids.update(t, tracker)
+    by_start = sorted(tracker.snapshot(), key=lambda k: k.first_t)
+    assert [k.account for k in by_start] == [None, "ann"]
+
+
 def test_two_back_to_back_entries_give_two_exact_receipts(store, tmp_path) -> None:
     """Ann scans at 0.2 s, Ben 1.6 s behind her at 1.8 s; each walks up to the shelf, Ann takes a
     bag of crisps (U/0/0, 160 g) and Ben a bottle of water (U/0/1, 520 g), and they leave. The

@@ -8,8 +8,8 @@ import pytest
 
 from harness.paths import store_dir
 from runtime.config import TrackingConfig
-from runtime.geometry import project
-from runtime.store import load_store
+from runtime.geometry import floor_point_cov, project
+from runtime.store import Camera, load_store
 from runtime.ticks import FrameRef
 from runtime.tracking import Observation, PersonView, WorldTracker, associate
 from worlds import appearance, observation
@@ -161,3 +161,49 @@ def test_two_people_dressed_alike_keep_their_tracks_through_a_crossing(store, ap
     live = {k.account: k for k in tracker.snapshot() if not k.closed and not k.lost}
     assert set(live) == {"ann", "ben"}
     assert live["ann"].xy[0] > 2.4 and live["ben"].xy[0] < 1.2, {a: k.xy for a, k in live.items()}
+
+
+def _shoulder_view(cam, person_xy, off_m: float, score: float = 0.6, cfg: TrackingConfig = TrackingConfig()) -> PersonView:
+    """A camera that saw only the shoulders and cast them ``off_m`` along its ray towards itself
+    (a shorter shopper than the shoulder height assumed), with the uncertainty it reports."""
+    p = np.asarray(person_xy, float)
+    u = np.asarray(cam.position_m[:2], float) - p
+    xy = p + off_m * u / np.linalg.norm(u)
+    return PersonView(FrameRef(cam.id, 0, 0.0), xy, score, [None, None], appearance(0),
+                      floor_point_cov(cam, xy, cfg.shoulder_m, cfg.shoulder_sd_m, cfg.view_px, cfg.view_sd_m))
+
+
+def test_far_cameras_points_along_their_rays_join_the_person_the_near_cameras_see() -> None:
+    """Two cameras 3 and 6 m away see a shopper's shoulders only and place her 0.8 and 1.2 m off,
+    along their rays (they agree with each other: a second person for distance alone). Counted in
+    their own uncertainty they are her: one observation, where the near cameras put her."""
+    cfg = TrackingConfig()
+    far_a = Camera(id="cam_far_a", position_m=(4.5, 3.5, 2.9), look_at_m=(3.2, 2.8, 0.8))
+    far_b = Camera(id="cam_far_b", position_m=(7.4, 3.5, 2.9), look_at_m=(5.6, 2.8, 0.8))
+    her = np.array([1.1, 1.3])
+    near = [PersonView(FrameRef(c, 0, 0.0), her + d, 0.8, [None, None], appearance(0))
+            for c, d in (("cam_01", (0.05, 0.0)), ("cam_02", (-0.05, 0.05)))]
+    views = near + [_shoulder_view(far_a, her, 0.8), _shoulder_view(far_b, her, 1.2)]
+    (o,) = associate(0.0, views, None, cfg)
+    assert len(o.views) == 4
+    assert np.linalg.norm(o.xy - her) < 0.15                  # the near cameras outweigh the far ones
+    # by distance alone (no uncertainty reported) the far ones were someone else
+    bare = [PersonView(v.frame, v.floor_xy, v.score, v.wrists_uv, v.appearance) for v in views]
+    assert len(associate(0.0, bare, None, cfg)) == 2
+
+
+def test_a_far_cameras_point_between_two_people_joins_neither() -> None:
+    """Ann and Bob stand 1.5 m apart on one far camera's ray; its point lies between them, farther
+    than ``cluster_m`` from each but within its own uncertainty of both. It could be either: it
+    joins neither, and neither moves."""
+    cfg = TrackingConfig()
+    far = Camera(id="cam_far", position_m=(7.0, 1.0, 2.9), look_at_m=(4.0, 1.0, 0.8))
+    ann, bob = np.array([1.0, 1.0]), np.array([2.5, 1.0])
+    views = [PersonView(FrameRef(c, 0, 0.0), p, 0.8, [None, None], appearance(i))
+             for i, p in enumerate((ann, bob)) for c in ("cam_01", "cam_02")]
+    views.append(_shoulder_view(far, ann, 0.75))
+    obs = associate(0.0, views, None, cfg)
+    assert sorted(len(o.views) for o in obs) == [1, 2, 2]
+    for o in obs:
+        if len(o.views) == 2:
+            assert min(np.linalg.norm(o.xy - ann), np.linalg.norm(o.xy - bob)) < 1e-9
