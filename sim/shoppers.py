@@ -19,8 +19,10 @@ from sim.world import PhysicsWorld
 from twin.bodies import BodyPose, BodyShape, Skeleton, solve_skeleton
 
 STAND_OFF_M = 0.42      # from the unit's front face to where the shopper stands
+STAND_SHIFTS_M = (0.0, 0.45, -0.45, 0.7, -0.7, 0.225, -0.225)   # ... or this far to the side of the bin, first free
 PERSONAL_M = 0.55       # shoppers keep this far apart (centre to centre) when they can
 MAX_YIELD_S = 2.0       # ... but give up waiting for someone after this long
+MAX_WAIT_FOR_ROOM_S = 20.0   # with every place at a bin taken, wait this long for one
 REACH_S = 0.8
 GRASP_S = 0.25
 RETRACT_S = 0.6
@@ -85,6 +87,7 @@ class Shopper:
     cart: dict[str, int] = field(default_factory=dict)
     skeleton: Skeleton | None = None
     walking: bool = False
+    heading_for: np.ndarray | None = None   # where it is walking to stand at a bin (others leave it free)
 
     def __post_init__(self) -> None:
         entry = self.ctx.store.gate("entry")
@@ -287,17 +290,28 @@ class Shopper:
         here = abs(float((self.xy - stand) @ along)) < 0.3 and abs(float((self.xy - stand) @ n)) < 0.15
         if here:
             stand = self.xy   # already standing at this bin (the step before was here too): stay put
-        # make room beside someone at the same bin, but stay within arm's reach of it
-        shifts = () if here else (0.0, 0.45, -0.45)
-        for shift in shifts:
-            cand = self.ctx.planner.nearest_free(stand + shift * along)
-            if all(np.linalg.norm(o.xy - cand) >= PERSONAL_M for o in self.ctx.others() if o is not self and o.present):
-                stand = cand
-                break
-        else:
-            stand = self.ctx.planner.nearest_free(stand)
+        # make room beside someone at the same bin (or on the way to stand there), but stay within
+        # arm's reach of it; with every place taken, wait for one (a while), then take the one with
+        # the most room: two people never stand in one spot
+        if not here:
+            cands = [self.ctx.planner.nearest_free(stand + shift * along) for shift in STAND_SHIFTS_M]
+            waited = 0.0
+            while True:
+                taken = [p for o in self.ctx.others() if o is not self and o.present
+                         for p in ([o.xy] + ([o.heading_for] if o.heading_for is not None else []))]
+                room = [min((float(np.linalg.norm(p - c)) for p in taken), default=np.inf) for c in cands]
+                free = [c for c, r in zip(cands, room) if r >= PERSONAL_M]
+                if free or waited >= MAX_WAIT_FOR_ROOM_S:
+                    break
+                yield from self._idle(0.5)
+                waited += 0.5
+            stand = free[0] if free else cands[int(np.argmax(room))]
         if np.linalg.norm(stand - self.xy) > 0.05:
-            yield from self._walk(self._plan(stand), replan=True)
+            self.heading_for = stand
+            try:
+                yield from self._walk(self._plan(stand), replan=True)
+            finally:
+                self.heading_for = None
         face = math.atan2(-n[1], -n[0])
         while self._turn_towards(face, self.ctx.dt_s) > 0.02:
             yield

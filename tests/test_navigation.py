@@ -6,6 +6,7 @@ from harness.paths import store_dir
 from runtime.store import load_store
 from sim.navigation import FloorPlanner
 from sim.scenario import parse_scenario
+from sim.shoppers import STAND_OFF_M
 from sim.simulator import CameraConfig, SimConfig, Simulator
 
 
@@ -52,3 +53,25 @@ def test_two_shoppers_at_one_bin_keep_apart():
     assert both.sum() > 60
     assert np.linalg.norm(xy[both, 0] - xy[both, 1], axis=1).min() > 0.35
     assert sim.truth.carts()["a"]["items"] == {"cola_zero_330": 2} and sim.truth.carts()["b"]["items"] == {"cola_zero_330": 1}
+
+
+def test_with_every_place_at_a_bin_taken_a_shopper_stands_where_there_is_most_room():
+    """Three shoppers wait in front of one bin (before it and half a metre to either side) and a
+    fourth comes for it: nobody is left to stand in anyone's place (two bodies in one spot are
+    something no camera could tell apart, and no store has)."""
+    pick = {"pick": {"sku": "cola_zero_330", "qty": 1}}
+    d = {"name": "t", "store": "tiny_unit", "seed": 4, "shoppers": [
+        {"account": a, "enter_at_s": t, "script": [pick, {"wait": {"seconds": w}}, "exit"]}
+        for a, t, w in (("a", 0.0, 9.0), ("b", 1.5, 7.0), ("c", 3.0, 5.0), ("d", 4.5, 0.5))]}
+    sc = parse_scenario(d, "scenarios/t.yaml", store_dir())
+    sim = Simulator(sc.spec, sc, SimConfig(camera=CameraConfig(render=False)))
+    list(sim.run())
+    sim.close()
+    xy, present = np.array(sim.truth.xy), np.array(sim.truth.present)
+    b = sc.spec.bins["U/1/1"]                         # the cans' bin, and where one stands before it
+    stand = b.centre_world()[:2] + b.unit.front_normal() * (b.unit.depth_m / 2 + STAND_OFF_M)
+    inside = present & (np.linalg.norm(xy - stand, axis=-1) < 1.0)
+    closest = min(np.linalg.norm(xy[both, i] - xy[both, j], axis=1).min()
+                  for i in range(4) for j in range(i + 1, 4) if (both := inside[:, i] & inside[:, j]).any())
+    assert closest > 0.3
+    assert all(sim.truth.carts()[a]["items"] == {"cola_zero_330": 1} for a in "abcd")
