@@ -30,6 +30,10 @@ commands:
                   (one drawn trip per seed: visits nobody wrote by hand, in any store)
   compare    gate a candidate's scorecards against a baseline's; exits 1 on a regression
              e.g. storetwin compare baseline=runs/suite-A candidate=runs/suite-B gate.mota_drop=0.01
+  table      one table of several suites' scorecards, pooled into one total (batches of a random suite,
+             a suite scored in parts, one stopped early): per scenario, the total, and the delays to the
+             first and final update
+             e.g. storetwin table runs=[runs/rs-a,runs/rs-b] sensing=fused
   coverage   how many cameras see each bin of a store
              e.g. storetwin coverage store=small_convenience out=plan.png
 """
@@ -194,7 +198,44 @@ def cmd_compare(overrides: list[str]) -> int:
     return 1 if any(c.status in ("regression", "missing") for c in criteria) else 0
 
 
-COMMANDS = {"simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
+def cmd_table(overrides: list[str]) -> int:
+    from harness.compare import load_scorecards
+    from harness.metrics import fmt
+    from harness.run import suite_totals, tables
+
+    args = dict(o.split("=", 1) for o in overrides)
+    unknown = set(args) - {"runs", "sensing"}
+    if unknown or not args.get("runs"):
+        raise ValueError("usage: storetwin table runs=[<suite folder or run directory>,...] [sensing=fused]"
+                         + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""))
+    found: dict[tuple[str, str], str] = {}
+    cards = []
+    paths = []
+    for path in (Path(p.strip()) for p in args["runs"].strip("[]").split(",") if p.strip()):
+        # a suite stopped before its end has no scorecard of its own: its runs' scorecards
+        parts = sorted(path.glob("*/scorecard.json")) if path.is_dir() and not (path / "scorecard.json").exists() else []
+        paths += [q.parent for q in parts] or [path]
+    for path in paths:
+        for key, card in load_scorecards(path).items():
+            if key in found:
+                raise ValueError(f"runs=: {key[0]} ({key[1]}) is scored in both {found[key]} and {path}; "
+                                 "a pooled total counts each run once")
+            found[key] = path
+            cards.append(card)
+    if args.get("sensing"):
+        cards = [c for c in cards if str(c.get("sensing", "fused")) == args["sensing"]]
+        if not cards:
+            raise ValueError(f"sensing={args['sensing']}: no scorecard of that mode under runs=")
+    print(tables(cards))
+    for mode, t in suite_totals(cards).items():
+        print(f"{mode}: {t['exact']}/{t['visits']} exact; delay to the first update p50/p95 "
+              f"{fmt(t['first_delay_p50_s'], '.2f')}/{fmt(t['first_delay_p95_s'], '.2f')} s, to the final "
+              f"{fmt(t['delay_p50_s'], '.2f')}/{fmt(t['delay_p95_s'], '.2f')} s ({t['matched']} interactions matched, "
+              f"{t['unmatched']} not)")
+    return 0
+
+
+COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
             "evaluate-model": cmd_evaluate_model, "run": cmd_run, "compare": cmd_compare}
 
 

@@ -93,3 +93,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, capsys) -> None:
     assert "gate.mota_drop" in capsys.readouterr().err
     with pytest.raises(ValueError):
         load_scorecards(bad)
+
+
+def test_table_pools_suites_scored_in_parts_and_refuses_a_run_counted_twice(tmp_path: Path, capsys) -> None:
+    a = suite(tmp_path, "a", [card("random-s0-k3"), card("random-s1-k3", exact=3, tp=7, fn=1)])
+    b = suite(tmp_path, "b", [card("random-s2-k3", exact=2, tp=6, fn=2), card("random-s2-k3", "weight_only")])
+    assert main(["table", f"runs=[{a},{b}]", "sensing=fused"]) == 0
+    out = capsys.readouterr().out
+    assert "fused: 9/12 exact" in out and "weight_only" not in out           # 4 + 3 + 2 of 4 + 4 + 4
+    assert "random-s1-k3" in out and "total" in out
+    assert main(["table", f"runs=[{a},{a}]"]) == 2                            # the same runs twice
+    assert "scored in both" in capsys.readouterr().err
+    assert main(["table", f"runs=[{tmp_path / 'nowhere'}]"]) == 2
+    # a suite stopped part-way: no scorecard of its own, one per run done
+    stopped = tmp_path / "stopped"
+    for name in ("random-s3-k3", "random-s4-k3"):
+        (stopped / name).mkdir(parents=True)
+        (stopped / name / "scorecard.json").write_text(json.dumps(card(name, exact=3, tp=7, fn=1)))
+    assert main(["table", f"runs=[{a},{stopped}]"]) == 0
+    assert "fused: 13/16 exact" in capsys.readouterr().out
