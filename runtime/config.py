@@ -155,6 +155,8 @@ class RuntimeConfig:
     tick_window_s: float = 0.0                   # a camera's frame joins a tick this close to it; 0: half the slowest camera's period ...
     tick_jitter_s: float = 0.02                  # ... plus this, as IP cameras' stamps jitter by tens of ms
     person_conf: float = 0.35
+    perception_streams: int = 2                  # frames the person model runs at a time (OpenVINO's throughput mode; 1: one
+                                                 # by one). Two streams on two cores: twice the frames a second, same detections
     review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged
     attribution_window_s: float = 2.0            # look this far before a weight event for the shopper at the bin
     wrist_window_s: float = 0.6                  # and this far before the item left for the hand in the bin
@@ -176,6 +178,8 @@ class RuntimeConfig:
             raise ValueError(f"runtime.sensing={self.sensing!r}: expected one of {', '.join(SENSING)}")
         if self.perception_hz <= 0:
             raise ValueError(f"runtime.perception_hz={self.perception_hz}: expected > 0")
+        if not 1 <= self.perception_streams <= 64:
+            raise ValueError(f"runtime.perception_streams={self.perception_streams}: expected 1 to 64")
         if not 0 <= self.tick_window_s < 0.5 / self.perception_hz:
             raise ValueError(f"runtime.tick_window_s={self.tick_window_s}: expected 0 (auto) or seconds below half "
                              f"the perception period ({0.5 / self.perception_hz:.3f} s)")

@@ -54,7 +54,8 @@ class Runtime:
         self.log = EventLog(out_dir) if out_dir is not None else None
         self.vision = config.sensing in ("fused", "vision_only")
         self.scales = config.sensing in ("fused", "weight_only")
-        self.detector = detector if detector is not None or not self.vision else load_model(config.pose_model, conf=config.person_conf)
+        self.detector = detector if detector is not None or not self.vision else load_model(config.pose_model, conf=config.person_conf,
+                                                                                             streams=config.perception_streams)
         products = None
         if self.vision and (config.hands.product_model or config.sensing == "vision_only"):
             products = products_detector if products_detector is not None else \
@@ -157,13 +158,21 @@ class Runtime:
         if tick is None:
             return    # not this frame: another of the camera's frames serves the tick
         self.stats["frames_processed"] += 1
-        dets = [d for d in self.detector(f.image) if d.label == "person"]
-        tick.views.extend(person_views(cam, ref, f.image, dets, self.store, self.cfg.tracking, self._dropped))
+        image = f.image
+
+        def seen(dets: list) -> None:
+            people = [d for d in dets if d.label == "person"]
+            tick.views.extend(person_views(cam, ref, image, people, self.store, self.cfg.tracking, self._dropped))
+
+        # the frame's people are in the tick's views by the time the tick closes (see _tick); the
+        # detector may run it beside other frames meanwhile, while the scales' samples go on
+        getattr(self.detector, "submit", lambda img, done: done(self.detector(img)))(image, seen)
         if self.hands is not None and self.hands.products is not None:
-            self.hands.frame(ref, f.image)
+            self.hands.frame(ref, image)
 
     def _tick(self, tick: Tick) -> list:
         t = tick.t
+        getattr(self.detector, "wait", lambda: None)()
         self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking))
         self.identity.update(t, self.tracker)
         for k in self.tracker.active():
