@@ -1,9 +1,12 @@
 """Tracking shoppers on the floor plane from several ceiling cameras, without faces.
 
-Per camera, each detected person becomes a floor point (ankles, or the bottom of the box, cast
-onto the floor through the camera's calibration) with an appearance signature (the colour of the
-upper and lower body). Points from different cameras that land within ``cluster_m`` of each other
-are one person; wrists seen by two or more cameras are triangulated in 3-D. World tracks follow
+Per camera, each detected person becomes a floor point (ankles, or the shoulders or the top of the
+box at an average height, cast through the camera's calibration) with an appearance signature (the
+colour of the upper and lower body) and an uncertainty (:func:`runtime.geometry.floor_point_cov`:
+a far camera that sees only the shoulders is unsure along its ray). Points from different cameras
+that land within ``cluster_m`` of each other are one person, and so are groups of them within
+``cluster_m`` counted in their uncertainty when nobody else is; wrists seen by two or more cameras
+are triangulated in 3-D. World tracks follow
 these observations with a constant-velocity model. A track that was lost (occlusion, a camera gap)
 is re-linked to a new one by position, elapsed time and appearance, so it keeps its identity and
 its account.
