@@ -1,8 +1,10 @@
 """Inference milliseconds per frame of the shipped models, torch (Ultralytics) against ONNX Runtime
 (and OpenVINO where its export is shipped), side by side in one run, on real frames of a datagen
-dataset at each model's shipped image size, single frames (batch 1), CPU.
+dataset at each model's shipped image size, single frames (batch 1), CPU; and OpenVINO two frames
+at a time (throughput mode, as the runtime runs the person model), per frame of wall time.
 
     .venv/bin/python benchmarks/bench_inference.py [--models models] [--data data/sc-train] [--json docs/bench_inference.json]
+    .venv/bin/python benchmarks/bench_inference.py --data runs/<run>   # a run's recorded frames, person model only
 """
 from __future__ import annotations
 
@@ -35,6 +37,36 @@ def timed(det, frames, warmup: int = 3) -> dict:
             "p95_ms": round(float(np.percentile(ms, 95)), 1)}
 
 
+def video_frames(streams: Path, n: int) -> list[np.ndarray]:
+    """``n`` frames spread over every camera's video of a run."""
+    videos = sorted(streams.glob("*.mp4"))
+    out = []
+    for v in videos:
+        cap = cv2.VideoCapture(str(v))
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        for k in range(max(1, n // len(videos))):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, (k + 1) * total // (n // len(videos) + 1))
+            ok, f = cap.read()
+            if ok:
+                out.append(f)
+        cap.release()
+    return out
+
+
+def timed_streams(det, frames, warmup: int = 3) -> dict:
+    """Frames a second through ``submit`` (several frames at a time): milliseconds per frame of wall
+    time over the whole batch (no per-frame latency: frames overlap)."""
+    for f in frames[:warmup]:
+        det.submit(f, lambda d: None)
+    det.wait()
+    t0 = time.perf_counter()
+    for f in frames:
+        det.submit(f, lambda d: None)
+    det.wait()
+    ms = (time.perf_counter() - t0) * 1000 / len(frames)
+    return {"mean_ms": round(ms, 1), "p50_ms": None, "p95_ms": None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=Path, default=Path("models"))
@@ -44,9 +76,15 @@ def main() -> None:
     a = ap.parse_args()
     rows = []
     for pt in sorted(a.models.glob("*.pt")):
-        sub = "products" if (a.data / "products").is_dir() and pt.stem == "products" else "detect"
-        files = sorted((a.data / sub / "images" / "val").glob("*.jpg"))[: a.frames]
-        frames = [cv2.imread(str(f)) for f in files]
+        if (a.data / "streams").is_dir():
+            # a run directory: its cameras' recorded frames (whole frames: the person model only)
+            if pt.stem != "person_pose":
+                continue
+            frames = video_frames(a.data / "streams", a.frames)
+        else:
+            sub = "products" if (a.data / "products").is_dir() and pt.stem == "products" else "detect"
+            files = sorted((a.data / sub / "images" / "val").glob("*.jpg"))[: a.frames]
+            frames = [cv2.imread(str(f)) for f in files]
         variants = [("torch (Ultralytics)", pt), ("ONNX Runtime", pt.with_suffix(".onnx")),
                     ("OpenVINO", pt.parent / f"{pt.stem}_openvino_model")]
         for label, path in variants:
@@ -57,6 +95,12 @@ def main() -> None:
                    **timed(det, frames)}
             print(json.dumps(row), flush=True)
             rows.append(row)
+            if label == "OpenVINO":      # the runtime's way: two frames at a time (runtime.perception_streams)
+                det = load_model(path, streams=2)
+                row = {"model": pt.stem, "runtime": "OpenVINO, 2 streams", "imgsz": list(det.imgsz),
+                       "frame": list(frames[0].shape[:2]), **timed_streams(det, frames)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     if a.json:
         a.json.write_text(json.dumps({"machine": f"{os.cpu_count()} × {platform.machine()}, CPU only", "rows": rows}, indent=1))
 
