@@ -195,7 +195,8 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
     last time any shopper is present. At each grid time: gt = shoppers present at the nearest gt
     tick (ids = shopper index); hypotheses = each track's latest row with t in (grid − window,
     grid], window = max(1/rate_hz, hold_s): a published track state holds until the runtime's next
-    update, as a store display would show it; pairs farther than ``max_dist_m`` cannot match.
+    update, as a store display would show it, or until a state that says it ``ended``; pairs
+    farther than ``max_dist_m`` cannot match.
     ``motp_m`` is the mean matched distance in metres. With ``floor_m`` (width, depth) a shopper
     counts only while on the store's floor: walking up to the entry gate outside is not tracked."""
     import motmetrics as mm
@@ -215,13 +216,14 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
     else:
         grid = np.empty(0)
 
-    tracks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    tracks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     by_track: dict[int, list[dict]] = {}
     for r in hyp_rows:
         by_track.setdefault(int(r["track_id"]), []).append(r)
     for tid, rows in by_track.items():
         rows = sorted(rows, key=lambda r: r["t"])
-        tracks[tid] = (np.array([r["t"] for r in rows], float), np.array([[r["x"], r["y"]] for r in rows], float))
+        tracks[tid] = (np.array([r["t"] for r in rows], float), np.array([[r["x"], r["y"]] for r in rows], float),
+                       np.array([bool(r.get("ended", False)) for r in rows]))
 
     acc = mm.MOTAccumulator(auto_id=True)
     frames: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray]] = []
@@ -232,9 +234,9 @@ def tracking_metrics(gt_t: np.ndarray, gt_present: np.ndarray, gt_xy: np.ndarray
         oids = np.flatnonzero(gt_present[k])
         o_xy = gt_xy[k, oids]
         hids, h_xy = [], []
-        for tid, (ts, xy) in tracks.items():
+        for tid, (ts, xy, ended) in tracks.items():
             i = int(np.searchsorted(ts, g + HYP_T_EPS_S, side="right")) - 1
-            if i >= 0 and ts[i] > g - hold + HYP_T_EPS_S:
+            if i >= 0 and ts[i] > g - hold + HYP_T_EPS_S and not ended[i]:
                 hids.append(tid)
                 h_xy.append(xy[i])
         h_xy = np.array(h_xy, float).reshape(-1, 2)

@@ -74,7 +74,8 @@ def floor_figure(run: RunData) -> str:
         ax.plot(xy[:, 0], xy[:, 1], "--", color=colours(s % 10), lw=1.5, label=f"true {s}: {account_of.get(s, '?')}")
     by_track: dict[int, list[dict]] = {}
     for r in run.track_rows:
-        by_track.setdefault(int(r["track_id"]), []).append(r)
+        if not r.get("ended"):
+            by_track.setdefault(int(r["track_id"]), []).append(r)
     for k, (tid, rows) in enumerate(sorted(by_track.items())):
         rows.sort(key=lambda r: r["t"])
         accounts = [r["account_id"] for r in rows if r.get("account_id")]

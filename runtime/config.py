@@ -85,6 +85,8 @@ class TrackingConfig:
     entry_m: float = 1.0          # someone first seen this close to the entry gate is coming in (no re-link, no jump onto them)
     deep_m: float = 0.5           # a track farther than entry_m + this from the entry is deeper in the store
     walked_m: float = 0.5         # a track that moved this far is someone walking (not a still false positive)
+    exit_m: float = 0.6           # a track unseen for gone_s this close to the exit gate has walked out: not published
+    gone_s: float = 0.3
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ SensorMessage = Union[Frame, WeightSample, GateEvent]
 
 @dataclass(frozen=True, slots=True)
 class TrackState:
-    """A shopper on the floor plane, metres."""
+    """A shopper on the floor plane, metres. ``ended``: the track is no longer shown from ``t`` on
+    (the shopper walked out, or was lost; ``x``, ``y`` where it was last shown). A track that comes
+    back (found again) is shown again by its next state."""
 
     t: float
     track_id: int
@@ -53,6 +55,7 @@ class TrackState:
     x: float
     y: float
     confidence: float = 1.0
+    ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)

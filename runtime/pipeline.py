@@ -12,7 +12,8 @@
   (what) → :mod:`runtime.carts`;
 - gate scans → :mod:`runtime.carts` (visits, receipts) and :mod:`runtime.identity`.
 
-It publishes ``TrackState`` for every confirmed shopper track at each tick, ``CartUpdate`` for
+It publishes ``TrackState`` for every confirmed shopper track at each tick (and once, ``ended``,
+when a track is no longer shown), ``CartUpdate`` for
 every decision and ``Receipt`` at each exit scan, all into the append-only event log in
 ``out_dir``. ``sensing`` switches the sensors used: ``fused`` (cameras and scales),
 ``vision_only`` (cameras and gates: reaches and the product in the hand decide every charge) or
@@ -72,6 +73,7 @@ class Runtime:
         self.fusion = Fusion(store, config, self.hands)
         self.carts = Carts(store, clock)
         self.t = 0.0
+        self._shown: dict[int, TrackState] = {}    # the tracks shown at the last tick, by id
         self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0, "dropped": {}}
         self._dropped: Counter = Counter()     # what this dispatcher and the perception step left out
         if restore and self.log is not None:
@@ -175,8 +177,14 @@ class Runtime:
         getattr(self.detector, "wait", lambda: None)()
         self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking))
         self.identity.update(t, self.tracker)
+        shown = {}
         for k in self.tracker.active():
-            self._publish(TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1])))  # logged, not returned
+            shown[k.id] = TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1]))
+            self._publish(shown[k.id])  # logged, not returned
+        for gone in self._shown.keys() - shown.keys():    # shown at the last tick, not now: the track ended
+            last = self._shown[gone]
+            self._publish(TrackState(t, gone, last.account_id, last.x, last.y, ended=True))
+        self._shown = shown
         out: list = []
         for r in self.hands.update(t, self.tracker.snapshot()) if self.hands is not None else ():
             out.extend(self.reach(r, max(self.t, t)))

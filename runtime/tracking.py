@@ -305,6 +305,7 @@ class WorldTracker:
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._snapshot: tuple[TrackView, ...] | None = ()
+        self.t = 0.0                 # the last update's time
 
     def snapshot(self) -> tuple[TrackView, ...]:
         """Every track the tracker still keeps (lost ones too, for a while), as read-only views."""
@@ -315,10 +316,14 @@ class WorldTracker:
     def active(self) -> list[TrackView]:
         """The tracks to publish: confirmed, observed lately, and either holding an account, having
         walked, or first seen at the entry gate (someone coming in, whose scan names them a moment
-        later): a still shape elsewhere that nobody scanned in is a false detection more often than not."""
+        later): a still shape elsewhere that nobody scanned in is a false detection more often than
+        not. A track unseen for ``gone_s`` where it stood at the exit gate has walked out (its
+        exit scan may wait for the rest of a group): it is kept, for a while, but not shown."""
+        cfg = self.cfg
         return [k for k in self.snapshot() if not k.lost and not k.closed and k.confirmed
-                and (k.account is not None or k.moved_m >= self.cfg.walked_m
-                     or self.store.distance_to_gate("entry", k.first_xy) < self.cfg.entry_m)]
+                and (k.account is not None or k.moved_m >= cfg.walked_m
+                     or self.store.distance_to_gate("entry", k.first_xy) < cfg.entry_m)
+                and not (self.t - k.t > cfg.gone_s and self.store.distance_to_gate("exit", k.xy) < cfg.exit_m)]
 
     def track(self, track_id: int) -> TrackView | None:
         return next((k for k in self.snapshot() if k.id == track_id), None)
@@ -340,6 +345,7 @@ class WorldTracker:
     def update(self, t: float, obs: list[Observation]) -> None:
         cfg = self.cfg
         self._snapshot = None
+        self.t = max(self.t, t)
         live = [k for k in self._tracks if not k.lost and not k.closed]
         pairs = []
         # someone at the entry gate is someone coming in, or someone who was near it already: a

@@ -80,6 +80,9 @@ def test_tracking_perfect() -> None:
     assert g.num_false_positives == 5 and g.mota == pytest.approx(1 - 5 / 22)
     g0 = tracking_metrics(t, present, xy, ghost, hold_s=0.0)
     assert g0.num_false_positives == 1 and g0.mota == pytest.approx(1 - 1 / 22)
+    # ... unless the runtime says the track ended (at 0.2 s): frames 0.0 and 0.1 only
+    ended = ghost + [{"t": 0.2, "track_id": 99, "account_id": None, "x": 3.0, "y": 3.0, "confidence": 0.5, "ended": True}]
+    assert tracking_metrics(t, present, xy, ended).num_false_positives == 2
     # on a floor 0.55 m wide the shoppers count in frames 0.0 … 0.5 only (x ≤ 0.55): 6 frames × 2
     f = tracking_metrics(t, present, xy, rows, floor_m=(0.55, 10.0))
     assert f.num_frames == 6 and f.num_objects == 6 * 2 and f.mota == pytest.approx(1.0)

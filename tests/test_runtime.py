@@ -390,3 +390,14 @@ def test_the_person_model_two_frames_at_a_time_publishes_what_it_did_one_by_one(
         outs[streams] = rows
     assert len(outs[1]["tracks.jsonl"]) > 20 and len(outs[1]["cart_updates.jsonl"]) >= 2
     assert outs[1] == outs[2]
+
+
+def test_a_track_that_walked_out_ends_with_an_ended_state(put_backs: Path) -> None:
+    """Every shopper's track, once they walked out through the exit, ends with one state that says
+    so (a display drops the dot then, and the scorer stops holding the last one)."""
+    rows = [json.loads(ln) for ln in (put_backs / "out" / "tracks.jsonl").read_text().splitlines()]
+    named = {r["track_id"] for r in rows if r["account_id"]}
+    assert named
+    for tid in named:
+        mine = [r for r in rows if r["track_id"] == tid]
+        assert mine[-1]["ended"] and not any(r["ended"] for r in mine[:-1] if r["t"] > mine[-1]["t"] - 2.0)
