@@ -20,6 +20,7 @@ from twin.bodies import BodyPose, BodyShape, Skeleton, solve_skeleton
 
 STAND_OFF_M = 0.42      # from the unit's front face to where the shopper stands
 STAND_SHIFTS_M = (0.0, 0.45, -0.45, 0.7, -0.7, 0.225, -0.225)   # ... or this far to the side of the bin, first free
+STAND_ROOM_M = 0.42     # a place at a shelf is free this far from everyone (shoulder to shoulder)
 PERSONAL_M = 0.55       # shoppers keep this far apart (centre to centre) when they can
 MAX_YIELD_S = 2.0       # ... but give up waiting for someone after this long
 MAX_WAIT_FOR_ROOM_S = 20.0   # with every place at a bin taken, wait this long for one
@@ -300,7 +301,7 @@ class Shopper:
                 taken = [p for o in self.ctx.others() if o is not self and o.present
                          for p in ([o.xy] + ([o.heading_for] if o.heading_for is not None else []))]
                 room = [min((float(np.linalg.norm(p - c)) for p in taken), default=np.inf) for c in cands]
-                free = [c for c, r in zip(cands, room) if r >= PERSONAL_M]
+                free = [c for c, r in zip(cands, room) if r >= STAND_ROOM_M]
                 if free or waited >= MAX_WAIT_FOR_ROOM_S:
                     break
                 yield from self._idle(0.5)
