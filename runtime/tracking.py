@@ -385,7 +385,9 @@ class WorldTracker:
                 k.merged_t = t
         for j, o in enumerate(obs):
             if j not in used_o:
-                k = _Track(self._next_id, o.xy.copy(), t, t, cfg.min_hits, appearance=o.appearance)
+                # someone stepping through the entry gate is expected: seen twice (by two cameras) is enough
+                hits = cfg.entry_min_hits if at_entry[j] else cfg.min_hits
+                k = _Track(self._next_id, o.xy.copy(), t, t, hits, appearance=o.appearance)
                 self._next_id += 1
                 self._remember(k, o)
                 self._tracks.append(k)

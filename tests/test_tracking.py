@@ -62,6 +62,18 @@ def test_a_track_is_confirmed_after_min_hits_seen_by_two_cameras_and_published_o
     assert not one.snapshot()[0].confirmed
 
 
+def test_someone_stepping_in_at_the_entry_is_confirmed_a_tick_sooner(store) -> None:
+    """Seen twice by two cameras, a shopper just inside the entry gate is a track (someone coming in
+    is expected there, and their scan names them); the same two sightings elsewhere are not yet."""
+    cfg = TrackingConfig()
+    for where, confirmed in (((0.85, 0.1), True), ((2.0, 1.5), False)):
+        tracker = WorldTracker(store, cfg)
+        for i, t in enumerate((0.0, 0.2)):
+            tracker.update(t, [observation(store, t, i, (where[0], where[1] + 0.1 * i))])
+        (k,) = tracker.snapshot()
+        assert k.confirmed is confirmed, where
+
+
 def test_a_faint_box_one_camera_sees_does_not_pull_a_track_off_its_shopper(store) -> None:
     """With ByteTrack's second stage on (tracking.strong_score, off by default): Ann walks past a
     faint false box (score 0.37, one camera) standing where she just was, and her track follows her
