@@ -139,12 +139,15 @@ def _cov(v: PersonView, cfg: TrackingConfig) -> np.ndarray:
 
 def _fuse(g: list[PersonView], cfg: TrackingConfig) -> tuple[np.ndarray, np.ndarray]:
     """Where the views of one person place them together (each weighted by its inverse covariance,
-    so a near camera outweighs a far one along the far one's ray), and how surely: the fused
+    so a near camera outweighs a far one along the far one's ray, and by its score), and how surely: the fused
     covariance plus the part every view shares (where on the body the point lies does not average
     out over cameras)."""
     infos = [np.linalg.inv(_cov(u, cfg)) for u in g]
     cov = np.linalg.inv(np.sum(infos, axis=0))
-    xy = cov @ np.sum([i @ u.floor_xy for i, u in zip(infos, g)], axis=0)
+    # the point: each view by its certainty and by the detector's score (a faint box, half hidden,
+    # places its keypoints worse than its geometry alone says)
+    w = [u.score * i for u, i in zip(g, infos)]
+    xy = np.linalg.solve(np.sum(w, axis=0), np.sum([wi @ u.floor_xy for wi, u in zip(w, g)], axis=0))
     return xy, cov + cfg.view_sd_m ** 2 * (1 - 1 / len(g)) * np.eye(2)
 
 
