@@ -163,7 +163,7 @@ class RuntimeConfig:
     tick_jitter_s: float = 0.02                  # ... plus this, as IP cameras' stamps jitter by tens of ms
     person_conf: float = 0.35
     perception_streams: int = 2                  # frames the person model runs at a time (OpenVINO's throughput mode; 1: one
-                                                 # by one). Two streams on two cores: twice the frames a second, same detections
+                                                 # by one). Two streams on two cores: 1.5x the frames a second, same detections
     review_below: float = 0.6                    # a receipt with a charge less sure than this is flagged
     attribution_window_s: float = 2.0            # look this far before a weight event for the shopper at the bin
     wrist_window_s: float = 0.6                  # and this far before the item left for the hand in the bin

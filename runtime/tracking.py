@@ -211,21 +211,24 @@ def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig) -> 
     merged = True
     while merged and len(groups) > 1:
         merged = False
+        n = len(groups)
         means = [np.mean([u.floor_xy for u in g], axis=0) for g in groups]
         fused = [_fuse(g, cfg) for g in groups]
-        near = [[j for j in range(len(groups)) if j != i
-                 and _apart(fused[i][0], fused[i][1], fused[j][0], fused[j][1], cfg) < cfg.cluster_m]
-                for i in range(len(groups))]
+        apart = np.full((n, n), np.inf)
+        for i in range(n):
+            for j in range(i + 1, n):
+                apart[i, j] = apart[j, i] = _apart(fused[i][0], fused[i][1], fused[j][0], fused[j][1], cfg)
+        near = [list(np.flatnonzero(apart[i] < cfg.cluster_m)) for i in range(n)]
         best = None
-        for i in range(len(groups)):
+        for i in range(n):
             cams_i = {u.camera_id for u in groups[i]}
-            for j in range(i + 1, len(groups)):
+            for j in range(i + 1, n):
                 if cams_i & {u.camera_id for u in groups[j]}:
                     continue
                 d = float(np.linalg.norm(means[i] - means[j]))
                 if d >= cfg.cluster_m and not (near[i] == [j] and near[j] == [i]):
                     continue
-                d = min(d, _apart(fused[i][0], fused[i][1], fused[j][0], fused[j][1], cfg))
+                d = min(d, float(apart[i, j]))
                 if best is None or d < best[0]:
                     best = (d, i, j)
         if best is not None:
