@@ -212,40 +212,48 @@ class Runtime:
             return []
         silent_s = self.cell_health.reading(s.cell_id, s.t)
         out: list = []
+        joins = self.plates.joins(s.cell_id)
+        key = self.plates.key(s.cell_id)     # a provisional update is kept per item: its cell, or its joined plates
         if silent_s is not None:
             # back after a gap in which the hands decided: start from the level it reads now, so
             # what was taken meanwhile is not charged a second time
             det = self.cells[s.cell_id] = StepDetector(s.cell_id, self.cfg.weights)
             self._note("cell_back", {"t": s.t, "cell": s.cell_id, "silent_s": round(silent_s, 3)})
-            out += self.carts.settle(s.cell_id, None, s.t, f"load cell {s.cell_id} went silent")
+            out += self.carts.settle(key, None, s.t, f"load cell {s.cell_id} went silent")
         ev = det.update(s.t, s.grams)
         early = det.take_provisional()
-        if early is not None and not self.plates.joins(s.cell_id):
-            out += self.provisional(early)
-        if ev is not None and self.plates.joins(ev.cell_id):
+        if early is not None:
+            # on joined plates, over the whole item: the other plates' offsets now, or their declared shares
+            out += self.provisional(self.plates.provisional(early) if joins else early, key)
+        if ev is not None and joins:
             self.plates.add(ev)      # an item on several plates: one event once they have all settled
             ev = None
         if ev is not None:
             out += self.weight_event(ev)
-        elif not det.busy and self.carts.pending(s.cell_id):   # it settled back: a knock, not an item
-            out += self.carts.settle(s.cell_id, None, s.t)
-        for joined in self.plates.ready(s.t) if self.plates.joins(s.cell_id) else ():
-            out.extend(self.weight_event(joined))
+        elif self.carts.pending(key) and (self.plates.idle(s.cell_id) if joins else not det.busy):
+            out += self.carts.settle(key, None, s.t)    # it settled back: a knock, not an item
+        for joined in self.plates.ready(s.t) if joins else ():
+            out.extend(self.weight_event(joined, key))
         return out
 
-    def provisional(self, ev: WeightEvent) -> list:
+    def provisional(self, ev: WeightEvent, key: str) -> list:
         """A step not settled yet (the plate still rings): decided as a settled one would be, into
-        the cart at once as a provisional update; its settled event confirms or corrects it."""
+        the cart at once as a provisional update (kept under ``key``); its settled event confirms or
+        corrects it."""
+        if self.carts.pending(key):
+            return []
         in_store = self.carts.accounts()
         tracks = self.tracker.snapshot() if self.vision else None
         att = self.attribution.weight_event(ev, tracks, in_store)
         track = self.tracker.track(att.track_id) if att.track_id is not None else None
         d = self.fusion.weight(ev, att.account, att.confidence, att.bin_cost, att.evidence(), self.carts.cart(att.account),
                                track, att.hand_m, commit=False)
-        return [] if isinstance(d, Unexplained) else self.carts.provisional(ev.cell_id, d)
+        return [] if isinstance(d, Unexplained) else self.carts.provisional(key, d)
 
-    def weight_event(self, ev: WeightEvent) -> list:
-        """Decide one settled weight event: who (attribution), what (fusion), into whose cart."""
+    def weight_event(self, ev: WeightEvent, key: str | None = None) -> list:
+        """Decide one settled weight event: who (attribution), what (fusion), into whose cart (``key``:
+        what its provisional update was kept under; its cell by default)."""
+        key = ev.cell_id if key is None else key
         self.stats["weight_events"] += 1
         in_store = self.carts.accounts()
         tracks = self.tracker.snapshot() if self.vision else None
@@ -254,15 +262,15 @@ class Runtime:
         out = self.carts.move(moves, ev.t_end)
         track = self.tracker.track(att.track_id) if att.track_id is not None else None
         d = self.fusion.weight(ev, account, att.confidence, att.bin_cost, att.evidence(),
-                               self.carts.cart(account, settling=ev.cell_id), track, att.hand_m)
+                               self.carts.cart(account, settling=key), track, att.hand_m)
         if isinstance(d, Unexplained):
             self.stats["unexplained"] += 1
             self._note("unexplained", {"t": d.t, "account_id": d.account, **d.evidence})
             for text in d.doubts:
                 self.carts.doubt(d.account, text)
-            return out + self.carts.settle(ev.cell_id, None, ev.t_end)
+            return out + self.carts.settle(key, None, ev.t_end)
         self.attribution.charged(d.account, ev.t_start, d.bin_id)
-        return out + self.carts.settle(ev.cell_id, d, ev.t_end)
+        return out + self.carts.settle(key, d, ev.t_end)
 
     # -- reaches -----------------------------------------------------------------------------------
     def reach(self, r: Reach, t_now: float) -> list:

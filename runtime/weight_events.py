@@ -127,6 +127,17 @@ class StepDetector:
             self._offer(t, settle)
         return None
 
+    def offset(self, t: float) -> tuple[float, float] | None:
+        """While an event is open: how far the last ``provisional_s`` of readings lie from the level
+        (mean, spread); None when nothing moves or the reading left too lately to say."""
+        if self._start is None or self.level is None:
+            return None
+        g = [x for tt, x in self._buf if tt >= max(t - self.cfg.provisional_s, self._start)]
+        if len(g) < 2:
+            return None
+        mean = sum(g) / len(g)
+        return mean - self.level, (sum((x - mean) ** 2 for x in g) / len(g)) ** 0.5
+
     def _offer(self, t: float, settle: float) -> None:
         """The provisional step: the last ``provisional_s`` of readings, all after the departure,
         hold within ``provisional_frac`` of the step (the plate may still ring) and the step is as
@@ -250,6 +261,38 @@ class PlateJoiner:
     def joins(self, cell_id: str) -> bool:
         return cell_id in self.group
 
+    def key(self, cell_id: str) -> str:
+        """What a cart's provisional update of this cell is kept under: its group of joined plates
+        (one item, one provisional), or the cell itself."""
+        return "+".join(sorted(self.group[cell_id])) if cell_id in self.group else cell_id
+
+    def idle(self, cell_id: str) -> bool:
+        """None of the cell's joined plates moves, and none has a step waiting to be joined."""
+        group = self.group[cell_id]
+        return group not in self._pending and not any(self.detector(c).busy for c in group)
+
+    def provisional(self, ev: WeightEvent) -> WeightEvent:
+        """A provisional step of one of the joined plates, over the whole item: with the offset of
+        every other plate of the group that moves now, and the declared share of those that do not."""
+        group = self.group[ev.cell_id]
+        by_cell, noise2 = {ev.cell_id: ev.delta_g}, ev.noise_g ** 2
+        for c in sorted(group - {ev.cell_id}):
+            off = self.detector(c).offset(ev.t_end)
+            if off is not None and off[0] * ev.delta_g > 0:
+                by_cell[c] = off[0]
+                noise2 += off[1] ** 2
+        return WeightEvent(max(by_cell, key=lambda c: abs(by_cell[c])), ev.t_start, ev.t_end,
+                           self._total(group, by_cell), float(np.sqrt(noise2)))
+
+    def _total(self, group: frozenset[str], by_cell: dict[str, float]) -> float:
+        """The item's whole step from the steps seen, with the declared shares of plates that made none."""
+        total = sum(by_cell.values())
+        for c, shares in self.store.straddles.items():
+            if c in by_cell:
+                rest = 1.0 - sum(shares.values())
+                total += sum(by_cell[c] * s / rest for o, s in shares.items() if o in group and o not in by_cell)
+        return total
+
     def add(self, ev: WeightEvent) -> None:
         self._pending.setdefault(self.group[ev.cell_id], []).append(ev)
 
@@ -274,11 +317,7 @@ class PlateJoiner:
         by_cell: dict[str, float] = {}
         for e in evs:
             by_cell[e.cell_id] = by_cell.get(e.cell_id, 0.0) + e.delta_g
-        total = sum(by_cell.values())
-        for c, shares in self.store.straddles.items():
-            if c in by_cell:
-                rest = 1.0 - sum(shares.values())
-                total += sum(by_cell[c] * s / rest for o, s in shares.items() if o in group and o not in by_cell)
+        total = self._total(group, by_cell)
         owner = max(by_cell, key=lambda c: abs(by_cell[c]))
         noise = float(np.sqrt(sum(e.noise_g ** 2 for e in evs)))
         return WeightEvent(owner, t0, max(e.t_end for e in evs), total, noise)

@@ -309,6 +309,11 @@ def test_a_pick_straddling_three_plates_is_charged_once_at_its_mass(tmp_path: Pa
     receipts = [json.loads(x) for x in (tmp_path / "out" / "receipts.jsonl").read_text().splitlines()]
     assert [(ln["sku"], ln["qty"]) for ln in receipts[0]["lines"]] == [("crisps_salted_150", 1)]
     assert not receipts[0]["flagged"] and rt.stats["unexplained"] == 0 and rt.stats["weight_events"] == 1
+    # in the cart before the plates settle, once for the whole item (not once per plate), then confirmed
+    ups = [json.loads(x) for x in (tmp_path / "out" / "cart_updates.jsonl").read_text().splitlines()]
+    assert [(u["stage"], u["sku"], u["delta_qty"], u["settles"]) for u in ups] == [
+        ("provisional", "crisps_salted_150", 1, ""), ("final", "crisps_salted_150", 0, ups[0]["update_id"])]
+    assert ups[0]["t_decided"] < ups[1]["t_decided"]
 
 
 def _second_can(second_at: float | None) -> list:
