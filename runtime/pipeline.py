@@ -224,7 +224,10 @@ class Runtime:
         early = det.take_provisional()
         if early is not None:
             # on joined plates, over the whole item: the other plates' offsets now, or their declared shares
-            out += self.provisional(self.plates.provisional(early) if joins else early, key)
+            ups = self.provisional(self.plates.provisional(early) if joins else early, key)
+            if not ups and not self.carts.pending(key):
+                det.decline(s.t)     # read too far off while the plate wanders: another look soon
+            out += ups
         if ev is not None and joins:
             self.plates.add(ev)      # an item on several plates: one event once they have all settled
             ev = None

@@ -48,7 +48,14 @@ class StepDetector:
         self._startup: list[float] = []
         self.provisional: WeightEvent | None = None   # the open event's early estimate, once (take it with take_provisional)
         self._offered = False
+        self._offer_after = -np.inf          # no provisional step before this (one was declined)
         self._refine = False                 # the level was taken before the reading was still
+
+    def decline(self, t: float) -> None:
+        """The provisional step explained nothing (a wandering plate read it too far off): offer
+        another once ``provisional_s`` more of readings have come."""
+        if self._start is not None:
+            self._offered, self._offer_after = False, t + self.cfg.provisional_s
 
     def take_provisional(self) -> WeightEvent | None:
         """The open event's provisional step, if one was offered since the last call."""
@@ -95,7 +102,7 @@ class StepDetector:
             trigger = max(cfg.trigger_g, cfg.trigger_sigmas * self.noise) if self.noise is not None else cfg.trigger_g
             if abs(recent - self.level) > trigger:
                 self._start = buf[-3][0] if n >= 3 else t
-                self._offered = False
+                self._offered, self._offer_after = False, -np.inf
             elif flat and self._refine:     # weighed before it was still: the still level now
                 self.level, self._refine = mean, False
             elif flat:
@@ -144,7 +151,7 @@ class StepDetector:
         large as an event's."""
         cfg = self.cfg
         q = [(tt, g) for tt, g in self._buf if tt >= t - cfg.provisional_s]
-        if len(q) < 4 or q[0][0] < self._start:
+        if len(q) < 4 or q[0][0] < self._start or t < self._offer_after:
             return
         g = [x for _, x in q]
         mean = sum(g) / len(g)

@@ -406,3 +406,24 @@ def test_a_track_that_walked_out_ends_with_an_ended_state(put_backs: Path) -> No
     for tid in named:
         mine = [r for r in rows if r["track_id"] == tid]
         assert mine[-1]["ended"] and not any(r["ended"] for r in mine[:-1] if r["t"] > mine[-1]["t"] - 2.0)
+
+
+def test_a_provisional_update_waits_while_the_wandering_plate_cannot_count_the_items(tmp_path: Path) -> None:
+    """A can (350 g) leaves U/1/1 and the plate first dips and wanders (±30 g round −530 g for
+    0.25 s), then wanders round the true level. The dip fits one can and two cans alike (two a
+    little better): no provisional update is published from it; one is published, for one can,
+    as soon as the reading counts it, and the settled step confirms it. (It used to publish two
+    cans, take them back and charge one.)"""
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    msgs: list = [GateEvent("gate_in", 0.1, "ann", "enter")]
+    for k in range(400):
+        t = 0.5 + k / 80
+        wobble = 30.0 * (-1) ** k
+        g = 2100.0 if t < 3.0 else 2100.0 - 530.0 + wobble if t < 3.25 else \
+            2100.0 - 350.0 + wobble if t < 3.6 else 2100.0 - 350.0
+        msgs.append(WeightSample("U/1/1", t, g))
+    msgs.append(GateEvent("gate_out", 6.0, "ann", "exit"))
+    Runtime(store, RuntimeConfig(sensing="weight_only"), tmp_path / "out").run(sorted(msgs, key=lambda m: m.t))
+    ups = [json.loads(x) for x in (tmp_path / "out" / "cart_updates.jsonl").read_text().splitlines()]
+    assert [(u["stage"], u["delta_qty"], u["settles"]) for u in ups] == [("provisional", 1, ""), ("final", 0, "u1")]
+    assert 3.25 < ups[0]["t_decided"] < ups[1]["t_decided"]
