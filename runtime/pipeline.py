@@ -175,7 +175,7 @@ class Runtime:
     def _tick(self, tick: Tick) -> list:
         t = tick.t
         getattr(self.detector, "wait", lambda: None)()
-        self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking))
+        self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking, self.tracker.anchors(t)))
         self.identity.update(t, self.tracker)
         shown = {}
         for k in self.tracker.active():

@@ -64,6 +64,7 @@ class Observation:
     xy: np.ndarray
     views: list[PersonView]
     wrists: list[np.ndarray] = field(default_factory=list)   # triangulated, world metres
+    track_id: int | None = None       # the track whose predicted place these views were given to (or None)
 
     @property
     def appearance(self) -> np.ndarray:
@@ -159,12 +160,73 @@ def _apart(xy_a: np.ndarray, cov_a: np.ndarray, xy_b: np.ndarray, cov_b: np.ndar
     return float(np.sqrt(r @ np.linalg.solve(cov_a + cov_b, r))) * np.sqrt(2) * cfg.view_sd_m
 
 
-def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: TrackingConfig) -> list[Observation]:
-    """Group the views of one time step into people: at most one view per camera per person, views
-    within ``cluster_m`` of the group's mean; then groups that are one person seen apart are joined
-    (:func:`_merge_split_groups`). A person's point weighs each view by its certainty (a near
+@dataclass(frozen=True)
+class Anchor:
+    """A track as :func:`associate` needs it: its id, where it should be now, and its look."""
+
+    id: int
+    xy: np.ndarray
+    appearance: np.ndarray | None
+    by_camera: dict = field(default_factory=dict)   # camera id → its look as that camera sees it
+
+    def look(self, camera_id: str) -> np.ndarray | None:
+        return self.by_camera.get(camera_id, self.appearance)
+
+
+def _anchor_views(views: list[PersonView], anchors: list[Anchor],
+                  cfg: TrackingConfig) -> tuple[dict[int, list[PersonView]], list[PersonView]]:
+    """Give each camera's views to the tracks whose predicted places they fit: per camera an optimal
+    one-to-one assignment (each camera sees a person once, and sees each person once) by distance
+    and look (``anchor_appearance_m`` metres per unit of appearance distance). A view farther than
+    ``anchor_m`` from a track (counted in its uncertainty, :func:`_apart`), or unlike it by
+    ``anchor_appearance`` or more, fits it not: a passer-by's views do not drag along the track of
+    someone who stands unseen beside them.
+    Returns the views per track, and the views left over (newcomers, ghosts, second boxes)."""
+    from scipy.optimize import linear_sum_assignment
+    given: dict[int, list[PersonView]] = {}
+    if not anchors:
+        return given, list(views)
+    pred_cov = cfg.anchor_sd_m ** 2 * np.eye(2)
+    by_cam: dict[str, list[PersonView]] = {}
+    for v in views:
+        by_cam.setdefault(v.camera_id, []).append(v)
+    left = []
+    for cam_views in by_cam.values():
+        apart = np.array([[_apart(v.floor_xy, _cov(v, cfg), a.xy, pred_cov, cfg) for a in anchors] for v in cam_views])
+        looks = [a.look(cam_views[0].camera_id) for a in anchors]
+        app = np.array([[appearance_distance(v.appearance, look) if look is not None else 0.0
+                         for look in looks] for v in cam_views])
+        fits = (apart < cfg.anchor_m) & (app < cfg.anchor_appearance)
+        cost = apart + cfg.anchor_appearance_m * app
+        rows, cols = linear_sum_assignment(np.where(fits, cost, 1e6))
+        taken = set()
+        for r, c in zip(rows, cols):
+            if fits[r, c]:
+                given.setdefault(anchors[c].id, []).append(cam_views[r])
+                taken.add(r)
+        for r, v in enumerate(cam_views):
+            if r in taken:
+                continue
+            # a second box of someone this camera already gave to a track is no one new
+            if any(u.camera_id == v.camera_id and np.linalg.norm(u.floor_xy - v.floor_xy) < cfg.duplicate_m
+                   for g in given.values() for u in g):
+                continue
+            left.append(v)
+    return given, left
+
+
+def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: TrackingConfig,
+              anchors: list[Anchor] = ()) -> list[Observation]:
+    """Group the views of one time step into people: at most one view per camera per person. With
+    ``anchors`` (each track's id and predicted place, :meth:`WorldTracker.anchors`), views are first
+    given to the tracks they fit, camera by camera (:func:`_anchor_views`: two people shoulder to
+    shoulder keep their own views). The views left over are grouped greedily, views within
+    ``cluster_m`` of the group's mean; then groups that are one person seen apart are joined
+    (:func:`_merge_split_groups`; two tracks' groups never). A person's point weighs each view by its certainty (a near
     camera outweighs a far one along the far one's ray). Wrists seen in two cameras are triangulated."""
-    groups: list[list[PersonView]] = []
+    given, views = _anchor_views(views, list(anchors), cfg) if cfg.anchor_m > 0 else ({}, list(views))
+    track_of: list[int | None] = [k for k in given]
+    groups: list[list[PersonView]] = [given[k] for k in given]
     for v in sorted(views, key=lambda v: -v.score):
         best, best_d = None, cfg.cluster_m
         dup = False
@@ -179,13 +241,14 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
             continue
         if best is None:
             groups.append([v])
+            track_of.append(None)
         else:
             best.append(v)
     if cfg.merge_split:
-        groups = _merge_split_groups(groups, cfg)
+        groups, track_of = _merge_split_groups(groups, cfg, track_of)
     obs = []
-    for g in groups:
-        o = Observation(t, _fuse(g, cfg)[0], g)
+    for g, k in zip(groups, track_of):
+        o = Observation(t, _fuse(g, cfg)[0], g, track_id=k)
         for side in (0, 1):
             seen = [(store.camera_by_id[u.camera_id], u.wrists_uv[side]) for u in g if u.wrists_uv[side] is not None]
             pts = []
@@ -200,14 +263,17 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
     return obs
 
 
-def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig) -> list[list[PersonView]]:
+def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig,
+                        track_of: list[int | None] | None = None) -> tuple[list[list[PersonView]], list[int | None]]:
     """Greedy grouping can split one person in two when the cameras disagree on where they stand
     (a walker's frames exposed tens of milliseconds apart, legs hidden on one side, a far camera
     that sees only the shoulders and casts them along its ray). Two groups with no camera in
     common are one person when their means lie within ``cluster_m``, or when they lie within it
     counted in their own uncertainty (:func:`_apart`: the far camera's error along its ray) and
     neither has another group that close (in a crowd a far camera's point could be anyone's along
-    its ray). A camera sees a person once, so groups that share a camera are two people and stay apart."""
+    its ray). A camera sees a person once, so groups that share a camera are two people and stay apart,
+    and so do the groups of two tracks (``track_of``: the track a group was given to, or None)."""
+    track_of = list(track_of) if track_of is not None else [None] * len(groups)
     merged = True
     while merged and len(groups) > 1:
         merged = False
@@ -223,7 +289,7 @@ def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig) -> 
         for i in range(n):
             cams_i = {u.camera_id for u in groups[i]}
             for j in range(i + 1, n):
-                if cams_i & {u.camera_id for u in groups[j]}:
+                if cams_i & {u.camera_id for u in groups[j]} or (track_of[i] is not None and track_of[j] is not None):
                     continue
                 d = float(np.linalg.norm(means[i] - means[j]))
                 if d >= cfg.cluster_m and not (near[i] == [j] and near[j] == [i]):
@@ -234,9 +300,10 @@ def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig) -> 
         if best is not None:
             _, i, j = best
             groups[i] = groups[i] + groups[j]
-            del groups[j]
+            track_of[i] = track_of[i] if track_of[i] is not None else track_of[j]
+            del groups[j], track_of[j]
             merged = True
-    return groups
+    return groups, track_of
 
 
 @dataclass(frozen=True)
@@ -284,6 +351,7 @@ class _Track:
     first_xy: np.ndarray | None = None
     max_views: int = 1     # the most cameras that saw it at one time
     merged_t: float = -1e9 # when it was last hidden in another track's observation
+    by_camera: dict = field(default_factory=dict)     # camera id → appearance as that camera sees it (the back, the front)
 
     def predict(self, t: float, max_s: float) -> np.ndarray:
         return self.xy + self.velocity * min(t - self.t, max_s)
@@ -348,20 +416,37 @@ class WorldTracker:
                 k.closed = True
         self._snapshot = None
 
+    def anchors(self, t: float) -> list[Anchor]:
+        """Where each confirmed track seen within ``anchor_s`` should be at ``t``, and its look, for
+        :func:`associate` to give it the views that fit."""
+        return [Anchor(k.id, k.predict(t, self.cfg.predict_max_s), k.appearance, dict(k.by_camera)) for k in self._tracks
+                if k.confirmed and not k.lost and not k.closed and t - k.t <= self.cfg.anchor_s]
+
     def update(self, t: float, obs: list[Observation]) -> None:
         cfg = self.cfg
         self._snapshot = None
         self.t = max(self.t, t)
         live = [k for k in self._tracks if not k.lost and not k.closed]
         pairs = []
+        # observations made of the views given to a track (associate's anchors) are that track's
+        by_id = {k.id: i for i, k in enumerate(live)}
+        for j, o in enumerate(obs):
+            if o.track_id is not None and o.track_id in by_id:
+                pairs.append((False, False, -1.0, by_id[o.track_id], j))
         # someone at the entry gate is someone coming in, or someone who was near it already: a
         # track last seen deeper in the store does not jump onto them
         at_entry = [self.store.distance_to_gate("entry", o.xy) < cfg.entry_m for o in obs]
         deep = [self.store.distance_to_gate("entry", k.xy) > cfg.entry_m + cfg.deep_m for k in live]
         weak = [len(o.views) == 1 and o.views[0].score < cfg.strong_score for o in obs]
+        # a track that was offered the views that fit it (an anchor) and found none unlike it by
+        # anchor_appearance or more is not seen now: such an observation is someone else
+        anchor = {a.id for a in self.anchors(t)} if cfg.anchor_m > 0 else set()
         for i, k in enumerate(live):
             for j, o in enumerate(obs):
                 if at_entry[j] and deep[i]:
+                    continue
+                if k.id in anchor and o.track_id is None and k.appearance is not None and \
+                        appearance_distance(k.appearance, o.appearance) >= cfg.anchor_appearance:
                     continue
                 # where it was heading, or where it was (it stopped); a track that was hidden in
                 # someone else's observation only where it was heading: two people dressed alike who
@@ -421,6 +506,10 @@ class WorldTracker:
 
     def _remember(self, k: _Track, o: Observation) -> None:
         k.max_views = max(k.max_views, len({v.camera_id for v in o.views}))
+        g = self.cfg.appearance_gain
+        for v in o.views:
+            a = k.by_camera.get(v.camera_id)
+            k.by_camera[v.camera_id] = v.appearance if a is None else (1 - g) * a + g * v.appearance
         if k.first_xy is None:
             k.first_xy = k.xy.copy()
         k.moved_m = max(k.moved_m, float(np.linalg.norm(k.xy - k.first_xy)))

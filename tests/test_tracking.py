@@ -11,7 +11,7 @@ from runtime.config import TrackingConfig
 from runtime.geometry import floor_point_cov, project
 from runtime.store import Camera, load_store
 from runtime.ticks import FrameRef
-from runtime.tracking import Observation, PersonView, WorldTracker, associate
+from runtime.tracking import Anchor, Observation, PersonView, WorldTracker, associate
 from worlds import appearance, observation
 
 
@@ -219,3 +219,61 @@ def test_a_far_cameras_point_between_two_people_joins_neither() -> None:
     for o in obs:
         if len(o.views) == 2:
             assert min(np.linalg.norm(o.xy - ann), np.linalg.norm(o.xy - bob)) < 1e-9
+
+
+def test_two_people_shoulder_to_shoulder_keep_their_own_views(store) -> None:
+    """Ann and Bob stand 0.42 m apart (closer than ``cluster_m``). cam_01 sees both, cam_02 only Ann,
+    cam_03 only Bob. Grouped among themselves, cam_03's Bob joins cam_02's Ann and cam_01's Bob is
+    then a second box of that group: one person. Given to the tracks they fit, camera by camera,
+    each keeps their own views."""
+    cfg = TrackingConfig()
+    ann, bob = np.array([2.0, 1.8]), np.array([2.42, 1.8])
+    views = [_view(store, "cam_02", ann + (0.03, 0.0), score=0.95, person=0),
+             _view(store, "cam_03", bob - (0.04, 0.0), score=0.93, person=1),
+             _view(store, "cam_01", ann - (0.02, 0.02), score=0.9, person=0),
+             _view(store, "cam_01", bob + (0.05, 0.0), score=0.8, person=1)]
+    assert len(associate(0.0, views, store, cfg)) == 1
+    obs = associate(0.0, views, store, cfg, anchors=[Anchor(7, ann, appearance(0)), Anchor(9, bob, appearance(1))])
+    assert sorted((o.track_id, sorted(v.camera_id for v in o.views)) for o in obs) == [
+        (7, ["cam_01", "cam_02"]), (9, ["cam_01", "cam_03"])]
+    # the tracker keeps both, each where they stand; without the anchors one track went unseen
+    for anchored in (True, False):
+        tracker = WorldTracker(store, cfg)
+        for i, t in enumerate((0.0, 0.1, 0.2)):
+            tracker.update(t, [observation(store, t, i, ann, person=0), observation(store, t, i, bob, person=1)])
+        assert len(tracker.anchors(0.3)) == 2
+        tracker.update(0.3, associate(0.3, views, store, cfg, tracker.anchors(0.3) if anchored else ()))
+        seen = [k for k in tracker.snapshot() if k.t == 0.3]
+        assert len(seen) == (2 if anchored else 1)
+        if anchored:
+            for k, p in zip(sorted(seen, key=lambda k: k.xy[0]), (ann, bob)):
+                assert np.linalg.norm(k.xy - p) < 0.05
+
+
+def test_a_view_far_from_every_track_is_left_to_make_a_new_one(store) -> None:
+    cfg = TrackingConfig()
+    far = [_view(store, "cam_01", (1.0, 1.0)), _view(store, "cam_02", (1.05, 1.0))]
+    obs = associate(0.0, far, store, cfg, anchors=[Anchor(3, np.array([1.0 + cfg.anchor_m + 0.3, 1.0]), None)])
+    assert [(o.track_id, len(o.views)) for o in obs] == [(None, 2)]
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_a_passer_by_does_not_drag_the_track_of_someone_standing_unseen(store, gate: bool) -> None:
+    """Ann stands at a shelf; Bob, dressed otherwise, walks past 0.3 m from her while no camera sees
+    her (he hides her). His views fit her track by place, not by look: they make a track of his
+    own and hers stays where she stands. With every look allowed (``anchor_appearance`` above 1)
+    her track went with him."""
+    from dataclasses import replace
+    cfg = TrackingConfig() if gate else replace(TrackingConfig(), anchor_appearance=1.01)
+    tracker = WorldTracker(store, cfg)
+    ann = np.array([2.0, 1.8])
+    for i, t in enumerate((0.0, 0.1, 0.2, 0.3)):
+        tracker.update(t, associate(t, observation(store, t, i, ann).views, store, cfg, tracker.anchors(t)))
+    (her,) = tracker.snapshot()
+    for i in range(4, 9):
+        t = round(0.1 * i, 6)
+        bob = ann + (0.3, -0.3 + 0.12 * (i - 4))
+        views = observation(store, t, i, bob, person=3).views
+        tracker.update(t, associate(t, views, store, cfg, tracker.anchors(t)))
+    k = tracker.track(her.id)
+    assert (np.linalg.norm(k.xy - ann) < 0.05) == gate, k.xy
