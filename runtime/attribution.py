@@ -108,9 +108,12 @@ class Attributor:
                         per_bin[bid] += a.beside_gain * max(b.beside_m(body) - a.beside_free_m, 0.0)
                     how = "wrist"
                 else:
+                    # within reach, the one standing nearer the bin and more in front of it (two
+                    # bodies within reach, neither hand seen, used to tie)
                     front = b.front_xy()
-                    per_bin[bid] = max(min(float(np.linalg.norm(p - front)) for p in pos) - cfg.reach_m, 0.0) \
-                        + a.unseen_hand_m
+                    d_front = min(float(np.linalg.norm(p - front)) for p in pos)
+                    per_bin[bid] = max(d_front - cfg.reach_m, 0.0) + a.unseen_hand_m + a.floor_gain * min(d_front, cfg.reach_m) \
+                        + a.beside_gain * max(b.beside_m(body if body is not None else pos[-1]) - a.beside_free_m, 0.0)
             d = min(per_bin.values())
             if k.account is not None:
                 hand_m[k.account] = min(hand_m.get(k.account, np.inf), d)

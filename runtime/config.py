@@ -146,6 +146,7 @@ class AttributionConfig:
     floor_bin_scale_m: float = 0.4  # ... (floor positions)
     beside_free_m: float = 0.1      # a shopper standing up to this far to the side of a bin reaches it freely ...
     beside_gain: float = 1.0        # ... and each metre farther adds this many metres to the hand's distance
+    floor_gain: float = 0.1         # a shopper within reach whose hand was not seen: each metre from the bin's front adds this
     unseen_hand_m: float = 0.5      # a shopper within reach whose hand was not seen counts this far off: a hand seen
                                     # near the bin is surer than a body that could have reached it (the pickers' wrists
                                     # land 0-0.55 m from the bin; at 0.15, 5 of the 6 contested charges of busy_store

@@ -112,6 +112,24 @@ def test_the_hand_in_the_bin_is_charged_not_the_nearest_body(store) -> None:
     assert att.confidence == pytest.approx(min(0.99, 0.5 + att.hand_m["ben"]))
 
 
+def test_with_no_hand_seen_the_shopper_in_front_of_the_bin_is_charged(store) -> None:
+    """No camera saw a wrist. Ann stands 0.35 m in front of bin U/1/1, Ben 0.6 m out and 0.35 m to
+    its side: both could have reached in. Ann, in front of it, is charged (they used to tie, and
+    the older track won)."""
+    cfg = RuntimeConfig()
+    tracker = WorldTracker(store)
+    b = store.bins["U/1/1"]
+    n, along = b.unit.front_normal()[:2], np.array([-b.unit.front_normal()[1], b.unit.front_normal()[0]])
+    ann, ben = b.front_xy() + 0.35 * n, b.front_xy() + 0.6 * n + (b.width_m / 2 + 0.35) * along
+    for i, t in enumerate((4.6, 4.8, 5.0)):
+        tracker.update(t, [observation(store, t, i, ben, person=1), observation(store, t, i, ann, person=0)])
+    for k, a in zip(tracker.snapshot(), ("ben", "ann")):
+        tracker.assign(k.id, a)
+    att = Attributor(store, cfg).weight_event(WeightEvent("U/1/1", 5.0, 5.4, -350.0, 1.0), tracker.snapshot(), ["ann", "ben"])
+    assert (att.account, att.method) == ("ann", "floor")
+    assert att.hand_m["ben"] - att.hand_m["ann"] > 0.2
+
+
 def test_without_cameras_the_only_shopper_pays_and_several_make_a_guess(store) -> None:
     at = Attributor(store, RuntimeConfig(sensing="weight_only"))
     ev = WeightEvent("U/1/1", 5.0, 5.4, -350.0, 1.0)
