@@ -145,29 +145,36 @@ class Attributor:
 
     def concurrent(self, ev: WeightEvent, att: Attribution, account: str | None, recent: list[Charged],
                    in_store: set[str]) -> tuple[str | None, list[Move]]:
-        """Two items leaving different bins at the same moment are two hands: when this event's
-        shopper was just charged for another bin's item, assign both events jointly (least total
-        hand distance, one item per shopper unless that is much worse). Returns this event's
-        account and the earlier charges to move."""
+        """Two items leaving different bins at the same moment are two hands: this event and each
+        charge of another bin made within ``concurrent_s`` are assigned jointly (least total hand
+        distance, a hand busy with both counting ``busy_hand_m`` more), which may move the earlier
+        charge. Charged one at a time, the first event takes the nearest hand, and the second one
+        then avoids that busy hand even where the two together fit the other way round better.
+        A joint assignment must beat the one-at-a-time one by ``joint_margin_m``. Returns this
+        event's account and the earlier charges to move."""
         moves: list[Move] = []
         if account is None:
             return account, moves
         bins = set(self.store.load_cells[ev.cell_id].bins)
+        busy = self.cfg.busy_hand_m
         now: dict[int, str] = {}    # decisions moved here already
         for prev in recent[-8:]:
-            if now.get(prev.key, prev.account) != account or abs(prev.t_start - ev.t_start) >= self.acfg.concurrent_s or set(prev.bins) & bins:
+            p_acc = now.get(prev.key, prev.account)
+            if abs(prev.t_start - ev.t_start) >= self.acfg.concurrent_s or set(prev.bins) & bins:
                 continue
+            cur = prev.hand_m.get(p_acc, np.inf) + att.hand_m.get(account, np.inf) + (busy if p_acc == account else 0.0)
             best = None
             for a1, d1 in prev.hand_m.items():
                 for a2, d2 in att.hand_m.items():
                     if a1 not in in_store or a2 not in in_store:
                         continue
-                    c = d1 + d2 + (self.cfg.busy_hand_m if a1 == a2 else 0.0)
+                    c = d1 + d2 + (busy if a1 == a2 else 0.0)
                     if best is None or c < best[0]:
                         best = (c, a1, a2)
-            if best is None or best[1] == now.get(prev.key, prev.account):
+            if best is None or best[0] >= cur - self.acfg.joint_margin_m:
                 continue
             _, a1, account = best
-            moves.append(Move(prev.key, now.get(prev.key, prev.account), a1, ev.t_start))
-            now[prev.key] = a1
+            if a1 != p_acc:
+                moves.append(Move(prev.key, p_acc, a1, ev.t_start))
+                now[prev.key] = a1
         return account, moves

@@ -137,7 +137,8 @@ class AttributionConfig:
     """Who caused a weight event (``runtime/attribution.py``)."""
 
     wrist_after_s: float = 0.3      # a wrist seen up to this long after the item left still counts
-    concurrent_s: float = 0.5       # events this close in time on different bins are two hands at once
+    concurrent_s: float = 0.5       # events this close in time on different bins are two hands at once ...
+    joint_margin_m: float = 0.05    # ... assigned jointly when that fits better by this much (total hand distance)
     sure_m: float = 0.3             # a hand farther than this from the bin makes the attribution less sure ...
     far_factor: float = 0.7         # ... by this factor
     unnamed_factor: float = 0.5     # the hand's track has no account: the nearest named shopper, this much less sure

@@ -130,6 +130,23 @@ def test_with_no_hand_seen_the_shopper_in_front_of_the_bin_is_charged(store) -> 
     assert att.hand_m["ben"] - att.hand_m["ann"] > 0.2
 
 
+def test_two_hands_at_once_are_assigned_jointly_even_when_the_busy_hand_split_them(store) -> None:
+    """A can leaves U/1/1 and, 0.4 s later, one leaves U/1/0. Ann's hand was nearest the first
+    (0.49 against Ben's 0.50 m) and she was charged; for the second her hand (0.17 m) is busy, so
+    Ben's (0.28 m) wins. Together, Ben–U/1/1 and Ann–U/1/0 (0.67 m) fit better than the charges one
+    at a time (0.77 m): the first moves to Ben and Ann takes the second."""
+    from runtime.attribution import Attribution, Charged, Move
+
+    at = Attributor(store, RuntimeConfig())
+    prev = Charged(1, 5.0, ("U/1/1",), "ann", {"ann": 0.49, "ben": 0.50})
+    att = Attribution("ben", 0.6, "wrist", 7, 0.28, hand_m={"ann": 0.17, "ben": 0.28})
+    ev = WeightEvent("U/1/0", 5.4, 5.8, -350.0, 1.0)
+    assert at.concurrent(ev, att, "ben", [prev], {"ann", "ben"}) == ("ann", [Move(1, "ann", "ben", 5.4)])
+    # a joint assignment no better than the margin leaves the charges as they were
+    close = Attribution("ben", 0.6, "wrist", 7, 0.28, hand_m={"ann": 0.25, "ben": 0.28})
+    assert at.concurrent(ev, close, "ben", [prev], {"ann", "ben"}) == ("ben", [])
+
+
 def test_without_cameras_the_only_shopper_pays_and_several_make_a_guess(store) -> None:
     at = Attributor(store, RuntimeConfig(sensing="weight_only"))
     ev = WeightEvent("U/1/1", 5.0, 5.4, -350.0, 1.0)
