@@ -92,7 +92,7 @@ class Fusion:
         tol = mass_tolerance_g(self.cfg.weights, ev.delta_g, ev.noise_g)
         ranked = rank(cands, tol, self.cfg.weights.mix_penalty, bin_cost, held, self.cfg.held_weight)
         best_cost, best = ranked[0]
-        if not commit and any(k - best_cost < self.fcfg.rival_margin and c.items != best.items
+        if not commit and any(k - best_cost < self.fcfg.provisional_margin and c.items != best.items
                               and {s for s, _ in c.items} == {s for s, _ in best.items} for k, c in ranked[1:]):
             # a plate still wandering reads a light item's step too far off to count it (one tea or
             # two?): no provisional update yet, another look in a moment
