@@ -159,8 +159,9 @@ class FusionConfig:
     """Weight × vision → a decision (``runtime/fusion.py``)."""
 
     rival_margin: float = 1.0       # cost gap to the next different explanation that makes a decision sure
-    provisional_margin: float = 0.4 # a provisional step whose count the next one fits within this gap waits (one tea
-                                    # or two on a wandering plate: 0.19 apart; a ringing plate's two cans: 0.59)
+    provisional_margin: float = 0.4 # a provisional step waits while fewer items fit within this cost gap (a plate
+                                    # overshoots: one tea 0.19 behind two on a wandering plate; one can of tomatoes
+                                    # 0.68 behind two on a ringing one)
     min_what: float = 0.3           # confidence in what was taken never drops below this
     vision_conf_max: float = 0.95   # a charge from the hand alone is never surer than this
     doubt_who: float = 0.5          # an unexplained change flags the receipt of a shopper this surely at the bin ...

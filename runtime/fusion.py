@@ -92,17 +92,18 @@ class Fusion:
         tol = mass_tolerance_g(self.cfg.weights, ev.delta_g, ev.noise_g)
         ranked = rank(cands, tol, self.cfg.weights.mix_penalty, bin_cost, held, self.cfg.held_weight)
         best_cost, best = ranked[0]
-        if not commit and any(k - best_cost < self.fcfg.provisional_margin and c.items != best.items
+        evidence["candidates"] = [{"bin": c.bin_id, "items": c.items, "residual_g": round(c.residual_g, 1),
+                                   "cost": round(float(k), 2)} for k, c in ranked[:4]]
+        if not commit and any(k - best_cost < self.fcfg.provisional_margin and c.qty < best.qty
                               and {s for s, _ in c.items} == {s for s, _ in best.items} for k, c in ranked[1:]):
-            # a plate still wandering reads a light item's step too far off to count it (one tea or
-            # two?): no provisional update yet, another look in a moment
+            # a plate that rings or wanders overshoots the step (the tray springs back as the item
+            # leaves): while fewer items fit almost as well (one tea or two?), no provisional update
+            # yet, another look in a moment
             return Unexplained(account, ev.t_end, {**evidence, "undecided": "how many"}, ())
         rivals = [c for c in ranked[1:] if {s for s, _ in c[1].items} != {s for s, _ in best.items}]
         conf_what = 1.0 if not rivals else float(np.clip((rivals[0][0] - best_cost) / self.fcfg.rival_margin,
                                                          self.fcfg.min_what, 1.0))
         confidence = round(confidence_who * conf_what, 3)
-        evidence["candidates"] = [{"bin": c.bin_id, "items": c.items, "residual_g": round(c.residual_g, 1),
-                                   "cost": round(k, 2)} for k, c in ranked[:4]]
         evidence["bin"] = best.bin_id
         sign = 1 if ev.delta_g < 0 else -1     # taken off the shelf: into the cart
         for sku, qty in best.items if commit else ():
