@@ -208,8 +208,7 @@ def _anchor_views(views: list[PersonView], anchors: list[Anchor],
             if r in taken:
                 continue
             # a second box of someone this camera already gave to a track is no one new
-            if any(u.camera_id == v.camera_id and np.linalg.norm(u.floor_xy - v.floor_xy) < cfg.duplicate_m
-                   for g in given.values() for u in g):
+            if any(np.linalg.norm(cam_views[q].floor_xy - v.floor_xy) < cfg.duplicate_m for q in taken):
                 continue
             left.append(v)
     return given, left
@@ -419,8 +418,12 @@ class WorldTracker:
     def anchors(self, t: float) -> list[Anchor]:
         """Where each confirmed track seen within ``anchor_s`` should be at ``t``, and its look, for
         :func:`associate` to give it the views that fit."""
-        return [Anchor(k.id, k.predict(t, self.cfg.predict_max_s), k.appearance, dict(k.by_camera)) for k in self._tracks
-                if k.confirmed and not k.lost and not k.closed and t - k.t <= self.cfg.anchor_s]
+        return [Anchor(k.id, k.predict(t, self.cfg.predict_max_s), k.appearance, dict(k.by_camera))
+                for k in self._tracks if self._offered_views(k, t)]
+
+    def _offered_views(self, k: _Track, t: float) -> bool:
+        """Whether :meth:`anchors` offers this track the views that fit it at ``t``."""
+        return k.confirmed and not k.lost and not k.closed and t - k.t <= self.cfg.anchor_s
 
     def update(self, t: float, obs: list[Observation]) -> None:
         cfg = self.cfg
@@ -440,7 +443,7 @@ class WorldTracker:
         weak = [len(o.views) == 1 and o.views[0].score < cfg.strong_score for o in obs]
         # a track that was offered the views that fit it (an anchor) and found none unlike it by
         # anchor_appearance or more is not seen now: such an observation is someone else
-        anchor = {a.id for a in self.anchors(t)} if cfg.anchor_m > 0 else set()
+        anchor = {k.id for k in live if self._offered_views(k, t)} if cfg.anchor_m > 0 else set()
         for i, k in enumerate(live):
             for j, o in enumerate(obs):
                 if at_entry[j] and deep[i]:
