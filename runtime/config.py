@@ -60,8 +60,8 @@ class TrackingConfig:
                                   # two people shoulder to shoulder keep their own views
     anchor_sd_m: float = 0.10     # how surely a track's predicted place is known, for that fit
     anchor_appearance_m: float = 2.0  # metres of that fit one unit of appearance distance costs (the view against the
-                                      # track as that camera sees it: own track median 0.18, 95 % under 0.45; the
-                                      # nearest other track median 0.51). 0.5: busy_store IDF1 0.82, 2.0: 0.995
+                                      # track as that camera sees it: own track median 0.17, 95 % under 0.43; the
+                                      # nearest other track median 0.51: benchmarks/bench_appearance.py). busy_store IDF1 0.996
     anchor_appearance: float = 0.7    # no view this unlike a track fits it (nor, when it is offered views, an observation)
     anchor_s: float = 0.3         # a track unseen longer than this is given no views (it is found again by matching)
     gate_m: float = 1.0           # largest jump of a track between updates ...
