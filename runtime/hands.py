@@ -52,6 +52,12 @@ class HandWatch:
         self._seen_wrist_t: dict[int, float] = {}               # track → last wrist time looked at
         self._cache: dict[tuple, list] = {}                      # (camera, seq, crop x0, y0) → product detections
         self.dropped: Counter = Counter()
+        # every bin's volume (front lip included) as one array, to find the bins at a wrist at once
+        d = np.array([b.unit.depth_m / 2 for b in store.bins.values()])
+        self._bin_ids = list(store.bins)
+        self._bin_inv = np.stack([b._inv for b in store.bins.values()])[:, :3]                # B×3×4
+        self._bin_lo = np.stack([[b.x0, -dd, b.z0] for b, dd in zip(store.bins.values(), d)])
+        self._bin_hi = np.stack([[b.x1, dd + b.LIP_M, b.z1] for b, dd in zip(store.bins.values(), d)])
 
     # -- frames and wrists --------------------------------------------------------------------------
     def frame(self, ref: FrameRef, image: np.ndarray) -> None:
@@ -86,9 +92,14 @@ class HandWatch:
         return sorted(done, key=lambda r: r.t_out)
 
     def bins_at(self, p: np.ndarray) -> list[str]:
-        """The bins whose volume (with the front lip) a world point is in, nearest first."""
-        out = [(d, bid) for bid, b in self.store.bins.items() if (d := b.distance_to(p)) <= self.cfg.in_bin_m]
-        return [bid for _, bid in sorted(out)]
+        """The bins whose volume (with the front lip) a world point is in, nearest first (as
+        :meth:`Bin.distance_to`, every bin at once)."""
+        if not self._bin_ids:
+            return []
+        local = self._bin_inv @ np.append(np.asarray(p, dtype=float), 1.0)                   # B×3
+        d = np.linalg.norm(np.maximum(self._bin_lo - local, 0) + np.maximum(local - self._bin_hi, 0), axis=1)
+        near = np.flatnonzero(d <= self.cfg.in_bin_m)
+        return [self._bin_ids[i] for i in sorted(near, key=lambda i: (d[i], self._bin_ids[i]))]
 
     def clear_of_shelves(self, p: np.ndarray) -> bool:
         return all(u.distance_to(p) >= self.cfg.clear_m for u in self.store.units)

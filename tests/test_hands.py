@@ -218,3 +218,22 @@ def test_items_of_equal_mass_on_one_cell_are_told_apart_by_what_the_hand_holds(t
     final = [u for u in ups if u.stage == "final" and u.delta_qty]
     assert final and final[-1].evidence["held"] == {"batteries_110": 1.0}
     rt.close()
+
+
+@pytest.mark.parametrize("store_name", ["small_convenience", "corner_shop"])
+def test_the_bins_at_a_point_are_those_within_reach_of_their_volume_nearest_first(store_name):
+    """bins_at weighs every bin at once; it must say what each bin's own distance_to says."""
+    store = load_store(store_dir() / f"{store_name}.yaml")
+    watch = HandWatch(store, HandConfig(), None)
+    rng = np.random.default_rng(3)
+    # points round the bins' fronts, where hands are, and anywhere in the store
+    fronts = np.array([b.centre_world() for b in store.bins.values()])
+    pts = np.concatenate([fronts[rng.integers(len(fronts), size=1500)] + rng.normal(0, 0.15, (1500, 3)),
+                          rng.uniform([0, 0, 0], [store.floor.width_m, store.floor.depth_m, 2.2], (500, 3))])
+    inside = 0
+    for p in pts:
+        dist = sorted((b.distance_to(p), bid) for bid, b in store.bins.items())
+        expected = [bid for d, bid in dist if d <= watch.cfg.in_bin_m]
+        assert watch.bins_at(p) == expected
+        inside += bool(expected)
+    assert inside > 500    # most points near the fronts are at some bin
