@@ -46,6 +46,7 @@ class RunConfig:
     resimulate: str | None = None        # with recorded=: "weights" simulates again without cameras (another
                                          # load-cell model) and takes the recorded camera streams
     random: "RandomSuite | None" = None  # suite=random: the trips it draws
+    jobs: int = 1                        # a suite's scenarios simulated and scored this many at a time (processes)
 
     def __post_init__(self) -> None:
         if self.suite == "random" and self.random is None:
@@ -66,6 +67,11 @@ class RunConfig:
             raise ValueError(f"resimulate={self.resimulate!r}: expected weights (or null)")
         if self.resimulate is not None and self.recorded is None:
             raise ValueError("resimulate=weights takes the camera streams of a recorded run: give recorded= too")
+        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
+            raise ValueError(f"jobs={self.jobs!r}: expected a whole number of at least 1")
+        if self.jobs > 1 and self.pacing == "realtime":
+            raise ValueError(f"jobs={self.jobs} runs scenarios side by side, so each one's latency at real time "
+                             "would measure the others: use pacing=asfast with jobs>1, or jobs=1")
         if self.recorded is not None and not Path(self.recorded).is_dir():
             raise ValueError(f"recorded={self.recorded}: no such folder (expected a run or suite folder "
                              "written by storetwin run or storetwin simulate)")
@@ -125,7 +131,15 @@ def run_config_from(cfg: dict) -> RunConfig:
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=runtime,
                      recorded=cfg.get("recorded"), resimulate=cfg.get("resimulate"), sim=_sim_config(cfg.get("sim")),
-                     random=drawn)
+                     random=drawn, jobs=_whole(cfg.get("jobs", 1), "jobs"))
+
+
+def _whole(v, key: str):
+    """A whole number from the command line (``jobs=2``); anything else goes to RunConfig's check as is."""
+    try:
+        return int(v) if not isinstance(v, bool) and float(v) == int(v) else v
+    except (TypeError, ValueError):
+        return v
 
 
 def _trips(trips: dict | None) -> TripConfig:
@@ -283,7 +297,9 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
             raise FileExistsError(f"{root}: exists; choose another out=")
         root.mkdir(parents=True)
         cards: list[dict] = []
-        for i, (name, scenario) in enumerate(zip(names, scenarios)):
+        if cfg.jobs > 1 and len(names) > 1:
+            cards = _side_by_side(names, scenarios, cfg, root, progress)
+        for i, (name, scenario) in enumerate(zip(names, scenarios) if cfg.jobs == 1 or len(names) == 1 else ()):
             if progress:
                 print(f"[{i + 1}/{len(names)}] {name}", flush=True)
             cards += run_scenario(scenario, cfg, root / name, progress)
@@ -297,6 +313,28 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
     if len(cards) > 1:
         report = write_suite_report(out / "ablation.html", cards)
     return RunResult(out, cards, tables(cards), report)
+
+
+def _side_by_side(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
+    """A suite's scenarios ``cfg.jobs`` at a time, each in a process of its own (joblib's loky
+    backend, as datagen makes shards); every scenario is seeded by itself, so the scorecards are a
+    serial run's (wall times aside). The cards in the suite's order."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    per: dict[int, list[dict]] = {}
+    work = Parallel(n_jobs=cfg.jobs, return_as="generator_unordered")(
+        delayed(_one)(i, scenario, cfg, root / name) for i, (name, scenario) in enumerate(zip(names, scenarios)))
+    with tqdm(total=len(names), desc=f"suite, {cfg.jobs} at a time", unit="scenario", disable=not progress) as bar:
+        for i, cards in work:
+            per[i] = cards
+            bar.set_postfix_str(names[i])
+            bar.update()
+    return [c for i in range(len(names)) for c in per[i]]
+
+
+def _one(i: int, scenario, cfg: RunConfig, out: Path) -> tuple[int, list[dict]]:
+    return i, run_scenario(scenario, cfg, out, progress=False)
 
 
 def tables(cards: list[dict]) -> str:

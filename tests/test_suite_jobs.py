@@ -1,0 +1,47 @@
+"""A suite's scenarios side by side (``jobs=N``): the same scorecards and receipts as one at a time."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+SUITE = ["suite=random", "store=tiny_unit", "seeds=0..2", "shoppers=1", "duration_s=16", "sensing=weight_only",
+         "pacing=asfast", "sim.camera.render=false", "video.record=false"]
+WALL = ("wall_s", "real_time_factor", "run_dir")     # how long it took and where: not results
+
+
+def _results(x):
+    if isinstance(x, dict):
+        return {k: _results(v) for k, v in x.items() if k not in WALL}
+    if isinstance(x, list):
+        return [_results(v) for v in x]
+    return x
+
+
+def test_a_suite_run_two_at_a_time_scores_as_one_at_a_time(tmp_path: Path, capsys):
+    serial, side = tmp_path / "serial", tmp_path / "side"
+    assert main(["run", *SUITE, f"out={serial}"]) == 0
+    capsys.readouterr()
+    assert main(["run", *SUITE, "jobs=2", f"out={side}"]) == 0
+    assert "2 at a time" in capsys.readouterr().err      # its progress bar: the scenarios went to two processes
+    a = json.loads((serial / "scorecard.json").read_text())
+    b = json.loads((side / "scorecard.json").read_text())
+    assert [c["scenario"] for c in b["scenarios"]] == ["random-s0-k1", "random-s1-k1", "random-s2-k1"]   # the suite's order
+    assert _results(b) == _results(a)
+    for name in ("random-s0-k1", "random-s1-k1", "random-s2-k1"):
+        assert (side / name / "out" / "receipts.jsonl").read_text() == (serial / name / "out" / "receipts.jsonl").read_text()
+        assert (side / name / "gt" / "carts.json").read_text() == (serial / name / "gt" / "carts.json").read_text()
+
+
+@pytest.mark.parametrize("override,says", [("pacing=realtime", "pacing=asfast"), ("jobs=0", "jobs=0"),
+                                           ("jobs=two", "jobs='two'")])
+def test_bad_jobs_give_one_line_and_write_nothing(tmp_path: Path, capsys, override: str, says: str):
+    out = tmp_path / "x"
+    args = [a for a in SUITE if not a.startswith("pacing=")] + (["jobs=2"] if override.startswith("pacing") else [])
+    assert main(["run", *args, override, f"out={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not out.exists()
