@@ -162,3 +162,71 @@ def test_system_clock() -> None:
     start = time.monotonic()
     clock.sleep(0.02)
     assert time.monotonic() - start >= 0.02 - 1e-3
+
+
+# -- decoding ahead ------------------------------------------------------------------------------------
+
+def _recorded(tmp_path, cams=("cam_01", "cam_02", "cam_03"), frames=12, listed=None):
+    """A tiny recorded run: each camera a 32×24 mp4 whose frames differ, its frame index, a
+    weights.csv and a gates.jsonl."""
+    import cv2
+
+    d = tmp_path / "streams"
+    d.mkdir()
+    for c, cam in enumerate(cams):
+        w = cv2.VideoWriter(str(d / f"{cam}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (32, 24))
+        for k in range(frames):
+            w.write(np.full((24, 32, 3), (20 * k + 7 * c) % 256, dtype=np.uint8))
+        w.release()
+        n = frames if listed is None else listed
+        (d / f"{cam}.frames.csv").write_text("seq,t\n" + "".join(f"{k},{0.1 * k + 0.01 * c:.3f}\n" for k in range(n)))
+    (d / "weights.csv").write_text("cell_id,t,grams\n" + "".join(f"U/0/0,{0.05 * k:.3f},1000\n" for k in range(30)))
+    (d / "gates.jsonl").write_text('{"gate_id": "gate_in", "t": 0.2, "account_id": "a", "kind": "enter"}\n')
+    return tmp_path
+
+
+def test_cameras_decoded_ahead_give_the_same_messages_as_decoded_when_asked(tmp_path) -> None:
+    from runtime.sources import ReplaySource
+
+    run = _recorded(tmp_path)
+    now = list(ReplaySource(run, decode_ahead=0))
+    early = list(ReplaySource(run, decode_ahead=4))
+    assert [_key(m) for m in early] == [_key(m) for m in now]
+    assert sum(isinstance(m, Frame) for m in now) == 36
+    for a, b in zip(early, now):
+        if isinstance(a, Frame):
+            assert np.array_equal(a.image, b.image)
+
+
+def test_a_video_shorter_than_its_index_is_an_error_where_the_frame_is_missing(tmp_path) -> None:
+    from runtime.sources import ReplaySource
+
+    run = _recorded(tmp_path, cams=("cam_01",), frames=5, listed=8)
+    got = []
+    with pytest.raises(ValueError, match="ends at frame 5"):
+        for m in ReplaySource(run, decode_ahead=4):
+            got.append(m)
+    assert sum(isinstance(m, Frame) for m in got) == 5     # every frame there was, then the error
+
+
+def test_a_consumer_that_stops_early_stops_the_decoding_thread() -> None:
+    import threading
+
+    from runtime.sources import ahead
+
+    closed = []
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield k
+                k += 1
+        finally:
+            closed.append(True)
+
+    gen = ahead(endless(), 2)
+    assert [next(gen) for _ in range(5)] == [0, 1, 2, 3, 4]
+    gen.close()
+    assert closed == [True]
+    assert not any(t.name == "decode" and t.is_alive() for t in threading.enumerate())
