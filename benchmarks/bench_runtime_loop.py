@@ -4,7 +4,7 @@ Prints, per stretch of the run, how busy the loop was, what a perception tick co
 the person model's detections of the tick's frames, tracking, hands), and how far behind the wall
 clock the messages were handled (the lag every cart update waits on).
 
-    .venv/bin/python benchmarks/bench_runtime_loop.py runs/suite-v2/busy_store [--until 90] [--stretch-s 10] [--decode-ahead 0]
+    .venv/bin/python benchmarks/bench_runtime_loop.py runs/suite-v2/busy_store [--until 90] [--stretch-s 10]
 
 Run it on a quiet machine: anything else on the cores shows up as lag.
 """
@@ -31,8 +31,6 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a recorded run directory")
     ap.add_argument("--until", type=float, default=1e9, help="stream seconds to replay")
     ap.add_argument("--stretch-s", type=float, default=10.0, help="report per stretch of this many stream seconds")
-    ap.add_argument("--decode-ahead", type=int, default=ReplaySource.DECODE_AHEAD,
-                    help="frames each camera's thread decodes ahead (0: decoded in the loop's thread)")
     args = ap.parse_args()
     rt = Runtime(load_store(args.run / "store.yaml"), RuntimeConfig().with_models_from(home()))
     rows = []      # (stream t, processing ms, lag ms)
@@ -47,7 +45,7 @@ def main() -> None:
 
     rt._tick = timed
     wall_t0 = time.time() + 0.5
-    source = ReplaySource(args.run, decode_ahead=args.decode_ahead)
+    source = ReplaySource(args.run)
     try:
         for msg in paced(source, wall_t0):
             if msg.t > args.until:

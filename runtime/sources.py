@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import heapq
 import json
-import queue
-import threading
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -29,17 +27,9 @@ class ReplaySource:
 
     ``cameras`` limits the video to some cameras (``()``: no video at all, weights and gates only);
     ``weights=False`` leaves the load cells out (cameras and gates only).
-
-    Each camera's video is decoded by a thread of its own, up to ``decode_ahead`` frames ahead of
-    the consumer (0: decoded in the consumer's thread, when it asks), as a store's camera streams
-    are: decoding twelve cameras is a sixth of the runtime's loop at real time, and OpenCV's
-    decoder runs beside Python's thread. The messages are the same either way.
     """
 
-    DECODE_AHEAD = 4
-
-    def __init__(self, path: str | Path, cameras: Iterable[str] | None = None, weights: bool = True,
-                 decode_ahead: int = DECODE_AHEAD):
+    def __init__(self, path: str | Path, cameras: Iterable[str] | None = None, weights: bool = True):
         p = Path(path)
         self.dir = p / "streams" if (p / "streams").is_dir() else p
         for name in ("weights.csv", "gates.jsonl"):
@@ -48,7 +38,6 @@ class ReplaySource:
         found = sorted(f.name[: -len(".frames.csv")] for f in self.dir.glob("*.frames.csv"))
         self.cameras = found if cameras is None else [c for c in cameras if c in found]
         self.weights = weights
-        self.decode_ahead = decode_ahead
 
     def _weights(self) -> Iterator[WeightSample]:
         with open(self.dir / "weights.csv", newline="") as f:
@@ -79,56 +68,8 @@ class ReplaySource:
             cap.release()
 
     def __iter__(self) -> Iterator[SensorMessage]:
-        frames = [self._frames(c) if self.decode_ahead <= 0 else ahead(self._frames(c), self.decode_ahead)
-                  for c in self.cameras]
-        streams = [self._gates(), *([self._weights()] if self.weights else []), *frames]
+        streams = [self._gates(), *([self._weights()] if self.weights else []), *[self._frames(c) for c in self.cameras]]
         return merge(streams)
-
-
-_END = object()
-
-
-def ahead(stream: Iterator, n: int) -> Iterator:
-    """``stream``'s items, produced by a thread of their own up to ``n`` items ahead of the consumer
-    (in order; an error in the producer is raised here; closing this generator stops the thread)."""
-    q: queue.Queue = queue.Queue(maxsize=n)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False      # the consumer has gone
-
-    def produce() -> None:
-        try:
-            for item in stream:
-                if not put((item, None)):
-                    return
-            put((_END, None))
-        except BaseException as e:   # handed to the consumer, raised there
-            put((_END, e))
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, err = q.get()
-            if item is _END:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5.0)
 
 
 def merge(streams: list[Iterable[SensorMessage]]) -> Iterator[SensorMessage]:
