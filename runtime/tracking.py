@@ -160,6 +160,29 @@ def _apart(xy_a: np.ndarray, cov_a: np.ndarray, xy_b: np.ndarray, cov_b: np.ndar
     return float(np.sqrt(r @ np.linalg.solve(cov_a + cov_b, r))) * np.sqrt(2) * cfg.view_sd_m
 
 
+def _apart_many(views: list[PersonView], xy: np.ndarray, cov: np.ndarray, cfg: TrackingConfig) -> np.ndarray:
+    """:func:`_apart` of every view against every point ``xy`` (k×2) of one covariance ``cov``, at
+    once (views × points)."""
+    r = np.array([v.floor_xy for v in views], dtype=float)[:, None, :] - xy[None, :, :]
+    inv = np.linalg.inv(np.array([_cov(v, cfg) for v in views], dtype=float) + cov)       # views × 2 × 2
+    d2 = np.einsum("nki,nij,nkj->nk", r, inv, r)
+    return np.sqrt(np.maximum(d2, 0.0)) * np.sqrt(2) * cfg.view_sd_m
+
+
+def _appearance_many(sigs: list[np.ndarray], looks: list[np.ndarray | None]) -> np.ndarray:
+    """:func:`appearance_distance` of every signature against every look at once (0 where a look
+    is None)."""
+    def unit_sqrt(xs: list[np.ndarray]) -> np.ndarray:
+        a = np.array(xs, dtype=np.float64)
+        return np.sqrt(a / np.maximum(a.sum(axis=1, keepdims=True), 1e-9))
+    out = np.zeros((len(sigs), len(looks)))
+    have = [j for j, look in enumerate(looks) if look is not None]
+    if sigs and have:
+        bc = unit_sqrt(sigs) @ unit_sqrt([looks[j] for j in have]).T
+        out[:, have] = np.sqrt(np.maximum(0.0, 1.0 - bc))
+    return out
+
+
 @dataclass(frozen=True)
 class Anchor:
     """A track as :func:`associate` needs it: its id, where it should be now, and its look."""
@@ -191,11 +214,11 @@ def _anchor_views(views: list[PersonView], anchors: list[Anchor],
     for v in views:
         by_cam.setdefault(v.camera_id, []).append(v)
     left = []
+    anchor_xy = np.array([a.xy for a in anchors], dtype=float)
     for cam_views in by_cam.values():
-        apart = np.array([[_apart(v.floor_xy, _cov(v, cfg), a.xy, pred_cov, cfg) for a in anchors] for v in cam_views])
+        apart = _apart_many(cam_views, anchor_xy, pred_cov, cfg)
         looks = [a.look(cam_views[0].camera_id) for a in anchors]
-        app = np.array([[appearance_distance(v.appearance, look) if look is not None else 0.0
-                         for look in looks] for v in cam_views])
+        app = _appearance_many([v.appearance for v in cam_views], looks)
         fits = (apart < cfg.anchor_m) & (app < cfg.anchor_appearance)
         cost = apart + cfg.anchor_appearance_m * app
         rows, cols = linear_sum_assignment(np.where(fits, cost, 1e6))

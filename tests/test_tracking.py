@@ -277,3 +277,24 @@ def test_a_passer_by_does_not_drag_the_track_of_someone_standing_unseen(store, g
         tracker.update(t, associate(t, views, store, cfg, tracker.anchors(t)))
     k = tracker.track(her.id)
     assert (np.linalg.norm(k.xy - ann) < 0.05) == gate, k.xy
+
+
+def test_views_are_weighed_against_every_track_at_once_as_pair_by_pair():
+    """_anchor_views weighs each camera's views against all tracks in one go; the distances must be
+    the pairwise _apart and appearance_distance."""
+    from runtime.tracking import _apart, _apart_many, _appearance_many, _cov, appearance_distance
+
+    rng = np.random.default_rng(5)
+    cfg = TrackingConfig()
+    views = []
+    for _ in range(6):
+        a = rng.normal(0, 0.3, (2, 2))
+        views.append(PersonView(None, rng.uniform(0, 6, 2), 0.9, [None, None], rng.random(64).astype(np.float32),
+                                a @ a.T + 0.01 * np.eye(2)))
+    views.append(PersonView(None, np.array([1.0, 1.0]), 0.9, [None, None], rng.random(64).astype(np.float32)))  # no cov
+    xy, pred = rng.uniform(0, 6, (4, 2)), cfg.anchor_sd_m ** 2 * np.eye(2)
+    pairwise = [[_apart(v.floor_xy, _cov(v, cfg), p, pred, cfg) for p in xy] for v in views]
+    np.testing.assert_allclose(_apart_many(views, xy, pred, cfg), pairwise, rtol=1e-9, atol=1e-12)
+    looks = [rng.random(64).astype(np.float32) for _ in range(3)] + [None]
+    pairwise = [[appearance_distance(v.appearance, k) if k is not None else 0.0 for k in looks] for v in views]
+    np.testing.assert_allclose(_appearance_many([v.appearance for v in views], looks), pairwise, atol=1e-6)
