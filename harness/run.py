@@ -131,10 +131,10 @@ def run_config_from(cfg: dict) -> RunConfig:
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=runtime,
                      recorded=cfg.get("recorded"), resimulate=cfg.get("resimulate"), sim=_sim_config(cfg.get("sim")),
-                     random=drawn, jobs=_whole(cfg.get("jobs", 1), "jobs"))
+                     random=drawn, jobs=_whole(cfg.get("jobs", 1)))
 
 
-def _whole(v, key: str):
+def _whole(v):
     """A whole number from the command line (``jobs=2``); anything else goes to RunConfig's check as is."""
     try:
         return int(v) if not isinstance(v, bool) and float(v) == int(v) else v
@@ -299,10 +299,11 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
         cards: list[dict] = []
         if cfg.jobs > 1 and len(names) > 1:
             cards = _side_by_side(names, scenarios, cfg, root, progress)
-        for i, (name, scenario) in enumerate(zip(names, scenarios) if cfg.jobs == 1 or len(names) == 1 else ()):
-            if progress:
-                print(f"[{i + 1}/{len(names)}] {name}", flush=True)
-            cards += run_scenario(scenario, cfg, root / name, progress)
+        else:
+            for i, (name, scenario) in enumerate(zip(names, scenarios)):
+                if progress:
+                    print(f"[{i + 1}/{len(names)}] {name}", flush=True)
+                cards += run_scenario(scenario, cfg, root / name, progress)
         report = write_suite_report(root / "report.html", cards)
         (root / "scorecard.json").write_text(json.dumps({"scenarios": cards, "total": suite_totals(cards)}, indent=1))
         return RunResult(root, cards, tables(cards), report)

@@ -53,11 +53,11 @@ class HandWatch:
         self._cache: dict[tuple, list] = {}                      # (camera, seq, crop x0, y0) → product detections
         self.dropped: Counter = Counter()
         # every bin's volume (front lip included) as one array, to find the bins at a wrist at once
-        d = np.array([b.unit.depth_m / 2 for b in store.bins.values()])
         self._bin_ids = list(store.bins)
-        self._bin_inv = np.stack([b._inv for b in store.bins.values()])[:, :3]                # B×3×4
-        self._bin_lo = np.stack([[b.x0, -dd, b.z0] for b, dd in zip(store.bins.values(), d)])
-        self._bin_hi = np.stack([[b.x1, dd + b.LIP_M, b.z1] for b, dd in zip(store.bins.values(), d)])
+        self._bin_inv = np.array([b.world_to_local()[:3] for b in store.bins.values()]).reshape(-1, 3, 4)   # B×3×4
+        boxes = [b.volume_local() for b in store.bins.values()]
+        self._bin_lo = np.array([lo for lo, _ in boxes]).reshape(-1, 3)
+        self._bin_hi = np.array([hi for _, hi in boxes]).reshape(-1, 3)
 
     # -- frames and wrists --------------------------------------------------------------------------
     def frame(self, ref: FrameRef, image: np.ndarray) -> None:

@@ -230,8 +230,16 @@ class Bin:
 
     def distance_to(self, p: np.ndarray) -> float:
         """Distance from a world point to the bin's volume, its front lip included (0 inside)."""
+        return box_distance(self._inv, p, *self.volume_local())
+
+    def volume_local(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bin's volume, its front lip included, as the low and high corners in its unit's frame
+        (``world_to_local`` takes a world point there)."""
         d = self.unit.depth_m / 2
-        return box_distance(self._inv, p, np.array([self.x0, -d, self.z0]), np.array([self.x1, d + self.LIP_M, self.z1]))
+        return np.array([self.x0, -d, self.z0]), np.array([self.x1, d + self.LIP_M, self.z1])
+
+    def world_to_local(self) -> np.ndarray:
+        return self._inv
 
     def beside_m(self, xy: np.ndarray) -> float:
         """How far to the side of the bin a floor point (world xy) stands: its distance along the
