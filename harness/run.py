@@ -29,7 +29,7 @@ from sim.randomize import TripConfig
 from sim.scenario import Scenario
 from sim.simulator import CameraConfig, SimConfig
 
-SOURCES, PACINGS = ("replay", "live"), ("realtime", "asfast")
+SOURCES, PACINGS, LAUNCHERS = ("replay", "live"), ("realtime", "asfast"), ("joblib", "ray")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class RunConfig:
                                          # load-cell model) and takes the recorded camera streams
     random: "RandomSuite | None" = None  # suite=random: the trips it draws
     jobs: int = 1                        # a suite's scenarios simulated and scored this many at a time (processes)
+    launcher: str = "joblib"             # jobs>1 or ray: joblib (this machine) | ray (a Ray cluster, or one started here)
+    ray_address: str | None = None       # launcher=ray: an existing cluster ("auto", "ray://head:10001"); none = start one here
 
     def __post_init__(self) -> None:
         if self.suite == "random" and self.random is None:
@@ -69,9 +71,14 @@ class RunConfig:
             raise ValueError("resimulate=weights takes the camera streams of a recorded run: give recorded= too")
         if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
             raise ValueError(f"jobs={self.jobs!r}: expected a whole number of at least 1")
-        if self.jobs > 1 and self.pacing == "realtime":
-            raise ValueError(f"jobs={self.jobs} runs scenarios side by side, so each one's latency at real time "
-                             "would measure the others: use pacing=asfast with jobs>1, or jobs=1")
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"launcher={self.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+        if self.ray_address is not None and self.launcher != "ray":
+            raise ValueError(f"ray_address={self.ray_address} goes with launcher=ray")
+        if (self.jobs > 1 or self.launcher == "ray") and self.pacing == "realtime":
+            side = f"jobs={self.jobs}" if self.jobs > 1 else "launcher=ray"
+            raise ValueError(f"{side} runs scenarios side by side, so each one's latency at real time "
+                             "would measure the others: use pacing=asfast, or jobs=1 on joblib")
         if self.recorded is not None and not Path(self.recorded).is_dir():
             raise ValueError(f"recorded={self.recorded}: no such folder (expected a run or suite folder "
                              "written by storetwin run or storetwin simulate)")
@@ -131,7 +138,8 @@ def run_config_from(cfg: dict) -> RunConfig:
                      source=cfg.get("source", "replay"), pacing=cfg.get("pacing", "realtime"), out=cfg.get("out"),
                      runtime=runtime,
                      recorded=cfg.get("recorded"), resimulate=cfg.get("resimulate"), sim=_sim_config(cfg.get("sim")),
-                     random=drawn, jobs=_whole(cfg.get("jobs", 1)))
+                     random=drawn, jobs=_whole(cfg.get("jobs", 1)), launcher=cfg.get("launcher", "joblib"),
+                     ray_address=cfg.get("ray_address"))
 
 
 def _whole(v):
@@ -297,7 +305,9 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
             raise FileExistsError(f"{root}: exists; choose another out=")
         root.mkdir(parents=True)
         cards: list[dict] = []
-        if cfg.jobs > 1 and len(names) > 1:
+        if cfg.launcher == "ray":
+            cards = _on_ray(names, scenarios, cfg, root, progress)
+        elif cfg.jobs > 1 and len(names) > 1:
             cards = _side_by_side(names, scenarios, cfg, root, progress)
         else:
             for i, (name, scenario) in enumerate(zip(names, scenarios)):
@@ -336,6 +346,42 @@ def _side_by_side(names: list[str], scenarios: list, cfg: RunConfig, root: Path,
 
 def _one(i: int, scenario, cfg: RunConfig, out: Path) -> tuple[int, list[dict]]:
     return i, run_scenario(scenario, cfg, out, progress=False)
+
+
+def _on_ray(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
+    """A suite's scenarios as Ray tasks, one CPU each (as datagen's shards): on the cluster at
+    ``ray_address``, or on a Ray instance started here with ``jobs`` CPUs. Each task writes its run
+    folder under the suite's folder, so on a cluster ``out=`` must be storage every node sees. A
+    scenario that fails stops the suite with its error, after the others have finished."""
+    import ray
+    from tqdm import tqdm
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=cfg.ray_address, num_cpus=None if cfg.ray_address else cfg.jobs,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    per: dict[int, list[dict]] = {}
+    failed: list[tuple[str, str]] = []
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_one)
+        pending = {task.remote(i, sc, cfg, root.resolve() / name): i
+                   for i, (name, sc) in enumerate(zip(names, scenarios))}
+        with tqdm(total=len(names), desc="suite on ray", unit="scenario", disable=not progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(done[0])
+                try:
+                    per[i] = ray.get(done[0])[1]
+                except Exception as e:  # noqa: BLE001 - reported below with the scenario's name
+                    failed.append((names[i], str(e).strip().splitlines()[-1]))
+                bar.set_postfix_str(names[i])
+                bar.update()
+    finally:
+        if started:
+            ray.shutdown()
+    if failed:
+        raise RuntimeError("; ".join(f"scenario {n} failed on ray: {why}" for n, why in failed))
+    return [c for i in range(len(names)) for c in per[i]]
 
 
 def tables(cards: list[dict]) -> str:

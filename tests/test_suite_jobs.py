@@ -45,3 +45,26 @@ def test_bad_jobs_give_one_line_and_write_nothing(tmp_path: Path, capsys, overri
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert not out.exists()
+
+
+def test_a_suite_on_a_local_ray_instance_scores_as_one_at_a_time(tmp_path: Path, capsys):
+    """launcher=ray: the scenarios go to Ray tasks (here on an instance started for the run), and
+    come back with the scorecards and receipts a serial run gives."""
+    pytest.importorskip("ray")
+    two = [a for a in SUITE if not a.startswith("seeds=")] + ["seeds=0..1"]
+    serial, on_ray = tmp_path / "serial", tmp_path / "ray"
+    assert main(["run", *two, f"out={serial}"]) == 0
+    capsys.readouterr()
+    assert main(["run", *two, "launcher=ray", "jobs=2", f"out={on_ray}"]) == 0
+    assert "suite on ray" in capsys.readouterr().err
+    assert _results(json.loads((on_ray / "scorecard.json").read_text())) == \
+        _results(json.loads((serial / "scorecard.json").read_text()))
+    for name in ("random-s0-k1", "random-s1-k1"):
+        assert (on_ray / name / "out" / "receipts.jsonl").read_text() == (serial / name / "out" / "receipts.jsonl").read_text()
+
+
+def test_ray_address_without_launcher_ray_is_refused(tmp_path: Path, capsys):
+    assert main(["run", *SUITE, "ray_address=auto", f"out={tmp_path / 'x'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "launcher=ray" in err[0], err
+    assert not (tmp_path / "x").exists()
