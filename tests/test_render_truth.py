@@ -146,3 +146,76 @@ def test_ground_truth_follows_lens_distortion(tmp_path):
         assert np.mean([near[int(v), int(u)] for u, v, _ in seen]) >= 0.6, cam
     sim.close()
     assert checked >= 2
+
+
+# -- the cuts in the renderer's cost (issue 12) keep its output ---------------------------------------
+def test_id_images_decode_as_three_little_endian_bytes():
+    from twin.renderer import _decode_ids, _id_colour
+
+    ids = np.array([[0, 1, 2, 255], [256, 65_535, PERSON_ID0, PERSON_ID0 + 77]])
+    rgb = np.stack([[_id_colour(int(i)) for i in row] for row in ids])
+    got = _decode_ids(rgb)
+    assert got.dtype == np.int64 and np.array_equal(got, ids)
+    c = rgb.astype(np.int64)   # the plain formula it replaces
+    assert np.array_equal(got, c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16))
+
+
+def test_pixels_and_depth_as_pyrender_reads_them(reaching):
+    """The renderer reads its single-sampled framebuffer directly; pyrender's own path (blit, then
+    masked depth conversion) gives the very same colour and depth."""
+    import pyrender
+
+    import twin.renderer
+
+    sim, state = reaching
+    r = sim.renderer
+    r.set_state(state)
+    cam = sim.camera_ids[0]
+    r._place_camera(sim.store.camera_by_id[cam])
+    c = sim.store.camera_by_id[cam]
+    off = r._renderer(c.width, c.height)
+    fast = off.render(r.scene)
+    ours = pyrender.renderer.Renderer._read_main_framebuffer
+    try:
+        pyrender.renderer.Renderer._read_main_framebuffer = twin.renderer.PYRENDER_READ
+        slow = off.render(r.scene)
+    finally:
+        pyrender.renderer.Renderer._read_main_framebuffer = ours
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    assert (fast[1] > 0).any() and (fast[1] == 0).any()   # something seen, and the background
+
+
+def test_meshes_at_the_same_distance_draw_in_the_order_they_were_added():
+    """Ties in pyrender's far-to-near order follow the order nodes were added, not their addresses,
+    so two processes (or two versions of the code) draw the same scene the same way."""
+    import pyrender
+    import trimesh
+
+    scene = pyrender.Scene()
+    mesh = pyrender.Mesh.from_trimesh(trimesh.creation.box([1, 1, 1]))
+    nodes = [pyrender.Node(mesh=mesh) for _ in range(12)][::-1]    # allocated in the reverse order
+    for n in nodes:
+        scene.add_node(n)
+    scene.add(pyrender.PerspectiveCamera(yfov=1.0), pose=np.eye(4))
+    order = pyrender.renderer.Renderer._sorted_mesh_nodes(None, scene)
+    assert order == nodes
+
+
+def test_items_out_of_sight_leave_the_scene(reaching):
+    """An item in a basket is not drawn under the floor: its node leaves the scene, and comes back
+    when the item is seen again."""
+    sim, state = reaching
+    r = sim.renderer
+    i = 0
+    poses = state.product_poses.copy()
+    poses[i, :3, 3] += [0.0, 0.0, 0.05]            # lifted: the item has moved, it has a node
+    shown = SceneState(state.t, poses, state.product_visible.copy(), state.shoppers)
+    r.set_state(shown)
+    node = r._single[i]
+    assert node in r.scene.mesh_nodes
+    gone = SceneState(state.t, poses, np.where(np.arange(len(poses)) == i, False, state.product_visible), state.shoppers)
+    r.set_state(gone)
+    assert i not in r._single and node not in r.scene.mesh_nodes
+    r.set_state(shown)
+    assert i in r._single
+    r.set_state(state)

@@ -46,6 +46,75 @@ def _set_msaa_samples(samples: int) -> None:
 
 
 _set_msaa_samples(0)
+
+
+def _read_framebuffer_directly() -> None:
+    """pyrender blits its multisampled framebuffer into a plain one and converts depth with masked
+    assignments; single-sampled (above) the render buffer can be read as it is, and the same
+    conversion done in one pass: the same numbers, a few milliseconds less per pass."""
+    from OpenGL.GL import (GL_DEPTH_COMPONENT, GL_FLOAT, GL_READ_FRAMEBUFFER, GL_RGB, GL_RGBA,
+                           GL_UNSIGNED_BYTE, glBindFramebuffer, glReadPixels)
+    import pyrender.renderer as prr
+
+    def read(self, scene, flags):
+        width, height = self._main_fb_dims[0], self._main_fb_dims[1]
+        glBindFramebuffer(GL_READ_FRAMEBUFFER, self._main_fb_ms)
+        raw = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), dtype=np.float32)
+        raw = raw.reshape((height, width))[::-1]
+        z_near = scene.main_camera_node.camera.znear
+        z_far = scene.main_camera_node.camera.zfar
+        ndc = 2.0 * raw - 1.0
+        if z_far is None:
+            depth_im = 2 * z_near / (1.0 - ndc)
+        else:
+            depth_im = (2.0 * z_near * z_far) / (z_far + z_near - ndc * (z_far - z_near))
+        depth_im[raw == 1.0] = 0.0
+        if flags & prr.RenderFlags.DEPTH_ONLY:
+            return depth_im
+        rgba = bool(flags & prr.RenderFlags.RGBA)
+        buf = glReadPixels(0, 0, width, height, GL_RGBA if rgba else GL_RGB, GL_UNSIGNED_BYTE)
+        color_im = np.frombuffer(buf, dtype=np.uint8).reshape((height, width, 4 if rgba else 3))[::-1]
+        return color_im, depth_im
+
+    prr.Renderer._read_main_framebuffer = read
+
+
+PYRENDER_READ = pyrender.renderer.Renderer._read_main_framebuffer   # pyrender's own (kept for the tests)
+_read_framebuffer_directly()
+
+
+def _draw_in_a_fixed_order() -> None:
+    """pyrender draws opaque meshes far to near by their nodes' origins and leaves ties in the order
+    of a set of nodes, i.e. of their memory addresses; where two surfaces meet at the same depth
+    (a wall's foot on the floor) the pixel then depends on the process's allocations. Ties are
+    broken by the order the nodes were added instead, so the same scene gives the same pixels."""
+    import itertools
+
+    import pyrender.renderer as prr
+    import pyrender.scene as prs
+
+    added = itertools.count()
+    add_node = prs.Scene.add_node
+
+    def add_node_in_order(self, node, parent_node=None):
+        node._storetwin_order = next(added)
+        return add_node(self, node, parent_node=parent_node)
+
+    def sorted_mesh_nodes(self, scene):
+        cam_loc = scene.get_pose(scene.main_camera_node)[:3, 3]
+
+        def key(n):
+            return (-np.linalg.norm(scene.get_pose(n)[:3, 3] - cam_loc), getattr(n, "_storetwin_order", 0))
+
+        solid = sorted((n for n in scene.mesh_nodes if not n.mesh.is_transparent), key=key)
+        clear = sorted((n for n in scene.mesh_nodes if n.mesh.is_transparent), key=key)
+        return solid + clear
+
+    prs.Scene.add_node = add_node_in_order
+    prr.Renderer._sorted_mesh_nodes = sorted_mesh_nodes
+
+
+_draw_in_a_fixed_order()
 LENS_BLUR_SIGMA_PX = 0.7
 
 
@@ -65,8 +134,10 @@ def _id_colour(i: int) -> np.ndarray:
 
 
 def _decode_ids(rgb: np.ndarray) -> np.ndarray:
-    c = rgb.astype(np.int64)
-    return c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
+    """An id image (H×W×3 bytes, low byte first) as H×W int64."""
+    c = np.zeros((*rgb.shape[:2], 8), np.uint8)
+    c[..., :3] = rgb
+    return c.view("<i8")[..., 0]
 
 
 @dataclass
@@ -113,6 +184,19 @@ class FrameTruth:
     product_pixels: np.ndarray      # Q: mask pixels (masks="all") or seen surface samples (of 150)
 
 
+def _face_points() -> np.ndarray:
+    g = np.linspace(-1, 1, 5)
+    a, b = np.meshgrid(g, g)
+    a, b = a.ravel(), b.ravel()
+    one = np.ones_like(a)
+    return np.concatenate([np.stack([s * one, a, b], 1) for s in (-1, 1)] + [np.stack([a, s * one, b], 1) for s in (-1, 1)]
+                          + [np.stack([a, b, s * one], 1) for s in (-1, 1)])
+
+
+_CORNERS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+_FACE_POINTS = _face_points()   # a box's 150 surface samples in half-extents
+
+
 class StoreRenderer:
     """The cameras of one store over one pyrender scene (GL contexts are shared per image size)."""
 
@@ -144,6 +228,9 @@ class StoreRenderer:
         self._state: SceneState | None = None
         self._cam_node = None
         self._undistort: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._halves: np.ndarray | None = None
+        self._points_of: SceneState | None = None
+        self._points: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 8, 3)), np.zeros((0, 3)))
 
     # -- scene ---------------------------------------------------------------------------------
     def _add_static(self) -> None:
@@ -232,12 +319,20 @@ class StoreRenderer:
             resting = np.flatnonzero(~self._moved)
             if len(resting):
                 self._stock_node = self.scene.add(self._stock_mesh(resting))
+        # An item out of sight (in a basket) leaves the scene rather than being drawn under the floor:
+        # every node costs a draw call's worth of Python, in every pass of every camera.
         for i in np.flatnonzero(self._moved):
-            pose = self._mesh_pose(i, poses[i]) if state.product_visible[i] else HIDDEN
-            if i not in self._single:
+            node = self._single.get(i)
+            if not state.product_visible[i]:
+                if node is not None:
+                    self.scene.remove_node(node)
+                    del self._single[i]
+                continue
+            pose = self._mesh_pose(i, poses[i])
+            if node is None:
                 self._single[i] = self.scene.add(self._sku_mesh[self.instance_skus[i]], pose=pose)
             else:
-                self.scene.set_pose(self._single[i], pose)
+                self.scene.set_pose(node, pose)
 
     def _sync_shoppers(self, state: SceneState) -> None:
         """One merged, vertex-coloured body mesh per shopper (a node each, for the person masks)
@@ -339,7 +434,7 @@ class StoreRenderer:
             depth = cv2.remap(depth, maps[0], maps[1], cv2.INTER_NEAREST)
             if ids is not None:
                 ids = cv2.remap(ids.astype(np.float64), maps[0], maps[1], cv2.INTER_NEAREST).astype(np.int64)
-        return RenderOutput(bgr, depth.astype(np.float32), ids, masks)
+        return RenderOutput(bgr, depth.astype(np.float32, copy=False), ids, masks)
 
     def _render_all_ids(self, r: pyrender.OffscreenRenderer) -> np.ndarray:
         """Instance ids of everything. Each item has its own node in the scene whose mesh stays
@@ -408,13 +503,25 @@ class StoreRenderer:
         return FrameTruth(np.asarray(p_ids, dtype=int), f(p_box, (-1, 4)), f(p_amodal, (-1, 4)),
                           np.asarray(p_pix, dtype=int), f(kps, (-1, 17, 3)), *q)
 
+    def _product_points(self, state: SceneState) -> tuple[np.ndarray, np.ndarray]:
+        """Every item's 8 box corners and 150 face points (a 5×5 grid on each face) in the world,
+        N×8×3 and N·150×3: the same for every camera, so worked out once per state."""
+        if self._points_of is state:
+            return self._points
+        n = len(self.instance_skus)
+        if self._halves is None:
+            self._halves = np.stack([self._sku_half[s] for s in self.instance_skus]) if n else np.zeros((0, 3))
+        halves = self._halves
+        R, t = state.product_poses[:, :3, :3], state.product_poses[:, :3, 3]
+        world = np.einsum("nij,nkj->nki", R, _CORNERS[None] * halves[:, None]) + t[:, None]
+        pts = np.einsum("nij,nkj->nki", R, _FACE_POINTS[None] * halves[:, None]) + t[:, None]
+        self._points_of, self._points = state, (world, pts.reshape(-1, 3))
+        return self._points
+
     def _product_truth(self, cam: Camera, state: SceneState, out: RenderOutput):
         lim = np.array([cam.width, cam.height, cam.width, cam.height], float)
         n = len(self.instance_skus)
-        halves = np.stack([self._sku_half[s] for s in self.instance_skus]) if n else np.zeros((0, 3))
-        corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
-        R, t = state.product_poses[:, :3, :3], state.product_poses[:, :3, 3]
-        world = np.einsum("nij,nkj->nki", R, corners[None] * halves[:, None]) + t[:, None]
+        world, face_pts = self._product_points(state)
         uv, z = project(cam, world.reshape(-1, 3))
         uv, z = uv.reshape(n, 8, 2), z.reshape(n, 8)
         amodal = np.concatenate([uv.min(axis=1), uv.max(axis=1)], axis=1)
@@ -427,15 +534,8 @@ class StoreRenderer:
             return keep, boxes.reshape(-1, 4), np.clip(amodal[keep], 0, lim), counts[keep]
         # Depth test of a 5×5 grid on each of the six faces: a point is seen where the depth image
         # agrees with its own depth.
-        g = np.linspace(-1, 1, 5)
-        a, b = np.meshgrid(g, g)
-        a, b = a.ravel(), b.ravel()
-        one = np.ones_like(a)
-        faces = np.concatenate([np.stack([s * one, a, b], 1) for s in (-1, 1)] + [np.stack([a, s * one, b], 1) for s in (-1, 1)]
-                               + [np.stack([a, b, s * one], 1) for s in (-1, 1)])
-        pts = np.einsum("nij,nkj->nki", R, faces[None] * halves[:, None]) + t[:, None]
-        m = len(faces)
-        puv, pz = project(cam, pts.reshape(-1, 3))
+        m = len(_FACE_POINTS)
+        puv, pz = project(cam, face_pts)
         inside = in_image(cam, puv, pz)
         seen = np.zeros(len(pz), bool)
         px = np.clip(puv[:, 0].astype(int), 0, cam.width - 1)
