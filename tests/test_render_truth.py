@@ -219,3 +219,65 @@ def test_items_out_of_sight_leave_the_scene(reaching):
     r.set_state(shown)
     assert i in r._single
     r.set_state(state)
+
+
+def test_a_cameras_still_view_is_kept_and_only_what_moves_is_drawn_again(reaching):
+    """Each camera's view of what does not move is drawn once; a frame draws only the shopper, the
+    basket and handled items, in the rectangle that holds them. Frames, depth and person masks are
+    those of drawing everything, also after an item moved (the kept view is drawn again) and when
+    the light changes."""
+    sim, state = reaching
+    r = sim.renderer
+
+    def both(st):
+        r.set_state(st)
+        out = {}
+        for share in (False, True, True):     # the second shared render uses the kept view
+            r.share_static_view = share
+            out[share] = [r.render(c) for c in sim.camera_ids]
+        r.share_static_view = True
+        return out[False], out[True]
+
+    from twin.lighting import LightingPreset
+
+    poses = state.product_poses.copy()
+    poses[3, :3, 3] += [0.0, 0.0, 0.04]        # an item lifted: it moves, the stock changes
+    lifted = SceneState(state.t, poses, state.product_visible, state.shoppers)
+    lighting = r.lighting
+    try:
+        for st, light in ((state, lighting), (lifted, lighting), (lifted, LightingPreset.named("flicker"))):
+            r.lighting = light
+            full, shared = both(st)
+            for a, b in zip(full, shared):
+                assert np.array_equal(a.bgr, b.bgr) and np.array_equal(a.depth, b.depth) and np.array_equal(a.ids, b.ids)
+            assert all(v[0] == (r._static_version, r._gain) for v in r._static_view.values()), "kept for this stock and light"
+        assert r._gain != 1.0, "the flickering light was dimmer"
+    finally:
+        r.lighting = lighting
+        r.set_state(state)
+
+
+def test_the_moving_rectangle_holds_every_moving_pixel(reaching):
+    """Outside the rectangle the renderer draws things that move in, nothing moves: a full render
+    of the moving meshes alone puts no pixel outside it."""
+    sim, state = reaching
+    r = sim.renderer
+    r.set_state(state)
+    seen = 0
+    for c in sim.camera_ids:
+        cam = sim.store.camera_by_id[c]
+        rect = r._moving_rect(cam)
+        r._place_camera(cam)
+        off = r._renderer(cam.width, cam.height)
+        still = [n for n in r.scene.mesh_nodes if n not in {*r._shopper_nodes.values(), r._baskets_node}]
+        with r._drawing(still, visible=False):
+            _, depth = off.render(r.scene)
+        ys, xs = np.nonzero(depth)
+        if rect is None:
+            assert not len(ys), c
+            continue
+        seen += 1
+        x0, y0, x1, y1 = rect
+        assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1, c
+        assert (x1 - x0) * (y1 - y0) < cam.width * cam.height, "a rectangle, not the whole image"
+    assert seen

@@ -7,6 +7,7 @@ same state, so labels and pixels can never disagree.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -57,9 +58,12 @@ def _read_framebuffer_directly() -> None:
     import pyrender.renderer as prr
 
     def read(self, scene, flags):
-        width, height = self._main_fb_dims[0], self._main_fb_dims[1]
+        # storetwin_rect: only this part of the image (x0, y0, x1, y1 from the top left) was drawn
+        x0, y0, x1, y1 = getattr(self, "storetwin_rect", None) or (0, 0, *self._main_fb_dims)
+        width, height = x1 - x0, y1 - y0
+        gy = self._main_fb_dims[1] - y1
         glBindFramebuffer(GL_READ_FRAMEBUFFER, self._main_fb_ms)
-        raw = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), dtype=np.float32)
+        raw = np.frombuffer(glReadPixels(x0, gy, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), dtype=np.float32)
         raw = raw.reshape((height, width))[::-1]
         z_near = scene.main_camera_node.camera.znear
         z_far = scene.main_camera_node.camera.zfar
@@ -72,7 +76,7 @@ def _read_framebuffer_directly() -> None:
         if flags & prr.RenderFlags.DEPTH_ONLY:
             return depth_im
         rgba = bool(flags & prr.RenderFlags.RGBA)
-        buf = glReadPixels(0, 0, width, height, GL_RGBA if rgba else GL_RGB, GL_UNSIGNED_BYTE)
+        buf = glReadPixels(x0, gy, width, height, GL_RGBA if rgba else GL_RGB, GL_UNSIGNED_BYTE)
         color_im = np.frombuffer(buf, dtype=np.uint8).reshape((height, width, 4 if rgba else 3))[::-1]
         return color_im, depth_im
 
@@ -229,6 +233,12 @@ class StoreRenderer:
         self._cam_node = None
         self._undistort: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
         self._halves: np.ndarray | None = None
+        self._basket_verts: np.ndarray | None = None
+        # Each camera's view of what does not move, kept between frames (see _colour_pass).
+        self.share_static_view = True
+        self._static_view: dict[str, tuple] = {}
+        self._static_version = 0
+        self._gain = 1.0
         self._points_of: SceneState | None = None
         self._points: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 8, 3)), np.zeros((0, 3)))
 
@@ -255,6 +265,7 @@ class StoreRenderer:
         occluding like the fixtures, never labelled. One mesh, so it costs one draw call."""
         if props:
             self._static_nodes.append(self.scene.add(pyrender.Mesh.from_trimesh(trimesh.util.concatenate(props), smooth=False)))
+            self._static_version += 1
 
     def _mesh_pose(self, i: int, centre_pose: np.ndarray) -> np.ndarray:
         """Product meshes have their base at z=0; physics poses are box centres."""
@@ -319,6 +330,7 @@ class StoreRenderer:
             resting = np.flatnonzero(~self._moved)
             if len(resting):
                 self._stock_node = self.scene.add(self._stock_mesh(resting))
+            self._static_version += 1
         # An item out of sight (in a basket) leaves the scene rather than being drawn under the floor:
         # every node costs a draw call's worth of Python, in every pass of every camera.
         for i in np.flatnonzero(self._moved):
@@ -363,6 +375,7 @@ class StoreRenderer:
                 R = np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1.0]])
                 bfaces.append(np.asarray(basket.faces) + 8 * len(bverts))
                 bverts.append(np.asarray(basket.vertices) @ R.T + v.basket_xyz)
+        self._basket_verts = np.concatenate(bverts) if bverts else None
         if bverts:
             tm = trimesh.Trimesh(np.concatenate(bverts), np.concatenate(bfaces), process=False,
                                  face_colors=np.tile([*BASKET_RGB, 255], (12 * len(bverts), 1)).astype(np.uint8))
@@ -373,11 +386,95 @@ class StoreRenderer:
         self._sync_products(state)
         self._sync_shoppers(state)
         gain = self.lighting.gain(state.t, self.seed)
+        self._gain = gain
         for node, base in self._lights:
             node.light.intensity = base * gain
         self.scene.ambient_light = np.full(3, self.lighting.ambient * gain)
 
     # -- cameras --------------------------------------------------------------------------------
+    def _colour_pass(self, r: pyrender.OffscreenRenderer, cam: Camera,
+                     rect: tuple[int, int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Colour and depth of the whole scene from ``cam``. A ceiling camera does not move, and
+        most of what it sees (fixtures, floor, the stock resting where it was stocked) does not
+        either: that view is drawn once per camera and kept until the stock or the light changes,
+        and each frame draws only what moves (people, baskets, items that were handled), then
+        keeps, per pixel, the nearer of the two, as the depth test would have. Shading has no
+        shadows or transparency, so a surface's colour does not depend on what else is drawn."""
+        if not self.share_static_view:
+            return r.render(self.scene)
+        moving = [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else []),
+                  *self._single.values()]
+        key = (self._static_version, self._gain)
+        kept = self._static_view.get(cam.id)
+        if kept is None or kept[0] != key:
+            with self._drawing(moving, visible=False):
+                rgb_s, depth_s = r.render(self.scene)
+            kept = self._static_view[cam.id] = (key, rgb_s, depth_s)
+        _, rgb_s, depth_s = kept
+        if rect is None or not moving:
+            return rgb_s, depth_s.copy()
+        x0, y0, x1, y1 = rect
+        still = [n for n in self.scene.mesh_nodes if n not in set(moving)]
+        with self._only_in(r, cam, rect), self._drawing(still, visible=False):
+            rgb_m, depth_m = r.render(self.scene)
+        rgb, depth = rgb_s.copy(), depth_s.copy()
+        ds = depth_s[y0:y1, x0:x1]
+        nearer = (depth_m > 0) & ((ds == 0) | (depth_m < ds))
+        rgb[y0:y1, x0:x1][nearer] = rgb_m[nearer]
+        depth[y0:y1, x0:x1][nearer] = depth_m[nearer]
+        return rgb, depth
+
+    def _moving_rect(self, cam: Camera, pad_px: int = 4) -> tuple[int, int, int, int] | None:
+        """The image rectangle (x0, y0, x1, y1) that holds everything that moves, as the pinhole
+        camera draws it (before lens distortion); the whole image when any of it is behind the
+        camera; None when none of it is in view."""
+        pts = [*self._shopper_verts.values(), *([self._basket_verts] if self._basket_verts is not None else [])]
+        if self._single:
+            corners, _ = self._product_points(self._state)
+            pts.append(corners[list(self._single)].reshape(-1, 3))
+        if not pts:
+            return None
+        pc = np.concatenate(pts) @ cam.R.T + cam.t
+        if (pc[:, 2] < 0.06).any():
+            return 0, 0, cam.width, cam.height
+        u = cam.K[0, 0] * pc[:, 0] / pc[:, 2] + cam.K[0, 2]
+        v = cam.K[1, 1] * pc[:, 1] / pc[:, 2] + cam.K[1, 2]
+        x0, x1 = max(0, int(np.floor(u.min())) - pad_px), min(cam.width, int(np.ceil(u.max())) + pad_px)
+        y0, y1 = max(0, int(np.floor(v.min())) - pad_px), min(cam.height, int(np.ceil(v.max())) + pad_px)
+        if x0 >= x1 or y0 >= y1:
+            return None
+        return x0, y0, x1, y1
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _only_in(r: pyrender.OffscreenRenderer, cam: Camera, rect: tuple[int, int, int, int]):
+        """Passes that clear, draw and read back only ``rect`` of the image (GL's scissor test);
+        what they return is that rectangle."""
+        from OpenGL import GL
+
+        x0, y0, x1, y1 = rect
+        GL.glEnable(GL.GL_SCISSOR_TEST)
+        GL.glScissor(x0, cam.height - y1, x1 - x0, y1 - y0)
+        r._renderer.storetwin_rect = rect
+        try:
+            yield
+        finally:
+            GL.glDisable(GL.GL_SCISSOR_TEST)
+            r._renderer.storetwin_rect = None
+
+    @contextlib.contextmanager
+    def _drawing(self, nodes, visible: bool):
+        """Set these nodes' meshes (in)visible for one pass."""
+        meshes = {id(n.mesh): n.mesh for n in nodes}.values()
+        saved = [(m, m.is_visible) for m in meshes]
+        for m in meshes:
+            m.is_visible = visible
+        try:
+            yield
+        finally:
+            for m, v in saved:
+                m.is_visible = v
+
     def _renderer(self, w: int, h: int) -> pyrender.OffscreenRenderer:
         return _offscreen(w, h)
 
@@ -415,16 +512,24 @@ class StoreRenderer:
         cam = self.store.camera_by_id[camera_id]
         self._place_camera(cam)
         r = self._renderer(cam.width, cam.height)
-        rgb, depth = r.render(self.scene)
+        rect = self._moving_rect(cam)
+        rgb, depth = self._colour_pass(r, cam, rect)
         ids = None
         if masks == "persons":
             seg_map = {node: _id_colour(PERSON_ID0 + sid) for sid, node in self._shopper_nodes.items()}
-            ids = np.where(depth > 0, FIXTURE_ID, 0).astype(np.int64)
-            if seg_map:
-                seg, pdepth = r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
-                pid = _decode_ids(seg)
-                visible = (pid >= PERSON_ID0) & (np.abs(pdepth - depth) <= 0.005 + 0.002 * depth)
-                ids[visible] = pid[visible]
+            ids = (depth > 0).astype(np.int64) * FIXTURE_ID
+            if seg_map and rect is not None:   # nobody in view: no person pixels
+                with self._only_in(r, cam, rect):
+                    seg, pdepth = r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
+                # Only people are drawn in this pass, and every person id has a non-zero third byte
+                # (PERSON_ID0 ≥ 2¹⁶): decode just their pixels.
+                ys, xs = np.nonzero(seg[..., 2])
+                pid = _decode_ids(seg[ys, xs][None])[0]
+                pdepth = pdepth[ys, xs]
+                ys, xs = ys + rect[1], xs + rect[0]
+                d = depth[ys, xs]
+                keep = (pid >= PERSON_ID0) & (np.abs(pdepth - d) <= 0.005 + 0.002 * d)
+                ids[ys[keep], xs[keep]] = pid[keep]
         elif masks == "all":
             ids = self._render_all_ids(r)
         bgr = cv2.GaussianBlur(np.ascontiguousarray(rgb[..., ::-1]), (3, 3), LENS_BLUR_SIGMA_PX)
@@ -545,8 +650,9 @@ class StoreRenderer:
         seen = seen.reshape(n, m) & state.product_visible[:, None]
         counts = seen.sum(axis=1)
         keep = np.flatnonzero(counts)
-        puv = puv.reshape(n, m, 2)
-        boxes = np.array([[*puv[i][seen[i]].min(axis=0), *puv[i][seen[i]].max(axis=0)] for i in keep], float).reshape(-1, 4)
+        puv = puv.reshape(n, m, 2)[keep]
+        s = seen[keep][..., None]
+        boxes = np.concatenate([np.where(s, puv, np.inf).min(axis=1), np.where(s, puv, -np.inf).max(axis=1)], axis=1)
         return keep, np.clip(boxes, 0, lim), np.clip(amodal[keep], 0, lim), counts[keep]
 
     def close(self) -> None:
