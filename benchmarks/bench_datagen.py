@@ -2,7 +2,7 @@
 dataset made one shard at a time and with two shards at once (hydra multirun, joblib), and the
 cost of exact per-item product masks.
 
-    .venv/bin/python benchmarks/bench_datagen.py [--shards 2] [--duration-s 30] [--json docs/bench_datagen.json]
+    .venv/bin/python benchmarks/bench_datagen.py [--shards 2] [--duration-s 30] [--only joblib] [--json docs/bench_datagen.json]
 """
 from __future__ import annotations
 
@@ -45,11 +45,14 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--only", choices=["serial", "joblib", "depth"], action="append",
+                    help="run only these of the three ways (default: all)")
     a = ap.parse_args()
     base = {"store": "small_convenience", "seed": 0, "shards": a.shards, "duration_s": a.duration_s, "shoppers": [3, 5]}
-    rows = [one("one shard at a time", {**base, "launcher": "serial"}, 1),
-            one("two shards at once (joblib)", {**base, "launcher": "joblib", "jobs": 2}, 2),
-            one("one at a time, product boxes by depth test", {**base, "launcher": "serial", "exact_product_masks": False}, 1)]
+    ways = {"serial": ("one shard at a time", {**base, "launcher": "serial"}, 1),
+            "joblib": ("two shards at once (joblib)", {**base, "launcher": "joblib", "jobs": 2}, 2),
+            "depth": ("one at a time, product boxes by depth test", {**base, "launcher": "serial", "exact_product_masks": False}, 1)}
+    rows = [one(*ways[k]) for k in (a.only or ways)]
     if a.json:
         a.json.write_text(json.dumps({"machine": f"{os.cpu_count()} × {platform.machine()}", "settings": base,
                                       "rows": rows}, indent=1))

@@ -7,8 +7,10 @@ Measures, in one run:
    simulated seconds per wall second;
 2. the full simulator (every camera rendered, per-frame ground truth) over the first
    ``--window-s`` simulated seconds: simulated seconds per wall second and frames per second;
-3. at the end of that window, the same scene (fixtures, floor, every product) rendered from every
-   camera by pyrender (EGL) and by pybullet's own ``getCameraImage`` (TinyRenderer), side by side.
+3. at the end of that window, the same scene (fixtures, floor, every product, the shoppers and their
+   baskets) rendered from every camera by pyrender (EGL), drawing all of it and as the simulator
+   draws a frame (each camera's still view kept), and by pybullet's own ``getCameraImage``
+   (TinyRenderer), side by side.
 """
 from __future__ import annotations
 
@@ -91,20 +93,33 @@ def _quat(R: np.ndarray) -> list[float]:
 
 
 def renderer_comparison(sim: Simulator, repeats: int = 3) -> dict:
+    """The scene at the end of the window, shoppers and baskets included, from every camera: pyrender
+    drawing all of it each time, pyrender as the simulator draws a frame (each camera's still view
+    kept, what moves drawn again), and pybullet's TinyRenderer drawing all of it."""
     store = sim.store
-    st = sim.scene_state()
-    state = SceneState(st.t, st.product_poses, st.product_visible, [])
+    state = sim.scene_state()
     r = sim.renderer
     r.set_state(state)
     skus = r.instance_skus
     c = _pybullet_scene(store, state, skus)
-    out = {"pyrender_ms": [], "pybullet_tiny_ms": []}
+    people = [*r._shopper_nodes.values(), *([r._baskets_node] if r._baskets_node is not None else [])]
+    for node in people:   # the same people and baskets, as pybullet meshes (one colour each: TinyRenderer's look)
+        for p in node.mesh.primitives:
+            faces = p.indices if p.indices is not None else np.arange(len(p.positions)).reshape(-1, 3)
+            vs = pb.createVisualShape(pb.GEOM_MESH, vertices=np.asarray(p.positions, float).tolist(),
+                                      indices=np.asarray(faces).ravel().tolist(), rgbaColor=[0.4, 0.3, 0.6, 1.0],
+                                      physicsClientId=c)
+            pb.createMultiBody(0, -1, vs, [0, 0, 0], physicsClientId=c)
+    out = {"pyrender_full_ms": [], "pyrender_ms": [], "pybullet_tiny_ms": []}
     for cam in store.cameras:
-        r.render(cam.id, masks="none")  # warm: uploads
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            r.render(cam.id, masks="none")
-        out["pyrender_ms"].append((time.perf_counter() - t0) / repeats * 1000)
+        for share, key in ((False, "pyrender_full_ms"), (True, "pyrender_ms")):
+            r.share_static_view = share
+            r.render(cam.id, masks="none")  # warm: uploads, and the still view kept
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                r.render(cam.id, masks="none")
+            out[key].append((time.perf_counter() - t0) / repeats * 1000)
+        r.share_static_view = True
         view = pb.computeViewMatrix(cam.position_m, cam.look_at_m, (-cam.R[1]).tolist())
         fov_y = math.degrees(2 * math.atan(cam.height / 2 / cam.K[1, 1]))
         proj = pb.computeProjectionMatrixFOV(fov_y, cam.width / cam.height, 0.05, 30.0)
@@ -115,6 +130,8 @@ def renderer_comparison(sim: Simulator, repeats: int = 3) -> dict:
     pb.disconnect(c)
     res = {k: round(float(np.mean(v)), 1) for k, v in out.items()}
     res["speedup_pyrender"] = round(res["pybullet_tiny_ms"] / res["pyrender_ms"], 2)
+    res["speedup_pyrender_full"] = round(res["pybullet_tiny_ms"] / res["pyrender_full_ms"], 2)
+    res["shoppers"] = len(state.shoppers)
     res["resolution"] = f"{store.cameras[0].width}x{store.cameras[0].height}"
     res["products"] = int(state.product_visible.sum())
     return res

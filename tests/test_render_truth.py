@@ -223,9 +223,9 @@ def test_items_out_of_sight_leave_the_scene(reaching):
 
 def test_a_cameras_still_view_is_kept_and_only_what_moves_is_drawn_again(reaching):
     """Each camera's view of what does not move is drawn once; a frame draws only the shopper, the
-    basket and handled items, in the rectangle that holds them. Frames, depth and person masks are
-    those of drawing everything, also after an item moved (the kept view is drawn again) and when
-    the light changes."""
+    basket and handled items, in the rectangle that holds them. Frames, depth, person masks and
+    every item's mask are those of drawing everything, also after an item moved (the kept view is
+    drawn again) and when the light changes."""
     sim, state = reaching
     r = sim.renderer
 
@@ -234,7 +234,7 @@ def test_a_cameras_still_view_is_kept_and_only_what_moves_is_drawn_again(reachin
         out = {}
         for share in (False, True, True):     # the second shared render uses the kept view
             r.share_static_view = share
-            out[share] = [r.render(c) for c in sim.camera_ids]
+            out[share] = [o for c in sim.camera_ids for o in (r.render(c), r.render(c, masks="all"))]
         r.share_static_view = True
         return out[False], out[True]
 

@@ -8,6 +8,7 @@ same state, so labels and pixels can never disagree.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -105,13 +106,16 @@ def _draw_in_a_fixed_order() -> None:
         return add_node(self, node, parent_node=parent_node)
 
     def sorted_mesh_nodes(self, scene):
+        # Every pass skips meshes that are not visible, so they are left out here, before the
+        # per-node cost of their poses and materials (the item-mask nodes stay in the scene).
         cam_loc = scene.get_pose(scene.main_camera_node)[:3, 3]
+        shown = [n for n in scene.mesh_nodes if n.mesh.is_visible]
 
         def key(n):
             return (-np.linalg.norm(scene.get_pose(n)[:3, 3] - cam_loc), getattr(n, "_storetwin_order", 0))
 
-        solid = sorted((n for n in scene.mesh_nodes if not n.mesh.is_transparent), key=key)
-        clear = sorted((n for n in scene.mesh_nodes if n.mesh.is_transparent), key=key)
+        solid = sorted((n for n in shown if not n.mesh.is_transparent), key=key)
+        clear = sorted((n for n in shown if n.mesh.is_transparent), key=key)
         return solid + clear
 
     prs.Scene.add_node = add_node_in_order
@@ -237,6 +241,7 @@ class StoreRenderer:
         # Each camera's view of what does not move, kept between frames (see _colour_pass).
         self.share_static_view = True
         self._static_view: dict[str, tuple] = {}
+        self._static_ids: dict[str, tuple] = {}
         self._static_version = 0
         self._gain = 1.0
         self._points_of: SceneState | None = None
@@ -531,7 +536,7 @@ class StoreRenderer:
                 keep = (pid >= PERSON_ID0) & (np.abs(pdepth - d) <= 0.005 + 0.002 * d)
                 ids[ys[keep], xs[keep]] = pid[keep]
         elif masks == "all":
-            ids = self._render_all_ids(r)
+            ids = self._render_all_ids(r, cam, rect)
         bgr = cv2.GaussianBlur(np.ascontiguousarray(rgb[..., ::-1]), (3, 3), LENS_BLUR_SIGMA_PX)
         maps = self._distortion_maps(cam)
         if maps is not None:
@@ -541,30 +546,70 @@ class StoreRenderer:
                 ids = cv2.remap(ids.astype(np.float64), maps[0], maps[1], cv2.INTER_NEAREST).astype(np.int64)
         return RenderOutput(bgr, depth.astype(np.float32, copy=False), ids, masks)
 
-    def _render_all_ids(self, r: pyrender.OffscreenRenderer) -> np.ndarray:
+    def _render_all_ids(self, r: pyrender.OffscreenRenderer, cam: Camera,
+                        rect: tuple[int, int, int, int] | None) -> np.ndarray:
         """Instance ids of everything. Each item has its own node in the scene whose mesh stays
-        invisible except during this pass (one scene, so nothing is re-uploaded between passes)."""
+        invisible except during this pass (one scene, so nothing is re-uploaded between passes).
+        As with colour, each camera's ids of what does not move are kept (for as long as the
+        stock and which items are out of sight stay the same) and a frame draws only what moves,
+        in its rectangle, keeping the nearer surface per pixel."""
         st = self._state
         if self._seg_items is None:
             seg_meshes = {sku: pyrender.Mesh.from_trimesh(m) for sku, m in self._sku_trimesh.items()}
             for m in seg_meshes.values():
                 m.is_visible = False
             self._seg_meshes = seg_meshes
+            self._seg_mesh_set = set(seg_meshes.values())
             self._seg_items = [self.scene.add(seg_meshes[sku], pose=HIDDEN) for sku in self.instance_skus]
+        # Items resting where they were stocked are masked where the picture draws them: at their
+        # resting pose (drift under 2 mm, as in _sync_products); handled items where they are now.
         for i, node in enumerate(self._seg_items):
-            self.scene.set_pose(node, self._mesh_pose(i, st.product_poses[i]) if st.product_visible[i] else HIDDEN)
-        occluders = [*self._static_nodes, *([self._baskets_node] if self._baskets_node else [])]
-        seg_map = {n: _id_colour(FIXTURE_ID) for n in occluders}
-        seg_map.update({n: _id_colour(PRODUCT_ID0 + i) for i, n in enumerate(self._seg_items)})
-        seg_map.update({n: _id_colour(PERSON_ID0 + sid) for sid, n in self._shopper_nodes.items()})
-        for m in self._seg_meshes.values():
+            pose = self._resting_pose[i] if not self._moved[i] else st.product_poses[i]
+            self.scene.set_pose(node, self._mesh_pose(i, pose) if st.product_visible[i] else HIDDEN)
+        baskets = [self._baskets_node] if self._baskets_node else []
+        people = {n: _id_colour(PERSON_ID0 + sid) for sid, n in self._shopper_nodes.items()}
+        if not self.share_static_view:
+            seg_map = {n: _id_colour(FIXTURE_ID) for n in [*self._static_nodes, *baskets]}
+            seg_map.update({n: _id_colour(PRODUCT_ID0 + i) for i, n in enumerate(self._seg_items)})
+            seg_map.update(people)
+            seg, _ = self._seg_pass(r, seg_map)
+            return _decode_ids(seg)
+        # Still: fixtures, and items resting where they were stocked or out of sight (under the floor).
+        moving = self._moved & st.product_visible
+        still = np.flatnonzero(~moving)
+        key = (self._static_version, hashlib.sha1(st.product_visible.tobytes()).digest())
+        kept = self._static_ids.get(cam.id)
+        if kept is None or kept[0] != key:
+            seg_map = {n: _id_colour(FIXTURE_ID) for n in self._static_nodes}
+            seg_map.update({self._seg_items[i]: _id_colour(PRODUCT_ID0 + i) for i in still})
+            seg, depth = self._seg_pass(r, seg_map)
+            kept = self._static_ids[cam.id] = (key, _decode_ids(seg), depth)
+        _, ids_s, depth_s = kept
+        ids = ids_s.copy()
+        seg_map = {n: _id_colour(FIXTURE_ID) for n in baskets}
+        seg_map.update({self._seg_items[i]: _id_colour(PRODUCT_ID0 + i) for i in np.flatnonzero(moving)})
+        seg_map.update(people)
+        if rect is None or not seg_map:
+            return ids
+        x0, y0, x1, y1 = rect
+        with self._only_in(r, cam, rect):
+            seg_m, depth_m = self._seg_pass(r, seg_map)
+        ds = depth_s[y0:y1, x0:x1]
+        nearer = (depth_m > 0) & ((ds == 0) | (depth_m < ds))
+        ids[y0:y1, x0:x1][nearer] = _decode_ids(seg_m)[nearer]
+        return ids
+
+    def _seg_pass(self, r: pyrender.OffscreenRenderer, seg_map: dict) -> tuple[np.ndarray, np.ndarray]:
+        """A mask pass over the nodes of ``seg_map``; the item nodes' meshes (one per SKU) are shown
+        for it, only those of the SKUs it draws."""
+        shown = {id(n.mesh): n.mesh for n in seg_map if n.mesh in self._seg_mesh_set}.values()
+        for m in shown:
             m.is_visible = True
         try:
-            seg, _ = r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
+            return r.render(self.scene, flags=pyrender.RenderFlags.SEG, seg_node_map=seg_map)
         finally:
-            for m in self._seg_meshes.values():
+            for m in shown:
                 m.is_visible = False
-        return _decode_ids(seg)
 
     # -- ground truth from the same state --------------------------------------------------------
     def truth(self, camera_id: str, state: SceneState, out: RenderOutput) -> FrameTruth:
