@@ -21,6 +21,9 @@ commands:
   evaluate-model
              score a model on a (held-out) datagen dataset: mAP, keypoint mAP, look-alike recall
              e.g. storetwin evaluate-model model=models/person_pose.pt data=data/heldout
+  quantize   an INT8 OpenVINO model beside a trained one (NNCF post-training quantisation,
+             calibrated on a datagen dataset's images)
+             e.g. storetwin quantize model=models/person_pose.pt data=data/calib
   run        simulate a scenario (or suite=default), run the store runtime on its streams and
              score it: scorecard.json, report.html and a table
              e.g. storetwin run scenario=single_pick
@@ -159,8 +162,8 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
         raise ValueError("usage: storetwin evaluate-model model=models/<name>.pt data=<datagen dataset> "
                          "[imgsz=320] [task=pose|detect] [layout=pose|products|detect] [json=out.json]")
     model, data = Path(args["model"]), Path(args["data"])
-    if not model.is_file():
-        raise ValueError(f"model={model}: no such file")
+    if not (model.is_file() or (model.is_dir() and any(model.glob("*.xml")))):
+        raise ValueError(f"model={model}: expected an Ultralytics .pt, a .onnx file or an OpenVINO model folder")
     from harness.train import default_layout
 
     task = args.get("task") or ("pose" if "pose" in model.stem else "detect")
@@ -178,6 +181,30 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
         print(f"  look-alikes {g}: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in skus.items()))
     if "json" in args:
         Path(args["json"]).write_text(json.dumps(s, indent=1))
+    return 0
+
+
+def cmd_quantize(overrides: list[str]) -> int:
+    from harness.train import quantize
+
+    args = dict(o.split("=", 1) for o in overrides)
+    unknown = set(args) - {"model", "data", "split", "fraction", "imgsz", "layout"}
+    if unknown or "model" not in args or "data" not in args:
+        raise ValueError("usage: storetwin quantize model=models/<name>.pt data=<datagen dataset> "
+                         "[split=train] [fraction=1.0] [imgsz=<the model's>] [layout=pose|products|detect]")
+    model = Path(args["model"])
+    if model.suffix != ".pt" or not model.is_file():
+        raise ValueError(f"model={model}: expected a trained Ultralytics .pt file")
+    try:
+        fraction = float(args.get("fraction", 1.0))
+        imgsz = int(args["imgsz"]) if "imgsz" in args else None
+    except ValueError:
+        raise ValueError(f"fraction={args.get('fraction')}, imgsz={args.get('imgsz')}: expected a number in (0, 1] "
+                         "and a whole number of pixels") from None
+    res = quantize(model, Path(args["data"]), args.get("split", "train"), fraction, imgsz, args.get("layout"),
+                   command=" ".join(["storetwin quantize", *overrides]))
+    print(f"INT8 model: {res.folder}  (calibrated on {res.images} images in {res.wall_s:.0f} s)")
+    print(f"  card: {res.card}")
     return 0
 
 
@@ -236,7 +263,7 @@ def cmd_table(overrides: list[str]) -> int:
 
 
 COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
-            "evaluate-model": cmd_evaluate_model, "run": cmd_run, "compare": cmd_compare}
+            "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize, "run": cmd_run, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -311,3 +311,71 @@ def _size_mb(p: Path) -> float:
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 1e6
     return p.stat().st_size / 1e6
+
+
+# -- post-training INT8 quantisation ------------------------------------------------------------------
+
+@dataclass
+class QuantizeResult:
+    folder: Path
+    card: Path
+    images: int
+    wall_s: float
+
+
+def quantize(weights: Path, data: Path, split: str = "train", fraction: float = 1.0, imgsz: int | None = None,
+             layout: str | None = None, command: str = "storetwin quantize") -> QuantizeResult:
+    """An INT8 OpenVINO model next to ``weights`` (``<name>_int8_openvino_model/``): OpenVINO's NNCF
+    post-training quantisation through Ultralytics' exporter, calibrated on ``split`` of a
+    `storetwin datagen` dataset (twin images, never the data it will be scored on). The float model
+    and its card stay as they are; a card of its own says how the INT8 one was made."""
+    import shutil
+    import tempfile
+    import time
+
+    import yaml
+    from ultralytics import YOLO
+
+    weights, data = Path(weights), Path(data).resolve()
+    task = "pose" if "pose" in weights.stem else "detect"
+    layout = layout or default_layout(task, data)
+    src_yaml = data / layout / "data.yaml"
+    if not src_yaml.is_file():
+        raise ValueError(f"data={data}: expected a `storetwin datagen` dataset folder with {layout}/data.yaml")
+    images = sorted((data / layout / "images" / split).glob("*.jpg"))
+    if not images:
+        raise ValueError(f"split={split}: no images in {data / layout / 'images' / split}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction}: expected a share of the split's images in (0, 1]")
+    scores = weights.with_suffix(".scores.json")
+    imgsz = imgsz or (json.loads(scores.read_text()).get("imgsz") if scores.is_file() else None) or 320
+    final = weights.parent / f"{weights.stem}_int8_openvino_model"
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = yaml.safe_load(src_yaml.read_text())
+        dy = Path(tmp) / "data.yaml"
+        dy.write_text(yaml.safe_dump({**src, "path": str(data / layout), "train": f"images/{split}",
+                                      "val": f"images/{split}"}, sort_keys=False))
+        shutil.copy(weights, Path(tmp) / weights.name)   # Ultralytics writes the export beside the weights
+        made = Path(YOLO(str(Path(tmp) / weights.name)).export(format="openvino", int8=True, data=str(dy),
+                                                                  imgsz=imgsz, fraction=fraction, batch=1))
+        staged = weights.parent / f".{final.name}.partial"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(made, staged)
+    shutil.rmtree(final, ignore_errors=True)
+    staged.rename(final)                                  # nothing half-written under the final name
+    wall = time.perf_counter() - t0
+    n = max(1, round(len(images) * fraction))
+    dg = json.loads((data / "datagen.json").read_text()) if (data / "datagen.json").is_file() else {}
+    card = weights.parent / f"{weights.stem}_int8.md"
+    card.write_text("\n".join([
+        f"# {weights.stem} (INT8)", "",
+        f"`{final.name}/`: `{weights.name}` quantised to 8-bit integers after training (OpenVINO NNCF, through "
+        f"Ultralytics' exporter), {_size_mb(final):.1f} MB. Same inputs and outputs as the float OpenVINO model; "
+        f"the runtime takes it with `runtime.{'pose_model' if task == 'pose' else 'hands.product_model'}=models/{final.name}`.",
+        "", "## How it was made", "", "```bash", dg.get("command", "# (dataset made outside storetwin datagen)"),
+        command, "```", "",
+        f"- calibration: {n} images of `{data.name}/{layout}/images/{split}` at {imgsz} px "
+        f"(store `{dg.get('settings', {}).get('store')}`, settings hash `{dg.get('settings_hash')}`), {wall:.0f} s wall",
+        "- its speed and accuracy beside the float model: `docs/BENCHMARKS.md`, \"INT8\"", ""]))
+    return QuantizeResult(final, card, n, wall)

@@ -132,6 +132,35 @@ def test_evaluate_model_scores_a_shipped_model_on_a_dataset(trained, tmp_path):
     assert "box mAP50" in r.stdout and "look-alikes cola_can_330" in r.stdout
 
 
+def test_quantize_ships_an_int8_model_the_runtime_loads(trained):
+    """storetwin quantize: NNCF post-training INT8 of the tiny pose model, calibrated on the dataset's
+    images; the runtime loads it like the float model, and its boxes are close to the float ones."""
+    pytest.importorskip("nncf")
+    m = trained["models"]
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "quantize", f"model={m / 'person_pose.pt'}",
+                        f"data={trained['data']}", "imgsz=128"],
+                       capture_output=True, text=True, timeout=900, env=ENV, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    folder = m / "person_pose_int8_openvino_model"
+    assert any(folder.glob("*.xml")) and not list(m.glob(".*partial"))
+    card = (m / "person_pose_int8.md").read_text()
+    assert "storetwin quantize model=" in card and "calibration:" in card
+    ops = {op.get_type_name() for op in __import__("openvino").Core().read_model(next(folder.glob("*.xml"))).get_ops()}
+    assert "FakeQuantize" in ops or "FakeConvert" in ops, "the graph carries the INT8 quantisation"
+    img = cv2.imread(str(next((trained["data"] / "pose" / "images" / "train").glob("*.jpg"))))
+    q = load_model(folder, conf=0.0)
+    f = load_model(m / "person_pose_openvino_model", conf=0.0)
+    assert q.task == "pose" and q.imgsz == f.imgsz
+    assert q(img) and f(img)
+
+
+def test_quantize_refuses_what_it_cannot_use(trained, capsys, tmp_path):
+    assert main(["quantize", f"model={trained['models'] / 'person_pose.onnx'}", f"data={trained['data']}"]) == 2
+    assert "expected a trained Ultralytics .pt" in capsys.readouterr().err
+    assert main(["quantize", f"model={trained['models'] / 'person_pose.pt'}", f"data={tmp_path}"]) == 2
+    assert "datagen" in capsys.readouterr().err
+
+
 def test_decode_maps_letterboxed_boxes_back_to_the_frame():
     img = np.zeros((480, 640, 3), np.uint8)
     x, r, pad = letterbox(img, (320, 320))
