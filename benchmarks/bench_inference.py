@@ -1,5 +1,5 @@
 """Inference milliseconds per frame of the shipped models, torch (Ultralytics) against ONNX Runtime
-(and OpenVINO where its export is shipped), side by side in one run, on real frames of a datagen
+(and OpenVINO, float and INT8, where they are shipped), side by side in one run, on real frames of a datagen
 dataset at each model's shipped image size, single frames (batch 1), CPU; and OpenVINO two frames
 at a time (throughput mode, as the runtime runs the person model), per frame of wall time.
 
@@ -86,7 +86,8 @@ def main() -> None:
             files = sorted((a.data / sub / "images" / "val").glob("*.jpg"))[: a.frames]
             frames = [cv2.imread(str(f)) for f in files]
         variants = [("torch (Ultralytics)", pt), ("ONNX Runtime", pt.with_suffix(".onnx")),
-                    ("OpenVINO", pt.parent / f"{pt.stem}_openvino_model")]
+                    ("OpenVINO", pt.parent / f"{pt.stem}_openvino_model"),
+                    ("OpenVINO INT8", pt.parent / f"{pt.stem}_int8_openvino_model")]   # storetwin quantize
         for label, path in variants:
             if not path.exists():
                 continue
@@ -95,9 +96,9 @@ def main() -> None:
                    **timed(det, frames)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-            if label == "OpenVINO":      # the runtime's way: two frames at a time (runtime.perception_streams)
+            if label.startswith("OpenVINO"):   # the runtime's way: two frames at a time (runtime.perception_streams)
                 det = load_model(path, streams=2)
-                row = {"model": pt.stem, "runtime": "OpenVINO, 2 streams", "imgsz": list(det.imgsz),
+                row = {"model": pt.stem, "runtime": f"{label}, 2 streams", "imgsz": list(det.imgsz),
                        "frame": list(frames[0].shape[:2]), **timed_streams(det, frames)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)

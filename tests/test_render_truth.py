@@ -281,3 +281,21 @@ def test_the_moving_rectangle_holds_every_moving_pixel(reaching):
         assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1, c
         assert (x1 - x0) * (y1 - y0) < cam.width * cam.height, "a rectangle, not the whole image"
     assert seen
+
+
+def test_product_truth_tests_only_items_that_can_reach_the_picture(reaching):
+    """Items whose box cannot reach into a camera's picture are left out of the depth test: the
+    boxes, amodal boxes and seen-point counts are those of testing every item."""
+    sim, state = reaching
+    r = sim.renderer
+    r.set_state(state)
+    found = 0
+    for c in sim.camera_ids:
+        cam = sim.store.camera_by_id[c]
+        out = r.render(c)
+        a = r._product_truth(cam, state, out, cull=True)
+        b = r._product_truth(cam, state, out, cull=False)
+        for x, y in zip(a, b):
+            assert np.array_equal(x, y), c
+        found += len(a[0])
+    assert found

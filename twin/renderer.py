@@ -668,7 +668,7 @@ class StoreRenderer:
         self._points_of, self._points = state, (world, pts.reshape(-1, 3))
         return self._points
 
-    def _product_truth(self, cam: Camera, state: SceneState, out: RenderOutput):
+    def _product_truth(self, cam: Camera, state: SceneState, out: RenderOutput, cull: bool = True):
         lim = np.array([cam.width, cam.height, cam.width, cam.height], float)
         n = len(self.instance_skus)
         world, face_pts = self._product_points(state)
@@ -683,22 +683,34 @@ class StoreRenderer:
             boxes = np.array([[objs[i][1].start, objs[i][0].start, objs[i][1].stop, objs[i][0].stop] for i in keep], float)
             return keep, boxes.reshape(-1, 4), np.clip(amodal[keep], 0, lim), counts[keep]
         # Depth test of a 5×5 grid on each of the six faces: a point is seen where the depth image
-        # agrees with its own depth.
+        # agrees with its own depth. Only items whose box can reach into the picture are tested:
+        # in front of the camera, a face point projects inside its box corners' bounding box
+        # (give or take a lens's bulge, hence the margin); an item partly behind is always tested.
         m = len(_FACE_POINTS)
-        puv, pz = project(cam, face_pts)
+        if cull:
+            margin = 32.0
+            front = (z > 0.05).all(axis=1)
+            reach = ((amodal[:, 2] >= -margin) & (amodal[:, 0] < cam.width + margin)
+                     & (amodal[:, 3] >= -margin) & (amodal[:, 1] < cam.height + margin))
+            cand = np.flatnonzero(state.product_visible & (~front | reach))
+        else:
+            cand = np.arange(n)
+        pts = face_pts.reshape(n, m, 3)[cand].reshape(-1, 3)
+        puv, pz = project(cam, pts)
         inside = in_image(cam, puv, pz)
         seen = np.zeros(len(pz), bool)
         px = np.clip(puv[:, 0].astype(int), 0, cam.width - 1)
         py = np.clip(puv[:, 1].astype(int), 0, cam.height - 1)
         d = out.depth[py, px]
         seen[inside] = np.abs(d[inside] - pz[inside]) <= 0.006 + 0.004 * pz[inside]
-        seen = seen.reshape(n, m) & state.product_visible[:, None]
+        seen = seen.reshape(len(cand), m) & state.product_visible[cand, None]
         counts = seen.sum(axis=1)
-        keep = np.flatnonzero(counts)
-        puv = puv.reshape(n, m, 2)[keep]
-        s = seen[keep][..., None]
+        kc = np.flatnonzero(counts)
+        keep = cand[kc]
+        puv = puv.reshape(len(cand), m, 2)[kc]
+        s = seen[kc][..., None]
         boxes = np.concatenate([np.where(s, puv, np.inf).min(axis=1), np.where(s, puv, -np.inf).max(axis=1)], axis=1)
-        return keep, np.clip(boxes, 0, lim), np.clip(amodal[keep], 0, lim), counts[keep]
+        return keep, np.clip(boxes, 0, lim), np.clip(amodal[keep], 0, lim), counts[kc]
 
     def close(self) -> None:
         """Drop this store's scene; the process-wide GL contexts stay for the next renderer."""
