@@ -98,6 +98,21 @@ def cmd_run(overrides: list[str]) -> int:
     return 0
 
 
+def _key_values(overrides: list[str], allowed: set[str], usage: str, required: tuple[str, ...] = ()) -> dict[str, str]:
+    """The ``key=value`` arguments of a command that takes no Hydra config, checked: one line
+    naming the bad argument, then the usage, when one has no ``=``, is not known or is missing."""
+    args: dict[str, str] = {}
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if not eq or key not in allowed:
+            raise ValueError(f"{o!r}: expected one of {', '.join(sorted(allowed))} as key=value; usage: {usage}")
+        args[key] = value
+    missing = [k for k in required if not args.get(k)]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}=; usage: {usage}")
+    return args
+
+
 def cmd_coverage(overrides: list[str]) -> int:
     from harness.paths import store_dir
     from runtime.geometry import coverage
@@ -105,7 +120,7 @@ def cmd_coverage(overrides: list[str]) -> int:
 
     from harness.plots import floor_plan
 
-    args = dict(o.split("=", 1) for o in overrides)
+    args = _key_values(overrides, {"store", "out"}, "storetwin coverage [store=small_convenience] [out=coverage_<store>.png]")
     name = args.get("store", "small_convenience")
     store = load_store(store_dir() / f"{name}.yaml")
     png = floor_plan(store, Path(args.get("out", f"coverage_{name}.png")))
@@ -156,11 +171,9 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
 
     from harness.train import evaluate
 
-    args = dict(o.split("=", 1) for o in overrides)
-    unknown = set(args) - {"model", "data", "imgsz", "task", "json", "layout"}
-    if unknown or "model" not in args or "data" not in args:
-        raise ValueError("usage: storetwin evaluate-model model=models/<name>.pt data=<datagen dataset> "
-                         "[imgsz=320] [task=pose|detect] [layout=pose|products|detect] [json=out.json]")
+    args = _key_values(overrides, {"model", "data", "imgsz", "task", "json", "layout"},
+                       "storetwin evaluate-model model=models/<name>.pt data=<datagen dataset> "
+                       "[imgsz=320] [task=pose|detect] [layout=pose|products|detect] [json=out.json]", ("model", "data"))
     model, data = Path(args["model"]), Path(args["data"])
     if not (model.is_file() or (model.is_dir() and any(model.glob("*.xml")))):
         raise ValueError(f"model={model}: expected an Ultralytics .pt, a .onnx file or an OpenVINO model folder")
@@ -187,11 +200,9 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
 def cmd_quantize(overrides: list[str]) -> int:
     from harness.train import quantize
 
-    args = dict(o.split("=", 1) for o in overrides)
-    unknown = set(args) - {"model", "data", "split", "fraction", "imgsz", "layout"}
-    if unknown or "model" not in args or "data" not in args:
-        raise ValueError("usage: storetwin quantize model=models/<name>.pt data=<datagen dataset> "
-                         "[split=train] [fraction=1.0] [imgsz=<the model's>] [layout=pose|products|detect]")
+    args = _key_values(overrides, {"model", "data", "split", "fraction", "imgsz", "layout"},
+                       "storetwin quantize model=models/<name>.pt data=<datagen dataset> "
+                       "[split=train] [fraction=1.0] [imgsz=<the model's>] [layout=pose|products|detect]", ("model", "data"))
     model = Path(args["model"])
     if model.suffix != ".pt" or not model.is_file():
         raise ValueError(f"model={model}: expected a trained Ultralytics .pt file")
@@ -230,11 +241,8 @@ def cmd_table(overrides: list[str]) -> int:
     from harness.metrics import fmt
     from harness.run import suite_totals, tables
 
-    args = dict(o.split("=", 1) for o in overrides)
-    unknown = set(args) - {"runs", "sensing"}
-    if unknown or not args.get("runs"):
-        raise ValueError("usage: storetwin table runs=[<suite folder or run directory>,...] [sensing=fused]"
-                         + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else ""))
+    args = _key_values(overrides, {"runs", "sensing"},
+                       "storetwin table runs=[<suite folder or run directory>,...] [sensing=fused]", ("runs",))
     found: dict[tuple[str, str], str] = {}
     cards = []
     paths = []

@@ -180,3 +180,12 @@ def test_bad_train_settings_are_one_line_errors(tmp_path, capsys):
         assert main(["train", bad]) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:"), err
+
+
+def test_key_value_commands_name_a_bad_argument_in_one_line(capsys):
+    for argv in (["quantize", "models/person_pose.pt"], ["evaluate-model", "model=m.pt", "data=d", "sizes=3"],
+                 ["table", "runs"], ["coverage", "shop=tiny_unit"], ["quantize", "data=d"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and "usage: storetwin" in err[0], err
+        assert (argv[-1].partition("=")[0] in err[0]) or "missing model=" in err[0], err

@@ -69,10 +69,11 @@ def _read_framebuffer_directly() -> None:
         z_near = scene.main_camera_node.camera.znear
         z_far = scene.main_camera_node.camera.zfar
         ndc = 2.0 * raw - 1.0
-        if z_far is None:
-            depth_im = 2 * z_near / (1.0 - ndc)
-        else:
-            depth_im = (2.0 * z_near * z_far) / (z_far + z_near - ndc * (z_far - z_near))
+        with np.errstate(divide="ignore"):   # the far plane at infinity: background pixels, zeroed below
+            if z_far is None:
+                depth_im = 2 * z_near / (1.0 - ndc)
+            else:
+                depth_im = (2.0 * z_near * z_far) / (z_far + z_near - ndc * (z_far - z_near))
         depth_im[raw == 1.0] = 0.0
         if flags & prr.RenderFlags.DEPTH_ONLY:
             return depth_im
@@ -419,7 +420,8 @@ class StoreRenderer:
         if rect is None or not moving:
             return rgb_s, depth_s.copy()
         x0, y0, x1, y1 = rect
-        still = [n for n in self.scene.mesh_nodes if n not in set(moving)]
+        moving_set = set(moving)
+        still = [n for n in self.scene.mesh_nodes if n not in moving_set]
         with self._only_in(r, cam, rect), self._drawing(still, visible=False):
             rgb_m, depth_m = r.render(self.scene)
         rgb, depth = rgb_s.copy(), depth_s.copy()
