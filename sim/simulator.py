@@ -83,6 +83,7 @@ def camera_clocks(store: StoreSpec, cfg: CameraConfig, rng: np.random.Generator)
 @dataclass(frozen=True)
 class SimConfig:
     physics_hz: float = 240.0
+    physics_freeze: bool = True   # shelves untouched for 2 s leave the solver until a hand comes (sim/world.py)
     control_hz: float = 60.0
     gt_hz: float = 30.0
     max_duration_s: float = 900.0
@@ -97,7 +98,7 @@ class Simulator:
         seeds = np.random.SeedSequence(scenario.seed).spawn(5)
         # one stream per component, so that adding a draw to one never shifts another
         self._rng_shoppers, rng_cells, self._rng_faults, self._rng_clocks, _ = (np.random.default_rng(s) for s in seeds)
-        self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz)
+        self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz, freeze=config.physics_freeze)
         self.planner = FloorPlanner(store)
         self.truth = GroundTruth(store, [i.sku for i in self.world.instances], [i.home_bin for i in self.world.instances])
         self._pending: list[SensorMessage] = []

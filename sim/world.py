@@ -4,6 +4,13 @@ Products are rigid bodies resting on shelf plates. Each load cell is a plate joi
 frame by a fixed joint with a force sensor, so the physics reports the exact load, impacts
 included. Body ids stay inside this module: the rest of the project speaks of product instances
 (an index into :attr:`PhysicsWorld.instances`) and 4×4 poses.
+
+Most of a store's stock lies still most of the time, and solving hundreds of resting boxes every
+step was most of the simulator's physics time. A shelf (one level of one unit) that nobody has
+touched for :data:`QUIET_S` is therefore *frozen*: its items leave the solver, keep their poses,
+and each of its plates keeps the load it read, settled, at that moment; the first hand that takes
+from or puts onto that shelf thaws it, and the items go back exactly where they lay. Bullet's own
+sleeping does not serve here: an item sleeping on an awake plate stops pressing on it.
 """
 from __future__ import annotations
 
@@ -38,6 +45,8 @@ from runtime.store import SHELF_THICKNESS_M, StoreSpec
 
 GRAVITY = 9.81
 PLATE_MASS_KG = 0.5
+QUIET_S = 2.0      # a shelf untouched this long is frozen (its items out of the solver) until a hand comes
+SETTLE_TAU_S = 0.1  # the load a frozen plate keeps: its reading averaged over about this long
 
 
 @dataclass
@@ -58,11 +67,16 @@ class Slot:
 
 
 class PhysicsWorld:
-    """pybullet in DIRECT mode; one instance per simulation, deterministic for the same calls."""
+    """pybullet in DIRECT mode; one instance per simulation, deterministic for the same calls.
 
-    def __init__(self, store: StoreSpec, timestep_s: float = 1.0 / 240.0, solver_iterations: int = 20):
+    ``freeze``: shelves untouched for :data:`QUIET_S` leave the solver (see the module's note);
+    False solves every item every step."""
+
+    def __init__(self, store: StoreSpec, timestep_s: float = 1.0 / 240.0, solver_iterations: int = 20,
+                 freeze: bool = True):
         self.store = store
         self.dt_s = timestep_s
+        self.freeze = freeze
         self._client = pb.connect(pb.DIRECT)
         c = self._client
         pb.resetSimulation(physicsClientId=c)
@@ -78,6 +92,18 @@ class PhysicsWorld:
         self.instances: list[Instance] = []
         self._bodies: list[int] = []
         self._carried: dict[int, np.ndarray] = {}   # items out of physics: in a hand or a basket
+        # freezing: a shelf is (unit id, level); its plates' rows in cell_ids
+        self._shelf_of_bin = {b.id: (b.unit.id, b.shelf) for b in store.bins.values()}
+        self._shelf_cells: dict[tuple[str, int], list[int]] = {}
+        for i, cid in enumerate(self.cell_ids):
+            spec = store.load_cells[cid]
+            self._shelf_cells.setdefault((spec.unit, spec.shelf), []).append(i)
+        self._touched: dict[tuple[str, int], int] = {k: 0 for k in self._shelf_of_bin.values()}  # step of the last hand
+        self._frozen: dict[tuple[str, int], dict[int, np.ndarray]] = {}   # shelf → {item: pose}
+        self._frozen_fz = np.zeros(len(self.cell_ids))       # force the frozen items put on each plate, N
+        self._settled_fz = np.full(len(self.cell_ids), PLATE_MASS_KG * GRAVITY)  # each plate's reading, averaged
+        self._thawed: list[int] = []   # plates whose kept load goes after the next step
+        self._step = 0
         self._stock()
 
     # -- construction -------------------------------------------------------------------------
@@ -159,19 +185,75 @@ class PhysicsWorld:
 
     # -- stepping and sensing -----------------------------------------------------------------
     def step(self) -> None:
+        # A plate's sensor tells what lay on it at the last step, so a shelf is frozen just before
+        # a step and a thawed shelf's kept load is dropped just after one.
+        if self.freeze and self._step % 12 == 0:
+            quiet = self._step - round(QUIET_S / self.dt_s)
+            for shelf, touched in self._touched.items():
+                if touched <= quiet and shelf not in self._frozen:
+                    self._freeze(shelf)
         pb.stepSimulation(physicsClientId=self._client)
+        self._step += 1
+        if self._thawed:
+            self._frozen_fz[self._thawed] = 0.0
+            self._thawed = []
+        if self.freeze:
+            self._settled_fz += self.dt_s / SETTLE_TAU_S * (self._plate_fz() - self._settled_fz)
+
+    def _plate_fz(self) -> np.ndarray:
+        """Each plate's force sensor: the vertical force its joint carries (plate included), N."""
+        c = self._client
+        return np.array([pb.getJointState(self._cell_body[cid], 0, physicsClientId=c)[2][2] for cid in self.cell_ids])
 
     def cell_loads_g(self) -> np.ndarray:
-        """True load on every cell (sorted by id), grams: the plate's reaction force minus its tare."""
-        out = np.empty(len(self.cell_ids))
-        for i, cid in enumerate(self.cell_ids):
-            fz = pb.getJointState(self._cell_body[cid], 0, physicsClientId=self._client)[2][2]
-            out[i] = fz / GRAVITY * 1000.0 - PLATE_MASS_KG * 1000.0
-        return out
+        """True load on every cell (sorted by id), grams: the plate's reaction force minus its tare,
+        plus what its frozen items weighed on it."""
+        return (self._plate_fz() + self._frozen_fz) / GRAVITY * 1000.0 - PLATE_MASS_KG * 1000.0
+
+    def _freeze(self, shelf: tuple[str, int]) -> None:
+        c = self._client
+        rows = self._shelf_cells.get(shelf, [])
+        items = {i.index: self.pose(i.index) for i in self.instances
+                 if i.bin is not None and self._shelf_of_bin[i.bin] == shelf and i.index not in self._carried}
+        for index in items:
+            pb.changeDynamics(self._bodies[index], -1, mass=0, physicsClientId=c)
+            pb.resetBasePositionAndOrientation(self._bodies[index], self._parking(index), [0, 0, 0, 1], physicsClientId=c)
+        self._frozen[shelf] = items
+        self._frozen_fz[rows] = self._settled_fz[rows] - PLATE_MASS_KG * GRAVITY
+
+    def _thaw(self, bin_id: str | None) -> None:
+        """A hand at ``bin_id``: its shelf's items return to the solver where they lay."""
+        if bin_id is None:
+            return
+        shelf = self._shelf_of_bin[bin_id]
+        self._touched[shelf] = self._step
+        items = self._frozen.pop(shelf, None)
+        if items is None:
+            return
+        c = self._client
+        for index, T in items.items():
+            body = self._bodies[index]
+            pb.resetBasePositionAndOrientation(body, T[:3, 3].tolist(), _quaternion(T), physicsClientId=c)
+            pb.changeDynamics(body, -1, mass=self.store.products[self.instances[index].sku].mass_g / 1000.0, physicsClientId=c)
+            pb.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=c)
+        self._thawed += self._shelf_cells.get(shelf, [])
+
+    def frozen_shelves(self) -> list[tuple[str, int]]:
+        """The shelves (unit id, level) whose items are out of the solver now."""
+        return sorted(self._frozen)
+
+    @staticmethod
+    def _parking(index: int) -> list[float]:
+        """Where an item out of the solver waits, far outside the store and apart from the others."""
+        return [1000.0 + 2.0 * index, 1000.0, 5.0]
 
     def pose(self, index: int) -> np.ndarray:
         if index in self._carried:
             return self._carried[index].copy()
+        bin_id = self.instances[index].bin
+        frozen = self._frozen.get(self._shelf_of_bin[bin_id]) if bin_id is not None else None
+        if frozen is not None and index in frozen:
+            return frozen[index].copy()
         pos, quat = pb.getBasePositionAndOrientation(self._bodies[index], physicsClientId=self._client)
         T = np.eye(4)
         T[:3, :3] = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
@@ -189,11 +271,12 @@ class PhysicsWorld:
         Its body is parked, static, far outside the store (pybullet's collision filters do not
         reliably stop a teleported body from hitting the items it passes), and the world reports
         the carried pose instead."""
+        self._thaw(self.instances[index].bin)
         body = self._bodies[index]
         c = self._client
         self._carried[index] = self.pose(index)
         pb.changeDynamics(body, -1, mass=0, physicsClientId=c)
-        pb.resetBasePositionAndOrientation(body, [1000.0 + 2.0 * index, 1000.0, 5.0], [0, 0, 0, 1], physicsClientId=c)
+        pb.resetBasePositionAndOrientation(body, self._parking(index), [0, 0, 0, 1], physicsClientId=c)
         self.instances[index].bin = None
 
     def carry(self, index: int, position: np.ndarray, yaw_rad: float = 0.0) -> None:
@@ -207,6 +290,7 @@ class PhysicsWorld:
     def release(self, index: int, bin_id: str, local_xyz: np.ndarray) -> np.ndarray:
         """Put a held item down on a bin's plate at ``local_xyz`` (unit frame, plate surface);
         it drops the last few millimetres under physics. Returns its world centre."""
+        self._thaw(bin_id)
         p = self.store.products[self.instances[index].sku]
         unit = self.store.bins[bin_id].unit
         pos = (unit.local_to_world() @ np.append(np.asarray(local_xyz) + [0, 0, p.size_m[2] / 2 + 0.004], 1.0))[:3]
@@ -252,3 +336,10 @@ class PhysicsWorld:
         if pb.isConnected(self._client):
             pb.disconnect(self._client)
 
+
+
+def _quaternion(T: np.ndarray) -> list[float]:
+    """The (x, y, z, w) quaternion of a 4×4 pose's rotation."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(T[:3, :3]).as_quat().tolist()

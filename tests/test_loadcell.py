@@ -8,7 +8,7 @@ import pytest
 from harness.paths import store_dir
 from runtime.store import load_store
 from sim.loadcell import Glitch, LoadCellBank, LoadCellConfig
-from sim.world import PhysicsWorld
+from sim.world import QUIET_S, PhysicsWorld
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +233,45 @@ def test_the_command_line_picks_a_preset_and_overrides_its_keys() -> None:
     assert sim_config_from(_compose(["sim.loadcell.preset=real_shelf"])["sim"]).loadcell == LOADCELL_PRESETS["real_shelf"]
     noisier = sim_config_from(_compose(["sim.loadcell.preset=real_shelf", "sim.loadcell.noise_g=2.0"])["sim"]).loadcell
     assert noisier.noise_g == 2.0 and noisier.rate_hz == LOADCELL_PRESETS["real_shelf"].rate_hz
+
+
+def test_a_still_shelf_leaves_the_solver_keeping_its_load_and_poses(store):
+    """A shelf nobody touched for QUIET_S is frozen: its plates read what the solved world's read
+    (less the solver's jitter of a few grams), its items lie where they lay; a hand thaws it."""
+    solved, frozen = PhysicsWorld(store, freeze=False), PhysicsWorld(store)
+
+    def mean_loads(seconds):
+        out = []
+        for _ in range(round(seconds / solved.dt_s)):
+            for w in (solved, frozen):
+                w.step()
+            out.append([solved.cell_loads_g(), frozen.cell_loads_g()])
+        return np.mean(out, axis=0)
+
+    mean_loads(QUIET_S + 0.5)
+    assert frozen.frozen_shelves() == [("U", 0), ("U", 1)] and solved.frozen_shelves() == []
+    a, b = mean_loads(0.5)
+    assert np.abs(a - b).max() < 1.0
+    assert np.abs(frozen.poses() - solved.poses()).max() < 1e-3
+
+    bin_id = "U/1/0"
+    i = frozen.items_in_bin(bin_id)[0]
+    slot = np.array([*frozen.instances[i].slot_xy, store.bins[bin_id].z0])
+    for w in (solved, frozen):
+        w.grasp(i)
+        w.carry(i, np.array([0.0, -3.0, 1.0]))
+    assert frozen.frozen_shelves() == [("U", 0)], "the hand thawed the upper shelf"
+    mean_loads(1.0)
+    a, b = mean_loads(0.5)
+    assert np.abs(a - b).max() < 1.0
+    k = frozen.cell_ids.index(store.bins[bin_id].cell_id)
+    assert b[k] == pytest.approx(5 * store.products[frozen.instances[i].sku].mass_g, abs=1.0)
+    for w in (solved, frozen):
+        w.release(i, bin_id, slot)
+    mean_loads(QUIET_S + 0.5)
+    assert frozen.frozen_shelves() == [("U", 0), ("U", 1)]
+    a, b = mean_loads(0.5)
+    assert np.abs(a - b).max() < 1.0
+    assert b[k] == pytest.approx(6 * store.products[frozen.instances[i].sku].mass_g, abs=1.0)
+    solved.close()
+    frozen.close()
