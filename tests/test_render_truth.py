@@ -299,3 +299,45 @@ def test_product_truth_tests_only_items_that_can_reach_the_picture(reaching):
             assert np.array_equal(x, y), c
         found += len(a[0])
     assert found
+
+
+def test_product_truth_is_of_where_the_picture_draws_each_item(reaching):
+    """Boxes are worked out at the pose the picture draws: resting items where they rest (their
+    face points' pixels kept per camera), a handled item where it is now. Against projecting
+    every point afresh at those poses, the boxes and counts are the same, and the lifted item's box
+    follows it."""
+    from runtime.geometry import project
+    from twin.renderer import _FACE_POINTS
+
+    sim, state = reaching
+    r = sim.renderer
+    poses = state.product_poses.copy()
+    poses[3, :3, 3] += [0.0, 0.0, 0.04]
+    lifted = SceneState(state.t, poses, state.product_visible, state.shoppers)
+    m = len(_FACE_POINTS)
+    try:
+        for st in (state, lifted):
+            r.set_state(st)
+            drawn = r._drawn_poses(st)
+            assert r._moved[3] == (st is lifted)
+            assert np.array_equal(drawn[3], st.product_poses[3] if st is lifted else r._resting_pose[3])
+            _, face = r._points_at(drawn)
+            for c in sim.camera_ids:
+                cam = sim.store.camera_by_id[c]
+                items = np.arange(len(poses))
+                uv, z = r._face_projection(cam, face.reshape(-1, 3), items)
+                uv0, z0 = project(cam, face.reshape(-1, 3))
+                assert np.allclose(uv, uv0.reshape(-1, m, 2), atol=1e-9) and np.allclose(z, z0.reshape(-1, m), atol=1e-12), c
+        seen = 0
+        for c in sim.camera_ids:
+            cam = sim.store.camera_by_id[c]
+            keep, boxes, _, _ = r._product_truth(cam, lifted, r.render(c))
+            if 3 in keep:
+                uv3, _ = project(cam, face.reshape(len(poses), m, 3)[3])
+                row = list(keep).index(3)
+                lo, hi = uv3.min(axis=0) - 1e-6, uv3.max(axis=0) + 1e-6
+                assert (boxes[row, :2] >= lo).all() and (boxes[row, 2:] <= hi).all(), "its box is of where it is now"
+                seen += 1
+        assert seen, "some camera sees the lifted item"
+    finally:
+        r.set_state(state)

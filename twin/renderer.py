@@ -247,6 +247,7 @@ class StoreRenderer:
         self._gain = 1.0
         self._points_of: SceneState | None = None
         self._points: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 8, 3)), np.zeros((0, 3)))
+        self._resting_proj: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # camera → face points of the stock at rest
 
     # -- scene ---------------------------------------------------------------------------------
     def _add_static(self) -> None:
@@ -657,18 +658,50 @@ class StoreRenderer:
 
     def _product_points(self, state: SceneState) -> tuple[np.ndarray, np.ndarray]:
         """Every item's 8 box corners and 150 face points (a 5×5 grid on each face) in the world,
-        N×8×3 and N·150×3: the same for every camera, so worked out once per state."""
+        N×8×3 and N·150×3, where the picture draws the item: an item resting where it was stocked
+        at its resting pose (as :meth:`_sync_products` draws it), a handled one where it is now.
+        The same for every camera, so worked out once per state."""
         if self._points_of is state:
             return self._points
+        world, pts = self._points_at(self._drawn_poses(state))
+        self._points_of, self._points = state, (world, pts.reshape(-1, 3))
+        return self._points
+
+    def _drawn_poses(self, state: SceneState) -> np.ndarray:
+        if self._resting_pose is None:
+            return state.product_poses
+        return np.where(self._moved[:, None, None], state.product_poses, self._resting_pose)
+
+    def _points_at(self, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Corners (N×8×3) and face points (N×150×3) of every item at ``poses``."""
         n = len(self.instance_skus)
         if self._halves is None:
             self._halves = np.stack([self._sku_half[s] for s in self.instance_skus]) if n else np.zeros((0, 3))
         halves = self._halves
-        R, t = state.product_poses[:, :3, :3], state.product_poses[:, :3, 3]
+        R, t = poses[:, :3, :3], poses[:, :3, 3]
         world = np.einsum("nij,nkj->nki", R, _CORNERS[None] * halves[:, None]) + t[:, None]
         pts = np.einsum("nij,nkj->nki", R, _FACE_POINTS[None] * halves[:, None]) + t[:, None]
-        self._points_of, self._points = state, (world, pts.reshape(-1, 3))
-        return self._points
+        return world, pts
+
+    def _face_projection(self, cam: Camera, face_pts: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (len(items)×150×2) and depths of the face points of ``items``. The stock at rest
+        does not move and neither does the camera: its projection is worked out once per camera
+        and kept; handled items are projected afresh."""
+        m = len(_FACE_POINTS)
+        kept = self._resting_proj.get(cam.id)
+        if kept is None and self._resting_pose is not None:
+            _, rest = self._points_at(self._resting_pose)
+            uv, z = project(cam, rest.reshape(-1, 3))
+            kept = self._resting_proj[cam.id] = (uv.reshape(-1, m, 2), z.reshape(-1, m))
+        if kept is None:
+            uv, z = project(cam, face_pts.reshape(-1, m, 3)[items].reshape(-1, 3))
+            return uv.reshape(-1, m, 2), z.reshape(-1, m)
+        puv, pz = kept[0][items], kept[1][items]
+        moved = self._moved[items]
+        if moved.any():
+            uv, z = project(cam, face_pts.reshape(-1, m, 3)[items[moved]].reshape(-1, 3))
+            puv[moved], pz[moved] = uv.reshape(-1, m, 2), z.reshape(-1, m)
+        return puv, pz
 
     def _product_truth(self, cam: Camera, state: SceneState, out: RenderOutput, cull: bool = True):
         lim = np.array([cam.width, cam.height, cam.width, cam.height], float)
@@ -697,8 +730,8 @@ class StoreRenderer:
             cand = np.flatnonzero(state.product_visible & (~front | reach))
         else:
             cand = np.arange(n)
-        pts = face_pts.reshape(n, m, 3)[cand].reshape(-1, 3)
-        puv, pz = project(cam, pts)
+        puv, pz = self._face_projection(cam, face_pts, cand)
+        puv, pz = puv.reshape(-1, 2), pz.reshape(-1)
         inside = in_image(cam, puv, pz)
         seen = np.zeros(len(pz), bool)
         px = np.clip(puv[:, 0].astype(int), 0, cam.width - 1)
