@@ -326,16 +326,36 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
     return RunResult(out, cards, tables(cards), report)
 
 
+def expected_work(scenario: str | Scenario) -> float:
+    """A rough measure of what simulating and scoring a scenario costs, to start the longest
+    first when scenarios run side by side (a suite's time is at least its longest scenario's):
+    camera-seconds of video, more for each shopper in them. Its duration is the scenario's own,
+    or its last shopper's entry plus a few seconds per step and the scripted waits."""
+    from sim.scenario import load_scenario
+
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario_path(scenario), store_dir())
+    duration = sc.duration_s or max(
+        (p.enter_at_s + sum(6.0 + (st.seconds if st.kind in ("wait", "browse") else 0.0) for st in p.script)
+         for p in sc.shoppers), default=0.0)
+    cameras = len(sc.spec.cameras) if sc.spec is not None else 1
+    return duration * cameras * (1.0 + 0.25 * len(sc.shoppers))
+
+
+def _longest_first(names: list[str], scenarios: list) -> list[int]:
+    work = [expected_work(sc) for sc in scenarios]
+    return sorted(range(len(names)), key=lambda i: (-work[i], i))
+
+
 def _side_by_side(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
     """A suite's scenarios ``cfg.jobs`` at a time, each in a process of its own (joblib's loky
-    backend, as datagen makes shards); every scenario is seeded by itself, so the scorecards are a
-    serial run's (wall times aside). The cards in the suite's order."""
+    backend, as datagen makes shards), the longest started first; every scenario is seeded by
+    itself, so the scorecards are a serial run's (wall times aside). The cards in the suite's order."""
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
     per: dict[int, list[dict]] = {}
     work = Parallel(n_jobs=cfg.jobs, return_as="generator_unordered")(
-        delayed(_one)(i, scenario, cfg, root / name) for i, (name, scenario) in enumerate(zip(names, scenarios)))
+        delayed(_one)(i, scenarios[i], cfg, root / names[i]) for i in _longest_first(names, scenarios))
     with tqdm(total=len(names), desc=f"suite, {cfg.jobs} at a time", unit="scenario", disable=not progress) as bar:
         for i, cards in work:
             per[i] = cards
@@ -364,8 +384,8 @@ def _on_ray(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progr
     failed: list[tuple[str, str]] = []
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_one)
-        pending = {task.remote(i, sc, cfg, root.resolve() / name): i
-                   for i, (name, sc) in enumerate(zip(names, scenarios))}
+        pending = {task.remote(i, scenarios[i], cfg, root.resolve() / names[i]): i
+                   for i in _longest_first(names, scenarios)}
         with tqdm(total=len(names), desc="suite on ray", unit="scenario", disable=not progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

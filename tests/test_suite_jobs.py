@@ -68,3 +68,15 @@ def test_ray_address_without_launcher_ray_is_refused(tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "launcher=ray" in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+def test_side_by_side_scenarios_start_longest_first():
+    """A suite's time is at least its longest scenario's, so that one starts first: the default
+    suite's busy store (twelve shoppers, three minutes) and then its long dwell lead the order."""
+    from harness.run import _longest_first, expected_work, suite_scenarios
+
+    names = suite_scenarios("default")
+    order = _longest_first(names, names)
+    assert sorted(order) == list(range(len(names)))
+    assert [names[i] for i in order[:2]] == ["busy_store", "long_dwell"]
+    assert all(expected_work(names[a]) >= expected_work(names[b]) for a, b in zip(order, order[1:]))
