@@ -311,16 +311,18 @@ def test_product_truth_is_of_where_the_picture_draws_each_item(reaching):
 
     sim, state = reaching
     r = sim.renderer
+    r.set_state(state)
+    j = int(np.flatnonzero(~r._moved)[-1])   # an item no earlier test has moved
     poses = state.product_poses.copy()
-    poses[3, :3, 3] += [0.0, 0.0, 0.04]
+    poses[j, :3, 3] += [0.0, 0.0, 0.04]
     lifted = SceneState(state.t, poses, state.product_visible, state.shoppers)
     m = len(_FACE_POINTS)
     try:
         for st in (state, lifted):
             r.set_state(st)
             drawn = r._drawn_poses(st)
-            assert r._moved[3] == (st is lifted)
-            assert np.array_equal(drawn[3], st.product_poses[3] if st is lifted else r._resting_pose[3])
+            assert r._moved[j] == (st is lifted)
+            assert np.array_equal(drawn[j], st.product_poses[j] if st is lifted else r._resting_pose[j])
             _, face = r._points_at(drawn)
             for c in sim.camera_ids:
                 cam = sim.store.camera_by_id[c]
@@ -332,9 +334,9 @@ def test_product_truth_is_of_where_the_picture_draws_each_item(reaching):
         for c in sim.camera_ids:
             cam = sim.store.camera_by_id[c]
             keep, boxes, _, _ = r._product_truth(cam, lifted, r.render(c))
-            if 3 in keep:
-                uv3, _ = project(cam, face.reshape(len(poses), m, 3)[3])
-                row = list(keep).index(3)
+            if j in keep:
+                uv3, _ = project(cam, face.reshape(len(poses), m, 3)[j])
+                row = list(keep).index(j)
                 lo, hi = uv3.min(axis=0) - 1e-6, uv3.max(axis=0) + 1e-6
                 assert (boxes[row, :2] >= lo).all() and (boxes[row, 2:] <= hi).all(), "its box is of where it is now"
                 seen += 1
