@@ -124,6 +124,62 @@ def _draw_in_a_fixed_order() -> None:
 
 
 _draw_in_a_fixed_order()
+
+
+def _set_uniforms_once() -> None:
+    """pyrender sets some twenty uniforms for every primitive it draws (camera, lights, material),
+    asking GL for each one's location every time, through PyOpenGL's wrappers: a frame spent more
+    time there than drawing. A program keeps its uniforms' values, so each program now remembers
+    the locations it was told and the values it was last given, and a call that would set the
+    same value again is skipped. The same values reach the shader; the pixels cannot change."""
+    from OpenGL.GL import GL_TRUE, glGetUniformLocation, glUniform1f, glUniform1i, glUniform1ui
+    import pyrender.shader_program as psp
+
+    funcs = psp.ShaderProgram._FUNC_MAP
+
+    def set_uniform(self, name, value, unsigned=False):
+        cache = self.__dict__.get("_storetwin_uniforms")
+        if cache is None or cache[0] != self._program_id:
+            cache = self._storetwin_uniforms = (self._program_id, {}, {})
+        _, locs, last = cache
+        loc = locs.get(name)
+        if loc is None:
+            loc = locs[name] = glGetUniformLocation(self._program_id, name)
+        if loc == -1:      # pyrender ignores uniforms the program does not have
+            return
+        if isinstance(value, np.ndarray):
+            if value.ndim == 1:
+                if np.issubdtype(value.dtype, np.unsignedinteger) or unsigned:
+                    value, kind = value.astype(np.uint32), "u"
+                elif np.issubdtype(value.dtype, np.integer):
+                    value, kind = value.astype(np.int32), "i"
+                else:
+                    value, kind = value.astype(np.float32), "f"
+                key = (kind, value.tobytes())
+                if last.get(name) != key:
+                    funcs[(value.shape[0], kind)](loc, 1, value)
+                    last[name] = key
+            else:
+                key = ("m", value.shape, value.astype(np.float32).tobytes())
+                if last.get(name) != key:
+                    funcs[(value.shape[0], value.shape[1])](loc, 1, GL_TRUE, value)
+                    last[name] = key
+            return
+        key = (type(value), unsigned, value)
+        if last.get(name) == key:
+            return
+        if isinstance(value, float):
+            glUniform1f(loc, value)
+        elif isinstance(value, (bool, int)):
+            (glUniform1ui if unsigned else glUniform1i)(loc, int(value))
+        else:
+            return
+        last[name] = key
+
+    psp.ShaderProgram.set_uniform = set_uniform
+
+
+_set_uniforms_once()
 LENS_BLUR_SIGMA_PX = 0.7
 
 
@@ -242,6 +298,7 @@ class StoreRenderer:
         # Each camera's view of what does not move, kept between frames (see _colour_pass).
         self.share_static_view = True
         self._static_view: dict[str, tuple] = {}
+        self._kept_fb: dict[str, tuple] = {}   # camera → (offscreen renderer, framebuffer, colour and depth buffers)
         self._static_ids: dict[str, tuple] = {}
         self._static_version = 0
         self._gain = 1.0
@@ -403,10 +460,12 @@ class StoreRenderer:
                      rect: tuple[int, int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
         """Colour and depth of the whole scene from ``cam``. A ceiling camera does not move, and
         most of what it sees (fixtures, floor, the stock resting where it was stocked) does not
-        either: that view is drawn once per camera and kept until the stock or the light changes,
-        and each frame draws only what moves (people, baskets, items that were handled), then
-        keeps, per pixel, the nearer of the two, as the depth test would have. Shading has no
-        shadows or transparency, so a surface's colour does not depend on what else is drawn."""
+        either: that view is drawn once per camera and kept (as pixels, and in a GL framebuffer of
+        its own) until the stock or the light changes. Each frame copies the kept view's colour and
+        depth into the rectangle that holds what moves, and draws only what moves (people,
+        baskets, items that were handled) over it: the depth test keeps the nearer surface, and a
+        body part hidden behind a shelf is never shaded. Shading has no shadows or transparency,
+        so a surface's colour does not depend on what else is drawn."""
         if not self.share_static_view:
             return r.render(self.scene)
         moving = [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else []),
@@ -416,21 +475,67 @@ class StoreRenderer:
         if kept is None or kept[0] != key:
             with self._drawing(moving, visible=False):
                 rgb_s, depth_s = r.render(self.scene)
+            self._keep_in_gl(r, cam)
             kept = self._static_view[cam.id] = (key, rgb_s, depth_s)
         _, rgb_s, depth_s = kept
+        rgb, depth = rgb_s.copy(), depth_s.copy()
         if rect is None or not moving:
-            return rgb_s, depth_s.copy()
+            return rgb, depth
         x0, y0, x1, y1 = rect
         moving_set = set(moving)
         still = [n for n in self.scene.mesh_nodes if n not in moving_set]
-        with self._only_in(r, cam, rect), self._drawing(still, visible=False):
+        with self._only_in(r, cam, rect), self._drawing(still, visible=False), self._over_kept(r, cam):
             rgb_m, depth_m = r.render(self.scene)
-        rgb, depth = rgb_s.copy(), depth_s.copy()
+        # The copied-in depth can come back a unit of the 24-bit buffer deeper than it was read
+        # (llvmpipe's blit), so what moves is taken where it is nearer than the kept view as read:
+        # the pixels, and the depth, of drawing everything at once.
         ds = depth_s[y0:y1, x0:x1]
         nearer = (depth_m > 0) & ((ds == 0) | (depth_m < ds))
         rgb[y0:y1, x0:x1][nearer] = rgb_m[nearer]
         depth[y0:y1, x0:x1][nearer] = depth_m[nearer]
         return rgb, depth
+
+    def _keep_in_gl(self, r: pyrender.OffscreenRenderer, cam: Camera) -> None:
+        """Copy what was just drawn (the whole image) into this camera's own framebuffer."""
+        from OpenGL import GL
+
+        fb = self._kept_fb.get(cam.id)
+        w, h = cam.width, cam.height
+        r._platform.make_current()
+        if fb is None:
+            cb, db = GL.glGenRenderbuffers(2)
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, cb)
+            GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_RGBA, w, h)   # pyrender's formats, so blits copy
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, db)
+            GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_DEPTH_COMPONENT24, w, h)
+            f = GL.glGenFramebuffers(1)
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, f)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, cb)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, db)
+            fb = self._kept_fb[cam.id] = (r, f, cb, db)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, r._renderer._main_fb_ms)
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb[1])
+        GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
+
+    @contextlib.contextmanager
+    def _over_kept(self, r: pyrender.OffscreenRenderer, cam: Camera):
+        """A pass that starts from this camera's kept view instead of a cleared image: the kept
+        colour and depth are copied in (within the scissor rectangle) and pyrender's clear is
+        skipped."""
+        from OpenGL import GL
+        import pyrender.renderer as prr
+
+        w, h = cam.width, cam.height
+        r._platform.make_current()
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._kept_fb[cam.id][1])
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, r._renderer._main_fb_ms)
+        GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
+        clear = prr.glClear
+        prr.glClear = lambda mask: None
+        try:
+            yield
+        finally:
+            prr.glClear = clear
 
     def _moving_rect(self, cam: Camera, pad_px: int = 4) -> tuple[int, int, int, int] | None:
         """The image rectangle (x0, y0, x1, y1) that holds everything that moves, as the pinhole
@@ -748,5 +853,13 @@ class StoreRenderer:
         return keep, np.clip(boxes, 0, lim), np.clip(amodal[keep], 0, lim), counts[kc]
 
     def close(self) -> None:
-        """Drop this store's scene; the process-wide GL contexts stay for the next renderer."""
+        """Drop this store's scene and the cameras' kept framebuffers; the process-wide GL contexts
+        stay for the next renderer."""
+        from OpenGL import GL
+
+        for r, f, cb, db in self._kept_fb.values():
+            r._platform.make_current()
+            GL.glDeleteFramebuffers(1, [f])
+            GL.glDeleteRenderbuffers(2, [cb, db])
+        self._kept_fb = {}
         self.scene = None
