@@ -10,6 +10,7 @@ import pyrender
 from runtime.store import StoreSpec
 
 CEILING_M = 2.95
+GAIN_FLOOR = 0.15   # a flickering light never falls below this share of its intensity
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class LightingPreset:
         slow = math.sin(2 * math.pi * self.flicker_hz * t_s + phase)
         # occasional deep dips, as a failing tube gives, deterministic in time and seed
         dip = 1.0 if (math.sin(7.3 * t_s + phase) * math.sin(2.9 * t_s) > 0.85) else 0.0
-        return max(0.15, 1.0 - self.flicker_depth * (0.5 + 0.5 * slow) - 0.5 * dip)
+        return max(GAIN_FLOOR, 1.0 - self.flicker_depth * (0.5 + 0.5 * slow) - 0.5 * dip)
 
 
 PRESETS = {

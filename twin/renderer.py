@@ -25,7 +25,7 @@ from runtime.geometry import in_image, project  # noqa: E402
 from runtime.store import Camera, StoreSpec  # noqa: E402
 from twin.bodies import BodyShape, Skeleton, body_segments, segment_poses  # noqa: E402
 from twin.fixtures import floor_mesh, shelf_unit_meshes, walls_meshes  # noqa: E402
-from twin.lighting import LightingPreset, light_rig  # noqa: E402
+from twin.lighting import GAIN_FLOOR, LightingPreset, light_rig  # noqa: E402
 from twin.products import product_mesh  # noqa: E402
 
 FIXTURE_ID = 1
@@ -470,15 +470,26 @@ class StoreRenderer:
             return r.render(self.scene)
         moving = [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else []),
                   *self._single.values()]
-        key = (self._static_version, self._gain)
+        flickers = bool(self.lighting.flicker_depth)
+        key = (self._static_version,) if flickers else (self._static_version, self._gain)
         kept = self._static_view.get(cam.id)
         if kept is None or kept[0] != key:
             with self._drawing(moving, visible=False):
-                rgb_s, depth_s = r.render(self.scene)
-            self._keep_in_gl(r, cam)
-            kept = self._static_view[cam.id] = (key, rgb_s, depth_s)
-        _, rgb_s, depth_s = kept
-        rgb, depth = rgb_s.copy(), depth_s.copy()
+                if flickers:
+                    with self._light_at(1.0):
+                        rgb_s, depth_s = r.render(self.scene)
+                    self._keep_in_gl(r, cam)
+                    with self._light_at(GAIN_FLOOR):
+                        rgb_lo, _ = r.render(self.scene)
+                    kept = (key, rgb_s, depth_s, self._dimming(rgb_s, rgb_lo, depth_s))
+                else:
+                    rgb_s, depth_s = r.render(self.scene)
+                    self._keep_in_gl(r, cam)
+                    kept = (key, rgb_s, depth_s, None)
+            self._static_view[cam.id] = kept
+        _, rgb_s, depth_s, dimming = kept
+        rgb = self._dimmed(rgb_s, dimming, self._gain) if flickers else rgb_s.copy()
+        depth = depth_s.copy()
         if rect is None or not moving:
             return rgb, depth
         x0, y0, x1, y1 = rect
@@ -494,6 +505,47 @@ class StoreRenderer:
         rgb[y0:y1, x0:x1][nearer] = rgb_m[nearer]
         depth[y0:y1, x0:x1][nearer] = depth_m[nearer]
         return rgb, depth
+
+    @contextlib.contextmanager
+    def _light_at(self, gain: float):
+        """Every light (and the ambient term) at ``gain`` of its intensity for one pass."""
+        saved = ([(node, node.light.intensity) for node, _ in self._lights], self.scene.ambient_light)
+        for node, base in self._lights:
+            node.light.intensity = base * gain
+        self.scene.ambient_light = np.full(3, self.lighting.ambient * gain)
+        try:
+            yield
+        finally:
+            for node, intensity in saved[0]:
+                node.light.intensity = intensity
+            self.scene.ambient_light = saved[1]
+
+    @staticmethod
+    def _dimming(rgb_full: np.ndarray, rgb_floor: np.ndarray, depth: np.ndarray):
+        """What :meth:`_dimmed` needs besides the full-intensity view: the bytes clipped at 255 there
+        with their values at the flicker's floor, and the background's bytes (depth 0: the clear
+        colour, which no light changes)."""
+        flat = rgb_full.reshape(-1)
+        clipped = np.flatnonzero(flat == 255)
+        bg = np.flatnonzero(np.repeat((depth == 0).reshape(-1), 3))
+        return clipped, rgb_floor.reshape(-1)[clipped], bg, flat[bg]
+
+    @staticmethod
+    def _dimmed(rgb_full: np.ndarray, dimming, gain: float) -> np.ndarray:
+        """The kept view under a flickering light at ``gain``, from the same view drawn at full
+        intensity and at the flicker's floor, instead of drawing it again every frame. Every light
+        and the ambient term scale together and the shader's last step is ``colour^(1/2.2)``, so a
+        pixel at gain g is the full-intensity pixel times g^(1/2.2) (within a level: both are
+        rounded to bytes); where the full-intensity pixel was clipped at 255, the floor's pixel is
+        scaled up instead; the background keeps its colour."""
+        clipped, floor_vals, bg, bg_vals = dimming
+        lut = np.clip(np.rint(np.arange(256) * gain ** (1 / 2.2)), 0, 255).astype(np.uint8)
+        lut_lo = np.clip(np.rint(np.arange(256) * (gain / GAIN_FLOOR) ** (1 / 2.2)), 0, 255).astype(np.uint8)
+        out = cv2.LUT(rgb_full, lut)
+        flat = out.reshape(-1)
+        flat[clipped] = lut_lo[floor_vals]
+        flat[bg] = bg_vals
+        return out
 
     def _keep_in_gl(self, r: pyrender.OffscreenRenderer, cam: Camera) -> None:
         """Copy what was just drawn (the whole image) into this camera's own framebuffer."""
