@@ -11,8 +11,10 @@ the runtime once more on the same streams: an ablation, side by side in one repo
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+from concurrent import futures
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +51,7 @@ class RunConfig:
     jobs: int = 1                        # a suite's scenarios simulated and scored this many at a time (processes)
     launcher: str = "joblib"             # jobs>1 or ray: joblib (this machine) | ray (a Ray cluster, or one started here)
     ray_address: str | None = None       # launcher=ray: an existing cluster ("auto", "ray://head:10001"); none = start one here
+    split: bool = True                   # side by side: a scenario longer than half a worker's share is simulated in camera parts
 
     def __post_init__(self) -> None:
         if self.suite == "random" and self.random is None:
@@ -73,6 +76,8 @@ class RunConfig:
             raise ValueError(f"jobs={self.jobs!r}: expected a whole number of at least 1")
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"launcher={self.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+        if not isinstance(self.split, bool):
+            raise ValueError(f"split={self.split!r}: expected true or false")
         if self.ray_address is not None and self.launcher != "ray":
             raise ValueError(f"ray_address={self.ray_address} goes with launcher=ray")
         if (self.jobs > 1 or self.launcher == "ray") and self.pacing == "realtime":
@@ -139,7 +144,7 @@ def run_config_from(cfg: dict) -> RunConfig:
                      runtime=runtime,
                      recorded=cfg.get("recorded"), resimulate=cfg.get("resimulate"), sim=_sim_config(cfg.get("sim")),
                      random=drawn, jobs=_whole(cfg.get("jobs", 1)), launcher=cfg.get("launcher", "joblib"),
-                     ray_address=cfg.get("ray_address"))
+                     ray_address=cfg.get("ray_address"), split=cfg.get("split", True))
 
 
 def _whole(v):
@@ -204,17 +209,28 @@ def run_scenario(scenario: str | Scenario, cfg: RunConfig, out: Path, progress: 
     else:
         run_dir = simulate(scenario, cfg.sim, out=out, make_contact_sheet=False, progress=progress,
                            consumers=[live.process] if live else ()).run_dir
+    if live is None:
+        return _score(run_dir, cfg)
     cards = []
     for i, mode in enumerate(modes):
         name = "out" if i == 0 else f"out-{mode.sensing}"
-        if live is not None:
-            live.run([])
-            (out.with_name(out.name + ".live")).rename(out / name)
-            info = {"pacing": "asfast", "wall_t0": None, "stream_s": round(live.t, 3),
-                    "wall_s": round(time.time() - t0, 3), "sensing": mode.sensing, "source": "live", **live.stats}
-            (out / name / "run.json").write_text(json.dumps(info, indent=1))
-        else:
-            run_runtime(run_dir, mode, cfg.pacing, name)
+        live.run([])
+        (out.with_name(out.name + ".live")).rename(out / name)
+        info = {"pacing": "asfast", "wall_t0": None, "stream_s": round(live.t, 3),
+                "wall_s": round(time.time() - t0, 3), "sensing": mode.sensing, "source": "live", **live.stats}
+        (out / name / "run.json").write_text(json.dumps(info, indent=1))
+        card = score_run(run_dir, out_name=name)
+        write_report(run_dir, card)
+        cards.append(card)
+    return cards
+
+
+def _score(run_dir: Path, cfg: RunConfig) -> list[dict]:
+    """The runtime on a run folder's recorded streams in every sensing mode, each scored."""
+    cards = []
+    for i, mode in enumerate(replace(cfg.runtime, sensing=s) for s in cfg.sensing):
+        name = "out" if i == 0 else f"out-{mode.sensing}"
+        run_runtime(run_dir, mode, cfg.pacing, name)
         card = score_run(run_dir, out_name=name)
         write_report(run_dir, card)
         cards.append(card)
@@ -346,21 +362,127 @@ def _longest_first(names: list[str], scenarios: list) -> list[int]:
     return sorted(range(len(names)), key=lambda i: (-work[i], i))
 
 
+def camera_shares(names: list[str], scenarios: list, cfg: RunConfig, workers: int) -> dict[int, list[tuple[str, ...]]]:
+    """Which scenarios of a suite run on ``workers`` are simulated in parts, each part drawing some
+    of the cameras (``sim.camera.draw_only``), and the parts. A suite's time is at least its
+    longest scenario's however many workers there are, so a scenario that alone is more than half
+    of one worker's share of the suite is split, into as many parts as that takes (at most one per
+    worker and per camera). Cameras are dealt out in turn, so each part has some of every view."""
+    if workers < 2 or not cfg.split or cfg.recorded is not None or cfg.source != "replay" or not cfg.sim.camera.render:
+        return {}
+    from sim.scenario import load_scenario
+
+    work = [expected_work(sc) for sc in scenarios]
+    half_share = sum(work) / workers / 2
+    out = {}
+    for i, sc in enumerate(scenarios):
+        k = min(workers, math.ceil(work[i] / half_share)) if half_share else 1
+        if k < 2:
+            continue
+        sc = sc if isinstance(sc, Scenario) else load_scenario(scenario_path(sc), store_dir())
+        cams = list(cfg.sim.camera.cameras or (c.id for c in sc.spec.cameras))
+        k = min(k, len(cams))
+        if k > 1:
+            out[i] = [tuple(cams[j::k]) for j in range(k)]
+    return out
+
+
 def _side_by_side(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
     """A suite's scenarios ``cfg.jobs`` at a time, each in a process of its own (joblib's loky
-    backend, as datagen makes shards), the longest started first; every scenario is seeded by
-    itself, so the scorecards are a serial run's (wall times aside). The cards in the suite's order."""
-    from joblib import Parallel, delayed
+    executor, as datagen makes shards), the longest started first, the longest split by cameras
+    (:func:`camera_shares`); every scenario is seeded by itself and a split one's parts draw
+    what the whole run draws, so the scorecards are a serial run's (wall times aside). The cards
+    in the suite's order."""
+    from joblib.externals.loky import get_reusable_executor
+
+    pool = get_reusable_executor(max_workers=cfg.jobs)
+
+    def wait(running):
+        done, _ = futures.wait(list(running), return_when=futures.FIRST_COMPLETED)
+        return next(iter(done))
+
+    return _schedule(names, scenarios, cfg, root, cfg.jobs, pool.submit, wait, lambda f: f.result(),
+                     f"suite, {cfg.jobs} at a time", progress)
+
+
+def _on_ray(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
+    """A suite's scenarios as Ray tasks, one CPU each (as datagen's shards): on the cluster at
+    ``ray_address``, or on a Ray instance started here with ``jobs`` CPUs, the longest first and
+    split by cameras as side by side. Each task writes its run folder under the suite's folder,
+    so on a cluster ``out=`` must be storage every node sees. A scenario that fails stops the
+    suite with its error, after the tasks under way have finished."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=cfg.ray_address, num_cpus=None if cfg.ray_address else cfg.jobs,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        workers = max(1, int(ray.cluster_resources().get("CPU", cfg.jobs)))
+        remote = {}
+
+        def submit(fn, *args):
+            if fn not in remote:
+                remote[fn] = ray.remote(num_cpus=1, max_retries=0)(fn)
+            return remote[fn].remote(*args)
+
+        def wait(running):
+            return ray.wait(list(running), num_returns=1)[0][0]
+
+        return _schedule(names, scenarios, cfg, root.resolve(), workers, submit, wait, ray.get, "suite on ray", progress)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _schedule(names, scenarios, cfg: RunConfig, root: Path, workers: int, submit, wait, result, desc: str,
+              progress: bool) -> list[dict]:
+    """Run a suite's tasks on ``workers`` slots: each scenario whole (simulated, run and scored),
+    or its camera parts and then the join that scores it, which goes ahead of the scenarios still
+    waiting. Longest first. A failure stops new tasks; the ones under way finish, then it is raised."""
+    from collections import deque
+
     from tqdm import tqdm
 
+    shares = camera_shares(names, scenarios, cfg, workers)
+    parts = {i: [root / f"{names[i]}.cameras-{k}" for k in range(len(c))] for i, c in shares.items()}
+    queue: deque = deque()
+    for i in _longest_first(names, scenarios):
+        if i in shares:
+            queue.extend((_simulate_part, i, scenarios[i], cfg, parts[i][k], shares[i][k]) for k in range(len(shares[i])))
+        else:
+            queue.append((_one, i, scenarios[i], cfg, root / names[i]))
+    left = {i: len(c) for i, c in shares.items()}
     per: dict[int, list[dict]] = {}
-    work = Parallel(n_jobs=cfg.jobs, return_as="generator_unordered")(
-        delayed(_one)(i, scenarios[i], cfg, root / names[i]) for i in _longest_first(names, scenarios))
-    with tqdm(total=len(names), desc=f"suite, {cfg.jobs} at a time", unit="scenario", disable=not progress) as bar:
-        for i, cards in work:
+    running: dict = {}
+    failed: list[tuple[str, BaseException]] = []
+    with tqdm(total=len(names), desc=desc, unit="scenario", disable=not progress) as bar:
+        while running or (queue and not failed):
+            while queue and not failed and len(running) < workers:
+                task = queue.popleft()
+                running[submit(*task)] = task
+            handle = wait(running)
+            task = running.pop(handle)
+            i = task[1]
+            try:
+                _, cards = result(handle)
+            except Exception as e:  # noqa: BLE001 - raised below with the scenario's name
+                failed.append((names[i], e))
+                continue
+            if task[0] is _simulate_part:
+                left[i] -= 1
+                if not left[i]:
+                    queue.appendleft((_join_parts, i, scenarios[i], cfg, root / names[i], parts[i]))
+                continue
             per[i] = cards
             bar.set_postfix_str(names[i])
             bar.update()
+    if len(failed) == 1 and not desc.endswith("ray"):
+        raise failed[0][1]
+    if failed:
+        raise RuntimeError("; ".join(f"scenario {n} failed{' on ray' if desc.endswith('ray') else ''}: "
+                                     f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+                                     for n, e in failed))
     return [c for i in range(len(names)) for c in per[i]]
 
 
@@ -368,40 +490,52 @@ def _one(i: int, scenario, cfg: RunConfig, out: Path) -> tuple[int, list[dict]]:
     return i, run_scenario(scenario, cfg, out, progress=False)
 
 
-def _on_ray(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
-    """A suite's scenarios as Ray tasks, one CPU each (as datagen's shards): on the cluster at
-    ``ray_address``, or on a Ray instance started here with ``jobs`` CPUs. Each task writes its run
-    folder under the suite's folder, so on a cluster ``out=`` must be storage every node sees. A
-    scenario that fails stops the suite with its error, after the others have finished."""
-    import ray
-    from tqdm import tqdm
+def _simulate_part(i: int, scenario, cfg: RunConfig, out: Path, cameras: tuple[str, ...]) -> tuple[int, None]:
+    """One part of a split scenario: the whole simulation, drawing only ``cameras``."""
+    sim = replace(cfg.sim, camera=replace(cfg.sim.camera, draw_only=tuple(cameras)))
+    simulate(scenario, sim, out=out, make_contact_sheet=False, progress=False)
+    return i, None
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=cfg.ray_address, num_cpus=None if cfg.ray_address else cfg.jobs,
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
-    per: dict[int, list[dict]] = {}
-    failed: list[tuple[str, str]] = []
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_one)
-        pending = {task.remote(i, scenarios[i], cfg, root.resolve() / names[i]): i
-                   for i in _longest_first(names, scenarios)}
-        with tqdm(total=len(names), desc="suite on ray", unit="scenario", disable=not progress) as bar:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                i = pending.pop(done[0])
-                try:
-                    per[i] = ray.get(done[0])[1]
-                except Exception as e:  # noqa: BLE001 - reported below with the scenario's name
-                    failed.append((names[i], str(e).strip().splitlines()[-1]))
-                bar.set_postfix_str(names[i])
-                bar.update()
-    finally:
-        if started:
-            ray.shutdown()
-    if failed:
-        raise RuntimeError("; ".join(f"scenario {n} failed on ray: {why}" for n, why in failed))
-    return [c for i in range(len(names)) for c in per[i]]
+
+def _join_parts(i: int, scenario, cfg: RunConfig, out: Path, parts: list[Path]) -> tuple[int, list[dict]]:
+    """The parts of a split scenario as one run folder ``out`` (each camera's video, index and
+    ground truth from the part that drew it; the load cells, gates and ground truth they all
+    share from the first, after checking that they agree), then run and scored."""
+    join_parts(parts, out)
+    return i, _score(out, cfg)
+
+
+SHARED_FILES = ("streams/weights.csv", "streams/gates.jsonl", "gt/carts.json", "gt/interactions.jsonl",
+                "gt/instances.json", "gt/shoppers.json", "gt/gates.jsonl")
+
+
+def join_parts(parts: list[Path], out: Path) -> Path:
+    """Join the run folders of a scenario simulated in parts (see :func:`camera_shares`) into
+    ``out``; the parts are removed. Parts that disagree on what they share are refused."""
+    import hashlib
+
+    if out.exists():
+        raise FileExistsError(f"{out}: run directory exists; choose another out=")
+    base = parts[0]
+    for p in parts[1:]:
+        for rel in SHARED_FILES:
+            a, b = base / rel, p / rel
+            if a.exists() != b.exists() or (a.exists() and hashlib.sha1(a.read_bytes()).digest() != hashlib.sha1(b.read_bytes()).digest()):
+                raise RuntimeError(f"{p.name}: {rel} differs from {base.name}'s: the parts of a split run must simulate the same store")
+    info = json.loads((base / "run.json").read_text())
+    walls = [info["wall_seconds"]]
+    for p in parts[1:]:
+        for f in [*(p / "streams").glob("*.mp4"), *(p / "streams").glob("*.frames.csv"), *(p / "gt" / "frames").glob("*.npz")]:
+            shutil.move(str(f), str(base / f.relative_to(p)))
+        other = json.loads((p / "run.json").read_text())
+        info["messages"]["frames"] += other["messages"]["frames"]
+        walls.append(other["wall_seconds"])
+        shutil.rmtree(p)
+    info["wall_seconds"] = max(walls)
+    info["parts_wall_seconds"] = walls
+    (base / "run.json").write_text(json.dumps(info, indent=1))
+    base.rename(out)
+    return out
 
 
 def tables(cards: list[dict]) -> str:

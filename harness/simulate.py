@@ -49,6 +49,7 @@ def sim_config_from(cfg: dict) -> SimConfig:
         merged["camera"]["cameras"] = [merged["camera"]["cameras"]]
     cam = dict(merged.pop("camera"))
     cam["cameras"] = tuple(cam["cameras"])
+    cam["draw_only"] = tuple([cam["draw_only"]] if isinstance(cam["draw_only"], str) else cam["draw_only"])
     cam["fps"] = tuple(float(f) for f in cam["fps"])
     if cam["masks"] not in ("persons", "all"):
         raise ValueError(f"sim.camera.masks={cam['masks']!r}: expected 'persons' or 'all'")

@@ -35,6 +35,10 @@ class CameraConfig:
     jitter_s: float = 0.0        # each frame's timestamp jitters uniformly within ±this
     free_run: bool = False       # each camera starts at its own random phase instead of all exposing together
     fps: tuple[float, ...] = ()  # frame rates the store's cameras take in turn (empty: each camera's own fps)
+    # Draw only these of the run's cameras (another process draws the others, and the run's
+    # folders are joined): every camera's timing, drops and stamps are drawn as in the whole run,
+    # so each camera's frames are the whole run's. Empty: all of them.
+    draw_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("clock_offset_s", "jitter_s"):
@@ -127,6 +131,10 @@ class Simulator:
             raise ValueError(f"sim.camera.cameras: {unknown} are not cameras of store '{store.name}' "
                              f"({', '.join(sorted(store.camera_by_id))})")
         self.camera_ids = list(cams)
+        outside = [c for c in config.camera.draw_only if c not in self.camera_ids]
+        if outside:
+            raise ValueError(f"sim.camera.draw_only: {outside} are not among the run's cameras ({', '.join(self.camera_ids)})")
+        self._drawn = set(config.camera.draw_only or self.camera_ids)
         cam_cfg = config.camera
         if scenario.cameras:   # the scenario's own camera timing wins over the command line's
             cam_cfg = replace(cam_cfg, **scenario.cameras)
@@ -234,6 +242,10 @@ class Simulator:
                     t_exposed = round(clocks[c].exposure_s(seq), 6)
                     next_frame[c] += 1
                     if self._camera_down(c, t_exposed) or self._rng_faults.random() < self._drop_rate[c]:
+                        continue
+                    if c not in self._drawn:    # another process draws it; its stamp's draw is made all the same
+                        if clocks[c].jitter_s:
+                            clocks[c].stamp_s(seq, self._rng_clocks)
                         continue
                     out = self.renderer.render(c, masks=cfg.camera.masks if cfg.camera.truth else "none")
                     if cfg.camera.truth:   # the truth is of the moment of exposure, whatever the stamp says

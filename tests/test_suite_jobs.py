@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,45 @@ def test_side_by_side_scenarios_start_longest_first():
     assert sorted(order) == list(range(len(names)))
     assert [names[i] for i in order[:2]] == ["busy_store", "long_dwell"]
     assert all(expected_work(names[a]) >= expected_work(names[b]) for a, b in zip(order, order[1:]))
+
+
+def test_a_long_scenario_is_simulated_in_camera_parts_with_a_serial_runs_results(tmp_path: Path, capsys):
+    """Side by side, a scenario longer than half a worker's share of the suite is simulated in
+    parts, each drawing some of its cameras, then joined and scored: every camera's frames
+    (index and video), the load cells, gates and ground truth, the receipts and the scorecards are
+    those of simulating it whole."""
+    from harness.run import RunConfig, camera_shares
+
+    two = ["suite=random", "store=tiny_unit", "seeds=0..1", "shoppers=1", "duration_s=8", "pacing=asfast"]
+    serial, parts = tmp_path / "serial", tmp_path / "parts"
+    assert main(["run", *two, f"out={serial}"]) == 0
+    assert main(["run", *two, "jobs=2", f"out={parts}"]) == 0
+    capsys.readouterr()
+    names = ["random-s0-k1", "random-s1-k1"]
+    for name in names:
+        a, b = serial / name, parts / name
+        run = json.loads((b / "run.json").read_text())
+        assert len(run["parts_wall_seconds"]) == 2, "simulated in two parts"
+        assert not list(parts.glob(f"{name}.cameras-*")), "the parts were joined"
+        assert json.loads((a / "run.json").read_text())["messages"] == run["messages"]
+        for rel in ["streams/weights.csv", "streams/gates.jsonl", "gt/carts.json", "gt/interactions.jsonl",
+                    *[f"streams/cam_0{k}.frames.csv" for k in (1, 2, 3)], "out/receipts.jsonl"]:
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), (name, rel)
+        for k in (1, 2, 3):
+            assert (b / "streams" / f"cam_0{k}.mp4").stat().st_size > 0
+    assert _results(json.loads((parts / "scorecard.json").read_text())) == \
+        _results(json.loads((serial / "scorecard.json").read_text()))
+    # the rule: none split on one worker, nor with split=false, nor a scenario that is a small part of the suite
+    cfg = RunConfig(suite=("a",), pacing="asfast", jobs=2)
+    assert camera_shares(["busy_store", "single_pick"], ["busy_store", "single_pick"], cfg, 1) == {}
+    assert camera_shares(["busy_store", "single_pick"], ["busy_store", "single_pick"], replace(cfg, split=False), 2) == {}
+    shares = camera_shares(["busy_store", "single_pick"], ["busy_store", "single_pick"], cfg, 2)
+    assert list(shares) == [0] and sorted(c for part in shares[0] for c in part) == [f"cam_{k:02d}" for k in range(1, 13)]
+
+
+def test_drawing_a_camera_the_run_does_not_have_is_refused(tmp_path: Path, capsys):
+    out = tmp_path / "x"
+    assert main(["simulate", "scenario=single_pick", "sim.camera.draw_only=[cam_99]", f"out={out}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sim.camera.draw_only" in err[0] and "cam_99" in err[0], err
+    assert not out.exists() and not out.with_name("x.partial").exists()
