@@ -389,20 +389,19 @@ def camera_shares(names: list[str], scenarios: list, cfg: RunConfig, workers: in
 
 def _side_by_side(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
     """A suite's scenarios ``cfg.jobs`` at a time, each in a process of its own (joblib's loky
-    executor, as datagen makes shards), the longest started first, the longest split by cameras
+    processes, as datagen makes shards), the longest started first, the longest split by cameras
     (:func:`camera_shares`); every scenario is seeded by itself and a split one's parts draw
     what the whole run draws, so the scorecards are a serial run's (wall times aside). The cards
     in the suite's order."""
-    from joblib.externals.loky import get_reusable_executor
-
-    pool = get_reusable_executor(max_workers=cfg.jobs)
+    from joblib.externals.loky import ProcessPoolExecutor   # its own pool: joblib's shared one is datagen's
 
     def wait(running):
         done, _ = futures.wait(list(running), return_when=futures.FIRST_COMPLETED)
         return next(iter(done))
 
-    return _schedule(names, scenarios, cfg, root, cfg.jobs, pool.submit, wait, lambda f: f.result(),
-                     f"suite, {cfg.jobs} at a time", progress)
+    with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
+        return _schedule(names, scenarios, cfg, root, cfg.jobs, pool.submit, wait, lambda f: f.result(),
+                         f"suite, {cfg.jobs} at a time", progress)
 
 
 def _on_ray(names: list[str], scenarios: list, cfg: RunConfig, root: Path, progress: bool) -> list[dict]:
