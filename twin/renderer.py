@@ -180,6 +180,48 @@ def _set_uniforms_once() -> None:
 
 
 _set_uniforms_once()
+
+SHADERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shaders")
+
+
+def _light_small_faces_per_vertex() -> None:
+    """Primitives marked ``storetwin_vertex_lit`` (the shoppers' and baskets' flat-shaded,
+    vertex-coloured meshes) are drawn with pyrender's lighting worked out at their vertices
+    (``shaders/vertex_lit.vert``) instead of at every pixel: their faces are a few pixels across,
+    and llvmpipe runs the pixel shader on a whole 4×4 block for every small triangle, so their
+    PBR shading was half of a crowded frame. Everything else is drawn as pyrender draws it."""
+    import pyrender.renderer as prr
+
+    plain = prr.Renderer._get_primitive_program
+    lit = (os.path.join(SHADERS, "vertex_lit.vert"), os.path.join(SHADERS, "vertex_lit.frag"))
+
+    def get_primitive_program(self, primitive, flags, program_flags):
+        if not getattr(primitive, "storetwin_vertex_lit", False):
+            return plain(self, primitive, flags, program_flags)
+        cache = self._program_cache
+        get_program = cache.get_program
+
+        def lit_program(vertex_shader, fragment_shader, geometry_shader=None, defines=None):
+            if (vertex_shader, fragment_shader) == ("mesh.vert", "mesh.frag"):
+                vertex_shader, fragment_shader = lit
+            return get_program(vertex_shader, fragment_shader, geometry_shader, defines)
+
+        cache.get_program = lit_program
+        try:
+            return plain(self, primitive, flags, program_flags)
+        finally:
+            del cache.get_program
+
+    prr.Renderer._get_primitive_program = get_primitive_program
+
+
+_light_small_faces_per_vertex()
+
+
+def _vertex_lit(mesh: pyrender.Mesh) -> pyrender.Mesh:
+    for p in mesh.primitives:
+        p.storetwin_vertex_lit = True
+    return mesh
 LENS_BLUR_SIGMA_PX = 0.7
 
 
@@ -298,7 +340,7 @@ class StoreRenderer:
         # Each camera's view of what does not move, kept between frames (see _colour_pass).
         self.share_static_view = True
         self._static_view: dict[str, tuple] = {}
-        self._kept_fb: dict[str, tuple] = {}   # camera → (offscreen renderer, framebuffer, colour and depth buffers)
+        self._kept_fb: dict[str, tuple] = {}   # camera → (offscreen renderer, framebuffer, colour and depth buffers): its kept depth
         self._static_ids: dict[str, tuple] = {}
         self._static_version = 0
         self._gain = 1.0
@@ -432,7 +474,7 @@ class StoreRenderer:
                 n += len(vt)
             V = np.concatenate(verts)
             tm = trimesh.Trimesh(V, np.concatenate(faces), vertex_colors=np.concatenate(cols).astype(np.uint8), process=False)
-            self._shopper_nodes[v.id] = self.scene.add(pyrender.Mesh.from_trimesh(tm, smooth=False))
+            self._shopper_nodes[v.id] = self.scene.add(_vertex_lit(pyrender.Mesh.from_trimesh(tm, smooth=False)))
             self._shopper_verts[v.id] = V
             if v.basket_xyz is not None:
                 c, sn = math.cos(v.heading_rad), math.sin(v.heading_rad)
@@ -443,7 +485,7 @@ class StoreRenderer:
         if bverts:
             tm = trimesh.Trimesh(np.concatenate(bverts), np.concatenate(bfaces), process=False,
                                  face_colors=np.tile([*BASKET_RGB, 255], (12 * len(bverts), 1)).astype(np.uint8))
-            self._baskets_node = self.scene.add(pyrender.Mesh.from_trimesh(tm, smooth=False))
+            self._baskets_node = self.scene.add(_vertex_lit(pyrender.Mesh.from_trimesh(tm, smooth=False)))
 
     def set_state(self, state: SceneState) -> None:
         self._state = state
@@ -460,12 +502,13 @@ class StoreRenderer:
                      rect: tuple[int, int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
         """Colour and depth of the whole scene from ``cam``. A ceiling camera does not move, and
         most of what it sees (fixtures, floor, the stock resting where it was stocked) does not
-        either: that view is drawn once per camera and kept (as pixels, and in a GL framebuffer of
-        its own) until the stock or the light changes. Each frame copies the kept view's colour and
-        depth into the rectangle that holds what moves, and draws only what moves (people,
-        baskets, items that were handled) over it: the depth test keeps the nearer surface, and a
-        body part hidden behind a shelf is never shaded. Shading has no shadows or transparency,
-        so a surface's colour does not depend on what else is drawn."""
+        either: that view is drawn once per camera and kept (its pixels, and its depth in a GL
+        framebuffer of its own) until the stock or the light changes. Each frame copies the kept
+        depth into the rectangle that holds what moves, draws only what moves (people, baskets,
+        items that were handled) there, so that a body part hidden behind a shelf is never shaded
+        (the depth test comes before shading), and takes what it drew where it is nearer than the
+        kept view. Shading has no shadows or transparency, so a surface's colour does not depend
+        on what else is drawn."""
         if not self.share_static_view:
             return r.render(self.scene)
         moving = [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else []),
@@ -502,8 +545,8 @@ class StoreRenderer:
         # the pixels, and the depth, of drawing everything at once.
         ds = depth_s[y0:y1, x0:x1]
         nearer = (depth_m > 0) & ((ds == 0) | (depth_m < ds))
-        rgb[y0:y1, x0:x1][nearer] = rgb_m[nearer]
-        depth[y0:y1, x0:x1][nearer] = depth_m[nearer]
+        np.copyto(rgb[y0:y1, x0:x1], rgb_m, where=nearer[..., None])
+        np.copyto(depth[y0:y1, x0:x1], depth_m, where=nearer)
         return rgb, depth
 
     @contextlib.contextmanager
@@ -548,7 +591,7 @@ class StoreRenderer:
         return out
 
     def _keep_in_gl(self, r: pyrender.OffscreenRenderer, cam: Camera) -> None:
-        """Copy what was just drawn (the whole image) into this camera's own framebuffer."""
+        """Copy the depth just drawn (the whole image) into this camera's own framebuffer."""
         from OpenGL import GL
 
         fb = self._kept_fb.get(cam.id)
@@ -567,13 +610,13 @@ class StoreRenderer:
             fb = self._kept_fb[cam.id] = (r, f, cb, db)
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, r._renderer._main_fb_ms)
         GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb[1])
-        GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
+        GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
 
     @contextlib.contextmanager
     def _over_kept(self, r: pyrender.OffscreenRenderer, cam: Camera):
-        """A pass that starts from this camera's kept view instead of a cleared image: the kept
-        colour and depth are copied in (within the scissor rectangle) and pyrender's clear is
-        skipped."""
+        """A pass that starts from this camera's kept depth instead of a cleared one: the kept
+        depth is copied in (within the scissor rectangle) and pyrender's clear is skipped. The
+        colour is left as it was: only what this pass draws nearer than the kept view is taken."""
         from OpenGL import GL
         import pyrender.renderer as prr
 
@@ -581,7 +624,7 @@ class StoreRenderer:
         r._platform.make_current()
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._kept_fb[cam.id][1])
         GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, r._renderer._main_fb_ms)
-        GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
+        GL.glBlitFramebuffer(0, 0, w, h, 0, 0, w, h, GL.GL_DEPTH_BUFFER_BIT, GL.GL_NEAREST)
         clear = prr.glClear
         prr.glClear = lambda mask: None
         try:
