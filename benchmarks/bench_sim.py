@@ -7,6 +7,8 @@ Measures, in one run:
    simulated seconds per wall second;
 2. the full simulator (every camera rendered, per-frame ground truth) over the first
    ``--window-s`` simulated seconds: simulated seconds per wall second and frames per second;
+   with each run's CPU time, and the share of the machine's time stolen by its hypervisor while
+   it ran (on a shared virtual machine wall times swing with it; CPU time swings less);
 3. at the end of that window, the same scene (fixtures, floor, every product, the shoppers and their
    baskets) rendered from every camera by pyrender (EGL), drawing all of it and as the simulator
    draws a frame (each camera's still view kept), and by pybullet's own ``getCameraImage``
@@ -15,10 +17,12 @@ Measures, in one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -37,22 +41,45 @@ from twin.fixtures import floor_mesh, shelf_unit_meshes  # noqa: E402
 from twin.renderer import SceneState  # noqa: E402
 
 
+def _clock() -> tuple[float, float, tuple[int, int] | None]:
+    """Wall seconds, this process's CPU seconds (all its threads: llvmpipe draws on several), and
+    the machine's stolen and total CPU ticks (/proc/stat, Linux; None elsewhere)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    ticks = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        ticks = (f[7], sum(f))
+    return time.perf_counter(), ru.ru_utime + ru.ru_stime, ticks
+
+
+def _since(c0) -> dict:
+    """What :func:`_clock` says passed since ``c0``: the wall time, the CPU time it took, and the
+    share of the machine's time its hypervisor gave to others (figures here swing with it)."""
+    c1 = _clock()
+    out = {"wall_s": round(c1[0] - c0[0], 2), "cpu_s": round(c1[1] - c0[1], 2)}
+    if c0[2] and c1[2] and c1[2][1] > c0[2][1]:
+        out["stolen_share"] = round((c1[2][0] - c0[2][0]) / (c1[2][1] - c0[2][1]), 3)
+    return out
+
+
 def physics_only(scenario) -> dict:
     sim = Simulator(scenario.spec, scenario, SimConfig(camera=CameraConfig(render=False)))
-    t0 = time.perf_counter()
+    c0 = _clock()
     n = sum(1 for _ in sim.run())
-    wall = time.perf_counter() - t0
+    took = _since(c0)
     sim.close()
-    return {"sim_s": round(sim.t, 2), "wall_s": round(wall, 2), "sim_s_per_wall_s": round(sim.t / wall, 2), "messages": n}
+    return {"sim_s": round(sim.t, 2), **took, "sim_s_per_wall_s": round(sim.t / took["wall_s"], 2), "messages": n}
 
 
 def full_window(scenario, window_s: float):
     sim = Simulator(scenario.spec, scenario, SimConfig(max_duration_s=window_s))
-    t0 = time.perf_counter()
+    c0 = _clock()
     frames = sum(1 for m in sim.run() if isinstance(m, Frame))
-    wall = time.perf_counter() - t0
-    res = {"sim_s": round(sim.t, 2), "wall_s": round(wall, 2), "sim_s_per_wall_s": round(sim.t / wall, 3),
-           "frames": frames, "frames_per_s": round(frames / wall, 2), "cameras": len(sim.camera_ids),
+    took = _since(c0)
+    wall = took["wall_s"]
+    res = {"sim_s": round(sim.t, 2), **took, "sim_s_per_wall_s": round(sim.t / wall, 3),
+           "frames": frames, "frames_per_s": round(frames / wall, 2),
+           "cpu_ms_per_frame": round(1000 * took["cpu_s"] / max(frames, 1), 1), "cameras": len(sim.camera_ids),
            "shoppers_in_store_at_end": sum(s.present for s in sim.shoppers)}
     return res, sim
 
