@@ -323,7 +323,7 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
         cards: list[dict] = []
         if cfg.launcher == "ray":
             cards = _on_ray(names, scenarios, cfg, root, progress)
-        elif cfg.jobs > 1 and len(names) > 1:
+        elif cfg.jobs > 1 and (len(names) > 1 or camera_shares(names, scenarios, cfg, cfg.jobs)):
             cards = _side_by_side(names, scenarios, cfg, root, progress)
         else:
             for i, (name, scenario) in enumerate(zip(names, scenarios)):

@@ -109,6 +109,13 @@ def test_a_long_scenario_is_simulated_in_camera_parts_with_a_serial_runs_results
             assert (b / "streams" / f"cam_0{k}.mp4").stat().st_size > 0
     assert _results(json.loads((parts / "scorecard.json").read_text())) == \
         _results(json.loads((serial / "scorecard.json").read_text()))
+    # a suite of one scenario on two workers: split too
+    one = tmp_path / "one"
+    assert main(["run", *[a for a in two if not a.startswith("seeds=")], "seeds=0..0", "jobs=2", f"out={one}"]) == 0
+    capsys.readouterr()
+    assert len(json.loads((one / "random-s0-k1" / "run.json").read_text())["parts_wall_seconds"]) == 2
+    assert (one / "random-s0-k1" / "out" / "receipts.jsonl").read_bytes() == \
+        (serial / "random-s0-k1" / "out" / "receipts.jsonl").read_bytes()
     # the rule: none split on one worker, nor with split=false, nor a scenario that is a small part of the suite
     cfg = RunConfig(suite=("a",), pacing="asfast", jobs=2)
     assert camera_shares(["busy_store", "single_pick"], ["busy_store", "single_pick"], cfg, 1) == {}
