@@ -374,8 +374,11 @@ def test_shoppers_lit_at_their_vertices_look_as_lit_at_every_pixel(reaching):
     sim, state = reaching
     r = sim.renderer
     r.set_state(state)
-    lit = [r.render(c) for c in sim.camera_ids]
     nodes = [*r._shopper_nodes.values(), *([r._baskets_node] if r._baskets_node else [])]
+    for n in nodes:
+        for p in n.mesh.primitives:
+            p.storetwin_vertex_lit = True
+    lit = [r.render(c) for c in sim.camera_ids]
     for n in nodes:
         for p in n.mesh.primitives:
             p.storetwin_vertex_lit = False
@@ -386,7 +389,7 @@ def test_shoppers_lit_at_their_vertices_look_as_lit_at_every_pixel(reaching):
         r.share_static_view = True
         for n in nodes:
             for p in n.mesh.primitives:
-                p.storetwin_vertex_lit = True
+                p.storetwin_vertex_lit = False
     seen = 0
     for a, b in zip(lit, per_pixel):
         assert np.array_equal(a.depth, b.depth) and np.array_equal(a.ids, b.ids)

@@ -218,9 +218,14 @@ def _light_small_faces_per_vertex() -> None:
 _light_small_faces_per_vertex()
 
 
+# Off by default: with it, the default suite's busy_store lost two exact receipts and nine identity
+# switches appeared (docs/BENCHMARKS.md), though its frames moved by under a third of a level on average.
+LIGHT_SHOPPERS_PER_VERTEX = os.environ.get("STORETWIN_VERTEX_LIT", "0") == "1"
+
+
 def _vertex_lit(mesh: pyrender.Mesh) -> pyrender.Mesh:
     for p in mesh.primitives:
-        p.storetwin_vertex_lit = True
+        p.storetwin_vertex_lit = LIGHT_SHOPPERS_PER_VERTEX
     return mesh
 LENS_BLUR_SIGMA_PX = 0.7
 
