@@ -45,6 +45,11 @@ class Detector:
         :meth:`wait`, in the order the frames came."""
         done(self(bgr))
 
+    def hand_on(self, detections: list[Detection], done: Callable[[list[Detection]], None]) -> None:
+        """Hand ``detections`` found without the model (a still frame's, see :mod:`runtime.motion`)
+        to ``done`` in turn: after the frames submitted before them."""
+        done(detections)
+
     def wait(self) -> None:
         """Every frame submitted so far has been handed on."""
 
@@ -154,7 +159,7 @@ class OpenVinoDetector(_ArrayDetector):
                                                                    "NUM_STREAMS": str(streams)})
             self._queue = ov.AsyncInferQueue(self._streamed, streams)
             self._queue.set_callback(self._finished)
-        self._pending: list[list] = []      # [result or None, ratio, pad, shape, done], in submission order
+        self._pending: list[Callable[[], None]] = []   # what hands each frame on, in submission order
         super().__init__(meta.get("task", "detect"), {int(k): v for k, v in meta["names"].items()},
                          tuple(meta["imgsz"]), conf, iou)
 
@@ -169,17 +174,23 @@ class OpenVinoDetector(_ArrayDetector):
         if self._queue is None:
             return super().submit(bgr, done)
         x, r, pad = self._prepare(bgr)
-        slot = [None, r, pad, bgr.shape[:2], done]
-        self._pending.append(slot)
+        slot: list = [None]
+        shape = bgr.shape[:2]
         self._queue.start_async(x, slot)
+        self._pending.append(lambda: done(decode(slot[0], self.task, self.names, r, pad, shape, self.conf, self.iou)))
+
+    def hand_on(self, detections: list[Detection], done: Callable[[list[Detection]], None]) -> None:
+        if self._queue is None or not self._pending:
+            return done(detections)
+        self._pending.append(lambda: done(detections))
 
     def wait(self) -> None:
         if self._queue is None or not self._pending:
             return
         self._queue.wait_all()
         pending, self._pending = self._pending, []
-        for pred, r, pad, shape, done in pending:
-            done(decode(pred, self.task, self.names, r, pad, shape, self.conf, self.iou))
+        for hand_on in pending:
+            hand_on()
 
 
 class TorchDetector(Detector):

@@ -37,6 +37,7 @@ from runtime.eventlog import EventLog
 from runtime.fusion import Fusion, Unexplained
 from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
+from runtime.motion import MotionGate
 from runtime.messages import Frame, GateEvent, SensorMessage, TrackState, WeightSample
 from runtime.perception import Detector, load_model
 from runtime.store import StoreSpec
@@ -64,6 +65,7 @@ class Runtime:
         self.hands = HandWatch(store, config.hands, products) if self.vision else None
         self.ticks = TickBuilder({c.id: c.fps for c in store.cameras}, config.perception_hz, config.tick_window_s,
                                  jitter_s=config.tick_jitter_s)
+        self.motion = MotionGate(config.motion_threshold, config.motion_refresh_s)
         self.tracker = WorldTracker(store, config.tracking)
         self.identity = GateIdentity(store, config.identity, config.group_window_s, config.tracking.walked_m)
         self.cell_health = CellHealth(config.cell_silent_s)
@@ -103,6 +105,7 @@ class Runtime:
         """Flush and close the event log; ``stats["dropped"]`` then counts what every stage left out."""
         dropped = Counter(self._dropped)
         dropped["late frame"] = self.ticks.late
+        self.stats["frames_still"] = self.motion.skipped
         dropped["entry scan nobody was seen for"] = self.identity.unmatched_scans
         if self.hands is not None:
             dropped.update(self.hands.dropped)
@@ -166,9 +169,19 @@ class Runtime:
             people = [d for d in dets if d.label == "person"]
             tick.views.extend(person_views(cam, ref, image, people, self.store, self.cfg.tracking, self._dropped))
 
-        # the frame's people are in the tick's views by the time the tick closes (see _tick); the
-        # detector may run it beside other frames meanwhile, while the scales' samples go on
-        getattr(self.detector, "submit", lambda img, done: done(self.detector(img)))(image, seen)
+        still, sent = self.motion.still(f.camera_id, f.t, image, getattr(self.detector, "wait", lambda: None))
+        if still is not None:
+            # nothing moved since the model last saw this camera: its detections stand (handed on
+            # in turn with the frames before, as the model's would be)
+            getattr(self.detector, "hand_on", lambda dets, done: done(dets))(still, seen)
+        else:
+            def detected(dets: list) -> None:
+                self.motion.saw(sent, dets)
+                seen(dets)
+
+            # the frame's people are in the tick's views by the time the tick closes (see _tick); the
+            # detector may run it beside other frames meanwhile, while the scales' samples go on
+            getattr(self.detector, "submit", lambda img, done: done(self.detector(img)))(image, detected)
         if self.hands is not None and self.hands.products is not None:
             self.hands.frame(ref, image)
 
