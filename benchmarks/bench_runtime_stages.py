@@ -4,7 +4,7 @@ The person model runs one frame at a time here (``perception_streams=1``) so tha
 time lands in the loop that calls it and the stages add up to the whole; the last line is the
 replay with the runtime's own settings, whose real-time factor is the one to quote.
 
-    .venv/bin/python benchmarks/bench_runtime_stages.py runs/v3/busy_store [--until 60] [--json out.json]
+    .venv/bin/python benchmarks/bench_runtime_stages.py runs/v3/busy_store [--until 60] [--set motion_threshold=0] [--only-plain] [--json out.json]
 
 Per stream second: reading the recording (video decoding, CSV, the merge), the person model's
 input (letterbox), the model itself, its output (NMS), the views (floor points, wrists, looks),
@@ -103,23 +103,27 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="runtime settings for both replays, e.g. perception_hz=5")
+    ap.add_argument("--only-plain", action="store_true", help="skip the stage by stage replay")
     args = ap.parse_args()
     base = RuntimeConfig().with_models_from(home())
     over = {k: type(getattr(base, k))(v) for k, v in (s.split("=", 1) for s in args.set)}
     base = dataclasses.replace(base, **over)
-    st = staged(args.run, args.until, dataclasses.replace(base, perception_streams=1))
     pl = plain(args.run, args.until, base)
-    print(f"{args.run}: first {st['stream_s']:.1f} stream s, {st['frames_processed']} frames through the person model")
-    print(f"{'stage':<10} {'ms per stream s':>16} {'share':>6}")
-    total = sum(st["per_stream_s_ms"].values())
-    for s in STAGES:
-        v = st["per_stream_s_ms"][s]
-        print(f"{s:<10} {v:16.0f} {v / total:6.0%}")
-    print(f"{'whole':<10} {total:16.0f}   (one stream: RTF {st['rtf']:.2f}, CPU {st['cpu_s'] / st['stream_s']:.2f} s per stream s)")
-    print(f"runtime's own settings (streams={base.perception_streams}): RTF {pl['rtf']:.2f}, "
-          f"CPU {pl['cpu_s'] / pl['stream_s']:.2f} s per stream s")
+    st = None
+    if not args.only_plain:
+        st = staged(args.run, args.until, dataclasses.replace(base, perception_streams=1))
+        print(f"{args.run}: first {st['stream_s']:.1f} stream s, {st['frames_processed']} frames through the person model")
+        print(f"{'stage':<10} {'ms per stream s':>16} {'share':>6}")
+        total = sum(st["per_stream_s_ms"].values())
+        for s in STAGES:
+            v = st["per_stream_s_ms"][s]
+            print(f"{s:<10} {v:16.0f} {v / total:6.0%}")
+        print(f"{'whole':<10} {total:16.0f}   (one stream: RTF {st['rtf']:.2f}, CPU {st['cpu_s'] / st['stream_s']:.2f} s per stream s)")
+    print(f"runtime's own settings (streams={base.perception_streams}): "
+          f"RTF {pl['rtf']:.2f}, CPU {pl['cpu_s'] / pl['stream_s']:.2f} s per stream s, {pl['stream_s']:.1f} stream s")
     if args.json:
-        args.json.write_text(json.dumps({"run": str(args.run), "settings": over, "staged": st, "plain": pl}, indent=1))
+        args.json.write_text(json.dumps({"run": str(args.run), "settings": over,
+                                         "staged": st, "plain": pl}, indent=1))
 
 
 if __name__ == "__main__":
