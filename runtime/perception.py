@@ -54,6 +54,21 @@ class Detector:
         """Every frame submitted so far has been handed on."""
 
 
+class _FunctionDetector(Detector):
+    """Any ``bgr -> list[Detection]`` function as a :class:`Detector` (one frame at a time)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], list[Detection]]):
+        self.fn = fn
+
+    def __call__(self, bgr: np.ndarray) -> list[Detection]:
+        return self.fn(bgr)
+
+
+def as_detector(d: Detector | Callable[[np.ndarray], list[Detection]]) -> Detector:
+    """``d`` itself, or a plain detection function made a :class:`Detector`."""
+    return d if isinstance(d, Detector) else _FunctionDetector(d)
+
+
 def _literal(v):
     return ast.literal_eval(v) if isinstance(v, str) else v
 

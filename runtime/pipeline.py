@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Iterable
 
@@ -39,7 +40,7 @@ from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
 from runtime.motion import MotionGate
 from runtime.messages import Frame, GateEvent, SensorMessage, TrackState, WeightSample
-from runtime.perception import Detector, load_model
+from runtime.perception import Detector, as_detector, load_model
 from runtime.store import StoreSpec
 from runtime.ticks import FrameRef, Tick, TickBuilder
 from runtime.tracking import WorldTracker, associate, person_views
@@ -50,14 +51,14 @@ log = logging.getLogger(__name__)
 
 class Runtime:
     def __init__(self, store: StoreSpec, config: RuntimeConfig = RuntimeConfig(), out_dir: str | Path | None = None,
-                 detector: Detector | None = None, restore: bool = False, products_detector: Detector | None = None,
+                 detector: Detector | Callable | None = None, restore: bool = False, products_detector: Detector | None = None,
                  clock: Clock = SYSTEM_CLOCK):
         self.store, self.cfg, self.clock = store, config, clock
         self.log = EventLog(out_dir) if out_dir is not None else None
         self.vision = config.sensing in ("fused", "vision_only")
         self.scales = config.sensing in ("fused", "weight_only")
-        self.detector = detector if detector is not None or not self.vision else load_model(config.pose_model, conf=config.person_conf,
-                                                                                             streams=config.perception_streams)
+        self.detector = as_detector(detector) if detector is not None else \
+            load_model(config.pose_model, conf=config.person_conf, streams=config.perception_streams) if self.vision else None
         products = None
         if self.vision and (config.hands.product_model or config.sensing == "vision_only"):
             products = products_detector if products_detector is not None else \
@@ -105,11 +106,11 @@ class Runtime:
         """Flush and close the event log; ``stats["dropped"]`` then counts what every stage left out."""
         dropped = Counter(self._dropped)
         dropped["late frame"] = self.ticks.late
-        self.stats["frames_still"] = self.motion.skipped
         dropped["entry scan nobody was seen for"] = self.identity.unmatched_scans
         if self.hands is not None:
             dropped.update(self.hands.dropped)
         self.stats["dropped"] = {k: n for k, n in sorted(dropped.items()) if n}
+        self.stats["frames_still"] = self.motion.skipped
         if self.log is not None:
             for reason, n in self.stats["dropped"].items():
                 log.info("left out %d × %s", n, reason)
@@ -169,11 +170,11 @@ class Runtime:
             people = [d for d in dets if d.label == "person"]
             tick.views.extend(person_views(cam, ref, image, people, self.store, self.cfg.tracking, self._dropped))
 
-        still, sent = self.motion.still(f.camera_id, f.t, image, getattr(self.detector, "wait", lambda: None))
+        still, sent = self.motion.still(f.camera_id, f.t, image, self.detector.wait)
         if still is not None:
             # nothing moved since the model last saw this camera: its detections stand (handed on
             # in turn with the frames before, as the model's would be)
-            getattr(self.detector, "hand_on", lambda dets, done: done(dets))(still, seen)
+            self.detector.hand_on(still, seen)
         else:
             def detected(dets: list) -> None:
                 self.motion.saw(sent, dets)
@@ -181,13 +182,13 @@ class Runtime:
 
             # the frame's people are in the tick's views by the time the tick closes (see _tick); the
             # detector may run it beside other frames meanwhile, while the scales' samples go on
-            getattr(self.detector, "submit", lambda img, done: done(self.detector(img)))(image, detected)
+            self.detector.submit(image, detected)
         if self.hands is not None and self.hands.products is not None:
             self.hands.frame(ref, image)
 
     def _tick(self, tick: Tick) -> list:
         t = tick.t
-        getattr(self.detector, "wait", lambda: None)()
+        self.detector.wait()
         self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking, self.tracker.anchors(t)))
         self.identity.update(t, self.tracker)
         shown = {}
