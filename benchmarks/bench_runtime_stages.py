@@ -76,7 +76,7 @@ def staged(run: Path, until: float, cfg: RuntimeConfig) -> dict:
     named = sum(spent[s] for s in STAGES if s != "rest")
     spent["rest"] = wall - named
     return {"stream_s": t_last, "messages": n, "wall_s": wall, "cpu_s": cpu, "rtf": t_last / wall,
-            "frames_processed": rt.stats["frames_processed"],
+            "frames_processed": rt.stats["frames_processed"], "frames_still": rt.stats["frames_still"],
             "per_stream_s_ms": {s: 1000 * spent[s] / t_last for s in STAGES}}
 
 
@@ -112,7 +112,8 @@ def main() -> None:
     st = None
     if not args.only_plain:
         st = staged(args.run, args.until, dataclasses.replace(base, perception_streams=1))
-        print(f"{args.run}: first {st['stream_s']:.1f} stream s, {st['frames_processed']} frames through the person model")
+        print(f"{args.run}: first {st['stream_s']:.1f} stream s, {st['frames_processed']} frames for the person model, "
+              f"{st['frames_still']} of them still (their last detections stand)")
         print(f"{'stage':<10} {'ms per stream s':>16} {'share':>6}")
         total = sum(st["per_stream_s_ms"].values())
         for s in STAGES:
