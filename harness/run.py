@@ -32,6 +32,7 @@ from sim.scenario import Scenario
 from sim.simulator import CameraConfig, SimConfig
 
 SOURCES, PACINGS, LAUNCHERS = ("replay", "live"), ("realtime", "asfast"), ("joblib", "ray")
+FRAMES = ("perceived", "all")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class RunConfig:
     launcher: str = "joblib"             # jobs>1 or ray: joblib (this machine) | ray (a Ray cluster, or one started here)
     ray_address: str | None = None       # launcher=ray: an existing cluster ("auto", "ray://head:10001"); none = start one here
     split: bool = True                   # side by side: a scenario longer than half a worker's share is simulated in camera parts
+    frames: str = "perceived"            # perceived: the cameras draw only the frames the runtime takes; all: every frame
 
     def __post_init__(self) -> None:
         if self.suite == "random" and self.random is None:
@@ -76,6 +78,8 @@ class RunConfig:
             raise ValueError(f"jobs={self.jobs!r}: expected a whole number of at least 1")
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"launcher={self.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+        if self.frames not in FRAMES:
+            raise ValueError(f"frames={self.frames!r}: expected one of {', '.join(FRAMES)}")
         if not isinstance(self.split, bool):
             raise ValueError(f"split={self.split!r}: expected true or false")
         if self.ray_address is not None and self.launcher != "ray":
@@ -87,6 +91,15 @@ class RunConfig:
         if self.recorded is not None and not Path(self.recorded).is_dir():
             raise ValueError(f"recorded={self.recorded}: no such folder (expected a run or suite folder "
                              "written by storetwin run or storetwin simulate)")
+
+
+    def simulation(self) -> SimConfig:
+        """The simulator's settings for this run: with ``frames=perceived`` the cameras draw only the
+        frames the runtime takes at ``runtime.perception_hz`` (each camera's frame nearest each
+        tick), since the runtime reads no other and the scorer reads the simulator's own truth."""
+        if self.frames != "perceived":
+            return self.sim
+        return replace(self.sim, camera=replace(self.sim.camera, perceive_hz=self.runtime.perception_hz))
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,8 @@ def run_config_from(cfg: dict) -> RunConfig:
                      runtime=runtime,
                      recorded=cfg.get("recorded"), resimulate=cfg.get("resimulate"), sim=_sim_config(cfg.get("sim")),
                      random=drawn, jobs=_whole(cfg.get("jobs", 1)), launcher=cfg.get("launcher", "joblib"),
-                     ray_address=cfg.get("ray_address"), split=cfg.get("split", True))
+                     ray_address=cfg.get("ray_address"), split=cfg.get("split", True),
+                     frames=cfg.get("frames", "perceived"))
 
 
 def _whole(v):
@@ -176,6 +190,7 @@ def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = 
     out = run_dir / out_name
     if out.exists():
         raise FileExistsError(f"{out}: runtime outputs exist already")
+    check_frames_fit(run_dir, cfg)
     rt = Runtime(store, cfg, out)
     source = ReplaySource(run_dir, cameras=() if cfg.sensing == "weight_only" else None,
                           weights=cfg.sensing != "vision_only")
@@ -187,6 +202,22 @@ def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = 
             "wall_s": round(time.time() - wall_start, 3), "sensing": cfg.sensing, **rt.stats}
     (out / "run.json").write_text(json.dumps(info, indent=1))
     return info
+
+
+def check_frames_fit(run_dir: Path, cfg: RuntimeConfig) -> None:
+    """A recording whose cameras drew only the frames of one perception rate serves a runtime at
+    that rate or at a whole fraction of it (its ticks are among the recorded ones); any other rate
+    would find no frame at most of its ticks, so it is refused, naming both."""
+    info = run_dir / "run.json"
+    drawn = json.loads(info.read_text()).get("frames_for_perception_hz") if info.is_file() else None
+    if not drawn or cfg.sensing == "weight_only":
+        return
+    ratio = drawn / cfg.perception_hz
+    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+        raise ValueError(f"{info}: its cameras drew only the frames a runtime at {drawn:g} Hz takes "
+                         f"(frames=perceived); runtime.perception_hz={cfg.perception_hz:g} needs others: "
+                         "simulate it again with frames=all, or use a rate that divides "
+                         f"{drawn:g} Hz")
 
 
 def run_scenario(scenario: str | Scenario, cfg: RunConfig, out: Path, progress: bool = True) -> list[dict]:
@@ -207,7 +238,7 @@ def run_scenario(scenario: str | Scenario, cfg: RunConfig, out: Path, progress: 
     elif cfg.recorded is not None:
         run_dir = _from_recorded(Path(cfg.recorded), name, out)
     else:
-        run_dir = simulate(scenario, cfg.sim, out=out, make_contact_sheet=False, progress=progress,
+        run_dir = simulate(scenario, cfg.simulation(), out=out, make_contact_sheet=False, progress=progress,
                            consumers=[live.process] if live else ()).run_dir
     if live is None:
         return _score(run_dir, cfg)
@@ -240,7 +271,7 @@ def _score(run_dir: Path, cfg: RunConfig) -> list[dict]:
 def _from_recorded(root: Path, name: str, out: Path) -> Path:
     """A new run directory over a recorded run's streams and ground truth (linked, not copied), so
     the runtime can be run again, with other models or settings, without simulating again."""
-    src = root if (root / "streams").is_dir() and (root / "gt").is_dir() else root / name
+    src = _recorded_src(root, name)
     if not ((src / "streams").is_dir() and (src / "gt").is_dir()):
         raise FileNotFoundError(f"recorded={root}: no recorded run of {name} (expected {root / name}/streams/ and gt/)")
     if out.exists():
@@ -252,6 +283,11 @@ def _from_recorded(root: Path, name: str, out: Path) -> Path:
         if (src / f).is_file():
             shutil.copy2(src / f, out / f)
     return out
+
+
+def _recorded_src(root: Path, name: str) -> Path:
+    """The recorded run of ``name`` in ``recorded=root`` (a run folder, or a suite's)."""
+    return root if (root / "streams").is_dir() and (root / "gt").is_dir() else root / name
 
 
 def _resimulated_weights(root: Path, name: str, out: Path, sim: SimConfig, progress: bool) -> Path:
@@ -278,6 +314,10 @@ def _resimulated_weights(root: Path, name: str, out: Path, sim: SimConfig, progr
         shutil.rmtree(run_dir)
         raise RuntimeError(f"recorded={src}: simulated again, its truth differs ({', '.join(differ)}): "
                            "not the same scenario and simulator, so its camera streams do not fit")
+    drawn = json.loads((src / "run.json").read_text()).get("frames_for_perception_hz") if (src / "run.json").is_file() else None
+    if drawn:   # the camera streams taken are those of the recording, drawn for that rate
+        info = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**info, "frames_for_perception_hz": drawn}, indent=1))
     for csv in cams:
         cam = csv.name[: -len(".frames.csv")]
         for f in [csv, *src.glob(f"streams/{cam}.*")]:
@@ -314,6 +354,9 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
     if cfg.suite:
         scenarios = cfg.random.scenarios() if cfg.suite == "random" else suite_scenarios(cfg.suite)
         names = [s.name if isinstance(s, Scenario) else s for s in scenarios]
+        if cfg.recorded is not None:   # before anything is written
+            for name in names:
+                check_frames_fit(_recorded_src(Path(cfg.recorded), name), cfg.runtime)
         label = (f"random-{cfg.random.store}" if cfg.suite == "random"
                  else cfg.suite if isinstance(cfg.suite, str) else "custom")
         root = Path(cfg.out) if cfg.out else Path("runs") / f"suite-{label}-{stamp}"
@@ -334,6 +377,8 @@ def run(cfg: RunConfig, progress: bool = True) -> RunResult:
         (root / "scorecard.json").write_text(json.dumps({"scenarios": cards, "total": suite_totals(cards)}, indent=1))
         return RunResult(root, cards, tables(cards), report)
     name = Path(cfg.scenario).stem
+    if cfg.recorded is not None:
+        check_frames_fit(_recorded_src(Path(cfg.recorded), name), cfg.runtime)
     out = Path(cfg.out) if cfg.out else Path("runs") / f"{name}-{stamp}"
     cards = run_scenario(cfg.scenario, cfg, out, progress)
     report = out / "report.html"
@@ -491,7 +536,8 @@ def _one(i: int, scenario, cfg: RunConfig, out: Path) -> tuple[int, list[dict]]:
 
 def _simulate_part(i: int, scenario, cfg: RunConfig, out: Path, cameras: tuple[str, ...]) -> tuple[int, None]:
     """One part of a split scenario: the whole simulation, drawing only ``cameras``."""
-    sim = replace(cfg.sim, camera=replace(cfg.sim.camera, draw_only=tuple(cameras)))
+    sim = cfg.simulation()
+    sim = replace(sim, camera=replace(sim.camera, draw_only=tuple(cameras)))
     simulate(scenario, sim, out=out, make_contact_sheet=False, progress=False)
     return i, None
 

@@ -126,7 +126,9 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         if resolved_config is not None:
             (tmp / "config.yaml").write_text(yaml.safe_dump(resolved_config, sort_keys=False))
         simulator = Simulator(store, scenario, sim)
-        fps = {c: clock.fps for c, clock in simulator.clocks.items()}
+        # a camera that draws only the frames the runtime takes fills its video at the ticks' rate
+        drawn_hz = sim.camera.perceive_hz
+        fps = {c: min(clock.fps, drawn_hz) if drawn_hz else clock.fps for c, clock in simulator.clocks.items()}
         writer = StreamWriter(tmp / "streams", video=record_video, fourcc=fourcc, fps=fps)
         best: dict[str, tuple[float, np.ndarray, object, float]] = {}  # per camera: its most telling frame
         t0 = time.perf_counter()
@@ -169,6 +171,8 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         summary = {"scenario": scenario.name, "seed": scenario.seed, "sim_seconds": round(simulator.t, 3),
                    "wall_seconds": round(wall, 2), "messages": writer.counts,
                    "shoppers": len(scenario.shoppers), "interactions": len(simulator.truth.interactions)}
+        if drawn_hz and sim.camera.render:
+            summary["frames_for_perception_hz"] = drawn_hz   # only the frames a runtime at this rate takes
         (tmp / "run.json").write_text(json.dumps(summary, indent=1))
         weight_traces(tmp, tmp / "weights.png")
         tmp.rename(out)

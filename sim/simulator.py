@@ -39,8 +39,14 @@ class CameraConfig:
     # folders are joined): every camera's timing, drops and stamps are drawn as in the whole run,
     # so each camera's frames are the whole run's. Empty: all of them.
     draw_only: tuple[str, ...] = ()
+    # Draw only the frames a runtime perceiving this many times a second takes (each camera's frame
+    # nearest each tick, DESIGN.md "Time, as a store gives it"); the others are neither drawn nor
+    # written. 0: every frame. `storetwin run` sets it to the runtime's rate: it reads nothing else.
+    perceive_hz: float = 0.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.perceive_hz, (int, float)) or isinstance(self.perceive_hz, bool) or self.perceive_hz < 0:
+            raise ValueError(f"sim.camera.perceive_hz={self.perceive_hz!r}: expected a rate ≥ 0 (0: every frame)")
         for name in ("clock_offset_s", "jitter_s"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -63,6 +69,18 @@ class CameraClock:
 
     def exposure_s(self, seq: int) -> float:
         return self.phase_s + seq / self.fps
+
+    def perceived(self, t_stamp: float, perceive_hz: float) -> bool:
+        """Whether a runtime perceiving ``perceive_hz`` times a second takes the frame stamped
+        ``t_stamp``: the camera's frame nearest a tick (``k / perceive_hz``) is, the others between
+        ticks are not; stamps that jitter widen the reach by the jitter, so every frame the runtime
+        could take is drawn. Always true for 0, and for a camera no faster than the ticks."""
+        if not perceive_hz or self.fps <= perceive_hz:
+            return True
+        period = 1.0 / perceive_hz
+        off = t_stamp - round(t_stamp / period) * period
+        reach = 0.5 / self.fps + self.jitter_s
+        return -reach - 1e-9 <= off < reach - 1e-9
 
     def stamp_s(self, seq: int, rng: np.random.Generator) -> float:
         """The timestamp the camera puts on frame ``seq`` (its own clock, jittered), store seconds."""
@@ -243,15 +261,15 @@ class Simulator:
                     next_frame[c] += 1
                     if self._camera_down(c, t_exposed) or self._rng_faults.random() < self._drop_rate[c]:
                         continue
-                    if c not in self._drawn:    # another process draws it; its stamp's draw is made all the same
-                        if clocks[c].jitter_s:
-                            clocks[c].stamp_s(seq, self._rng_clocks)
-                        continue
+                    # the stamp is drawn for every frame made, drawn here or not, so each camera's
+                    # stamps are the whole run's
+                    t_stamp = clocks[c].stamp_s(seq, self._rng_clocks) if clocks[c].jitter_s or clocks[c].offset_s \
+                        else t_exposed
+                    if c not in self._drawn or not clocks[c].perceived(t_stamp, cfg.camera.perceive_hz):
+                        continue    # another process draws it, or no runtime tick would take it
                     out = self.renderer.render(c, masks=cfg.camera.masks if cfg.camera.truth else "none")
                     if cfg.camera.truth:   # the truth is of the moment of exposure, whatever the stamp says
                         self.truth.record_frame(c, seq, t_exposed, self.renderer.truth(c, state, out))
-                    t_stamp = clocks[c].stamp_s(seq, self._rng_clocks) if clocks[c].jitter_s or clocks[c].offset_s \
-                        else t_exposed
                     self._pending.append(Frame(c, t_stamp, seq, out.bgr))
             if self._pending:
                 self._pending.sort(key=lambda m: m.t)

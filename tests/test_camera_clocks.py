@@ -69,3 +69,48 @@ def test_the_scenario_sets_camera_timing_and_frames_carry_their_cameras_stamps()
             assert abs(f.t - (k.exposure_s(f.seq) + k.offset_s)) <= 0.01 + 1e-6
     # the cameras no longer expose together
     assert len({round(fs[0].t, 3) for fs in per_cam.values()}) == 3
+
+
+def _frames(sc, camera: CameraConfig, seconds: float = 2.0) -> list[Frame]:
+    sim = Simulator(sc.spec, sc, SimConfig(max_duration_s=seconds, camera=camera))
+    try:
+        return [m for m in sim.run() if isinstance(m, Frame)]
+    finally:
+        sim.close()
+
+
+@pytest.mark.parametrize("timing", [{}, {"clock_offset_s": 0.05, "free_run": True, "fps": (10.0, 15.0)}],
+                         ids=["ideal", "free-running"])
+def test_drawing_the_perceived_frames_draws_those_the_runtime_takes(timing: dict) -> None:
+    """`storetwin run` draws only the frames a runtime at its perception rate takes: those are
+    exactly the frames the runtime's tick schedule picks from every frame, with the same pixels."""
+    from runtime.ticks import FrameRef, TickBuilder
+
+    sc = load_scenario(HERE / "scenarios" / "tiny_pick.yaml", store_dir())
+    sc = replace(sc, cameras=timing) if timing else sc
+    every = _frames(sc, CameraConfig(truth=False))
+    ticks = TickBuilder({c.id: c.fps for c in sc.spec.cameras}, 5.0)
+    taken = [f for f in every if ticks.select(FrameRef(f.camera_id, f.seq, f.t)) is not None]
+    drawn = _frames(sc, CameraConfig(truth=False, perceive_hz=5.0))
+    assert 0 < len(drawn) < 0.75 * len(every)
+    assert [(f.camera_id, f.seq, f.t) for f in drawn] == [(f.camera_id, f.seq, f.t) for f in taken]
+    for a, b in zip(drawn, taken):   # llvmpipe may differ by a level between draws
+        assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 2
+
+
+def test_jittered_stamps_draw_every_frame_the_runtime_could_take() -> None:
+    from runtime.ticks import FrameRef, TickBuilder
+
+    sc = load_scenario(HERE / "scenarios" / "tiny_pick.yaml", store_dir())
+    sc = replace(sc, cameras={"jitter_s": 0.03, "free_run": True})
+    cam = CameraConfig(truth=False, render=True)
+    every = _frames(sc, cam)
+    drawn = {(f.camera_id, f.seq) for f in _frames(sc, replace(cam, perceive_hz=5.0))}
+    ticks = TickBuilder({c.id: c.fps for c in sc.spec.cameras}, 5.0, jitter_s=0.03)
+    taken = {(f.camera_id, f.seq) for f in every if ticks.select(FrameRef(f.camera_id, f.seq, f.t)) is not None}
+    assert taken <= drawn < {(f.camera_id, f.seq) for f in every}
+
+
+def test_bad_perceive_rate_is_one_line() -> None:
+    with pytest.raises(ValueError, match="sim.camera.perceive_hz"):
+        CameraConfig(perceive_hz=-1.0)

@@ -130,3 +130,27 @@ def test_drawing_a_camera_the_run_does_not_have_is_refused(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sim.camera.draw_only" in err[0] and "cam_99" in err[0], err
     assert not out.exists() and not out.with_name("x.partial").exists()
+
+
+def test_drawing_only_the_perceived_frames_keeps_the_receipts(tmp_path: Path, capsys):
+    """`storetwin run` draws only the frames the runtime takes (frames=perceived, the default):
+    half of a 10 fps camera's at 5 Hz, with the receipts of drawing every frame; the recording
+    then refuses a runtime rate whose ticks it has no frames for, in one line, writing nothing."""
+    one = ["suite=random", "store=tiny_unit", "seeds=0..0", "shoppers=1", "duration_s=8", "pacing=asfast"]
+    every, perceived = tmp_path / "all", tmp_path / "perceived"
+    assert main(["run", *one, "frames=all", f"out={every}"]) == 0
+    assert main(["run", *one, f"out={perceived}"]) == 0
+    capsys.readouterr()
+    a, b = every / "random-s0-k1", perceived / "random-s0-k1"
+    ra, rb = json.loads((a / "run.json").read_text()), json.loads((b / "run.json").read_text())
+    assert "frames_for_perception_hz" not in ra and rb["frames_for_perception_hz"] == 5.0
+    assert 0 < rb["messages"]["frames"] <= ra["messages"]["frames"] // 2 + 3
+    assert (a / "out" / "receipts.jsonl").read_text() == (b / "out" / "receipts.jsonl").read_text()
+    assert json.loads((b / "out" / "run.json").read_text())["frames_processed"] == \
+        json.loads((a / "out" / "run.json").read_text())["frames_processed"]
+    again = tmp_path / "again"
+    assert main(["run", *one, f"recorded={perceived}", "runtime.perception_hz=10", f"out={again}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runtime.perception_hz=10" in err[0] and "frames=all" in err[0], err
+    assert not again.exists()
+    assert main(["run", *one, f"recorded={perceived}", "runtime.perception_hz=2.5", f"out={tmp_path / 'slower'}"]) == 0
