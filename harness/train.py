@@ -151,7 +151,11 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
     for fmt in cfg.export:
         try:
             extra = {"simplify": False} if fmt == "onnx" else {}
-            f = YOLO(str(weights)).export(format=fmt, imgsz=cfg.imgsz, dynamic=False, **extra)
+            # the person model's OpenVINO export takes any input height and width: the runtime
+            # compiles it for each camera's shape at the smallest input that holds the frame
+            # (runtime/perception.py OpenVinoDetector); the rest are of fixed shape
+            dynamic = fmt == "openvino" and cfg.task == "pose"
+            f = YOLO(str(weights)).export(format=fmt, imgsz=cfg.imgsz, dynamic=dynamic, **extra)
             exported[fmt] = str(f)
             if fmt == "onnx":
                 onnx = Path(f)

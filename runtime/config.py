@@ -178,6 +178,8 @@ class RuntimeConfig:
     person_conf: float = 0.35
     perception_streams: int = 2                  # frames the person model runs at a time (OpenVINO's throughput mode; 1: one
                                                  # by one). Two streams on two cores: 1.5x the frames a second, same detections
+    perception_batch: int = 6                    # up to this many of a tick's frames in one inference of the person model
+                                                 # (a model exported with a dynamic batch; 1: a frame an inference)
     motion_threshold: float = 2.0                # a camera's frame goes through the person model only when a 16-px block's
                                                  # mean grey level moved more than this since the last one it saw (0: every frame)
     motion_refresh_s: float = 1.0                # ... and at least this often per camera, moved or not
@@ -204,6 +206,8 @@ class RuntimeConfig:
             raise ValueError(f"runtime.perception_hz={self.perception_hz}: expected > 0")
         if not 1 <= self.perception_streams <= 64:
             raise ValueError(f"runtime.perception_streams={self.perception_streams}: expected 1 to 64")
+        if not 1 <= self.perception_batch <= 64:
+            raise ValueError(f"runtime.perception_batch={self.perception_batch}: expected 1 to 64")
         if self.motion_threshold < 0 or self.motion_refresh_s <= 0:
             raise ValueError(f"runtime.motion_threshold={self.motion_threshold}, runtime.motion_refresh_s="
                              f"{self.motion_refresh_s}: expected a threshold ≥ 0 (grey levels) and a refresh > 0 s")

@@ -155,54 +155,129 @@ class OnnxDetector(_ArrayDetector):
 
 
 class OpenVinoDetector(_ArrayDetector):
-    """OpenVINO on the CPU. With ``streams`` > 1, frames given to :meth:`submit` run that many at a
-    time (OpenVINO's throughput mode: each stream on its own cores), while the caller goes on with
-    other work; one frame at a time a small model leaves most of the cores idle. The detections are
-    the same either way."""
+    """OpenVINO on the CPU. Frames given to :meth:`submit` are run while the caller goes on with
+    other work, up to ``batch`` in one inference (a tick's cameras together: the network's weights
+    are read once for all of them) and ``streams`` inferences at a time (OpenVINO's throughput
+    mode, each stream on its own cores); the detections are handed on in the order the frames
+    came, by :meth:`wait` at the latest. With ``streams=1, batch=1`` each frame is run as it comes.
 
-    def __init__(self, folder: Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1):
+    The model takes the letterboxed frame as it is (8-bit BGR, height × width × 3): the conversion
+    to the network's float RGB planes is built into the compiled model (OpenVINO's
+    PrePostProcessor), where it costs less than in numpy. A model exported with dynamic shapes
+    (``storetwin train`` exports the person model so) is compiled for each camera shape it meets at
+    the smallest input that holds the frame at the model's size, as Ultralytics predicts: a 640×480
+    camera at 320 gives 320×256 instead of 320×320, a fifth fewer pixels through the network. A
+    model of fixed shape takes every frame padded to that shape, one frame an inference."""
+
+    MAX_SHAPES = 8     # inputs compiled for at most this many shapes; frames of any other take the model's size
+
+    def __init__(self, folder: Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1):
         import openvino as ov
         import yaml
 
-        xml = next(Path(folder).glob("*.xml"))
+        self._xml = next(Path(folder).glob("*.xml"))
         meta = yaml.safe_load((Path(folder) / "metadata.yaml").read_text())
-        core = ov.Core()
-        self.compiled = core.compile_model(str(xml), "CPU")
-        self._queue = None
-        if streams > 1:
-            self._streamed = core.compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT",
-                                                                   "NUM_STREAMS": str(streams)})
-            self._queue = ov.AsyncInferQueue(self._streamed, streams)
-            self._queue.set_callback(self._finished)
+        self._core = ov.Core()
+        shape = self._core.read_model(str(self._xml)).inputs[0].partial_shape
+        self.dynamic = shape[2].is_dynamic or shape[3].is_dynamic
+        self.stride = int(meta.get("stride", 32))
+        self.streams = streams
+        self.batch = batch if shape[0].is_dynamic else 1
+        self._compiled: dict[tuple[int, int, int], object] = {}   # (frames, h, w) → compiled model
+        self._queues: dict[tuple[int, int, int], object] = {}     # and its queue of inferences
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}   # frame (h, w) → input (h, w)
+        self._gathering: dict[tuple[int, int], tuple] = {}         # input (h, w) → the next batch's frames
         self._pending: list[Callable[[], None]] = []   # what hands each frame on, in submission order
         super().__init__(meta.get("task", "detect"), {int(k): v for k, v in meta["names"].items()},
                          tuple(meta["imgsz"]), conf, iou)
 
+    @property
+    def overlapped(self) -> bool:
+        return self.streams > 1 or self.batch > 1
+
+    def input_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """The network's input (h, w) for frames of ``frame_hw``."""
+        size = self._sizes.get(frame_hw)
+        if size is None:
+            if not self.dynamic or len(set(self._sizes.values())) >= self.MAX_SHAPES:
+                size = self.imgsz
+            else:
+                h, w = frame_hw
+                r = min(self.imgsz[0] / h, self.imgsz[1] / w)
+                s = self.stride
+                size = (-(-round(h * r) // s) * s, -(-round(w * r) // s) * s)
+            self._sizes[frame_hw] = size
+        return size
+
+    def _model(self, n: int, size: tuple[int, int]):
+        key = (n, *size)
+        got = self._compiled.get(key)
+        if got is None:
+            import openvino as ov
+            from openvino.preprocess import ColorFormat, PrePostProcessor
+
+            model = self._core.read_model(str(self._xml))
+            if self.dynamic or n > 1:
+                model.reshape([n, 3, *size])
+            ppp = PrePostProcessor(model)
+            ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+                .set_color_format(ColorFormat.BGR)
+            ppp.input().model().set_layout(ov.Layout("NCHW"))
+            ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+            model = ppp.build()
+            if self.overlapped:
+                got = self._core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                              "NUM_STREAMS": str(self.streams)})
+                queue = self._queues[key] = ov.AsyncInferQueue(got, self.streams)
+                queue.set_callback(self._finished)
+            else:
+                got = self._core.compile_model(model, "CPU")
+            self._compiled[key] = got
+        return got
+
+    def _prepare(self, bgr: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+        img, r, pad = letterbox(bgr, self.input_size(bgr.shape[:2]))
+        return np.ascontiguousarray(img)[None], r, pad     # 8-bit BGR: the model converts it
+
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.compiled(x)[0])
+        return np.asarray(self._model(len(x), x.shape[1:3])(x)[0])
 
     @staticmethod
-    def _finished(request, slot: list) -> None:
-        slot[0] = np.array(request.get_output_tensor(0).data[0])   # a copy: the request is reused
+    def _finished(request, out: list) -> None:
+        out[0] = np.array(request.get_output_tensor(0).data)   # a copy: the request is reused
 
     def submit(self, bgr: np.ndarray, done: Callable[[list[Detection]], None]) -> None:
-        if self._queue is None:
+        if not self.overlapped:
             return super().submit(bgr, done)
         x, r, pad = self._prepare(bgr)
-        slot: list = [None]
-        shape = bgr.shape[:2]
-        self._queue.start_async(x, slot)
-        self._pending.append(lambda: done(decode(slot[0], self.task, self.names, r, pad, shape, self.conf, self.iou)))
+        size = x.shape[1:3]
+        group = self._gathering.get(size)
+        if group is None:
+            group = self._gathering[size] = ([], [None])    # the batch's frames, and its output once run
+        xs, out = group
+        i, shape = len(xs), bgr.shape[:2]
+        xs.append(x)
+        self._pending.append(lambda: done(decode(out[0][i], self.task, self.names, r, pad, shape, self.conf, self.iou)))
+        if len(xs) == self.batch:
+            self._launch(size)
+
+    def _launch(self, size: tuple[int, int]) -> None:
+        xs, out = self._gathering.pop(size)
+        self._model(len(xs), size)
+        self._queues[(len(xs), *size)].start_async(xs[0] if len(xs) == 1 else np.concatenate(xs), out)
 
     def hand_on(self, detections: list[Detection], done: Callable[[list[Detection]], None]) -> None:
-        if self._queue is None or not self._pending:
+        if not self.overlapped or not self._pending:
             return done(detections)
         self._pending.append(lambda: done(detections))
 
     def wait(self) -> None:
-        if self._queue is None or not self._pending:
+        if not self.overlapped or not self._pending:
             return
-        self._queue.wait_all()
+        for size in list(self._gathering):
+            self._launch(size)
+        for queue in self._queues.values():
+            queue.wait_all()
         pending, self._pending = self._pending, []
         for hand_on in pending:
             hand_on()
@@ -230,12 +305,12 @@ class TorchDetector(Detector):
                 for i, (b, s, c) in enumerate(zip(boxes, sc, cls))]
 
 
-def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1) -> Detector:
-    """A detector for ``path``: ``.onnx``, an OpenVINO model folder (``streams`` frames at a time
-    through :meth:`Detector.submit`), or an Ultralytics ``.pt``."""
+def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1) -> Detector:
+    """A detector for ``path``: ``.onnx``, an OpenVINO model folder (through :meth:`Detector.submit`,
+    up to ``batch`` frames an inference, ``streams`` inferences at a time), or an Ultralytics ``.pt``."""
     path = Path(path)
     if path.is_dir() and any(path.glob("*.xml")):
-        return OpenVinoDetector(path, conf, iou, streams)
+        return OpenVinoDetector(path, conf, iou, streams, batch)
     if path.suffix == ".onnx":
         return OnnxDetector(path, conf, iou)
     if path.suffix == ".pt":

@@ -378,23 +378,25 @@ def test_weights_simulated_again_on_real_shelves_beside_the_recorded_cameras(put
     assert not (tmp_path / "bad").exists()
 
 
-def test_the_person_model_two_frames_at_a_time_publishes_what_it_did_one_by_one(put_backs: Path, tmp_path: Path) -> None:
-    """The shipped OpenVINO person model with two streams (frames run side by side while the
-    scales' samples go on) and with one: the same tracks, cart updates and receipts."""
+def test_the_person_model_frames_together_publishes_what_it_did_one_by_one(put_backs: Path, tmp_path: Path) -> None:
+    """The shipped OpenVINO person model one frame at a time, with two streams (frames run side by
+    side while the scales' samples go on), and with a tick's frames six to an inference: the same
+    tracks, cart updates and receipts."""
     ov_model = str(Path(__file__).parents[1] / "models" / "person_pose_openvino_model")
     outs = {}
-    for streams in (1, 2):
-        d = tmp_path / f"s{streams}"
+    for streams, batch in ((1, 1), (2, 1), (2, 6)):
+        d = tmp_path / f"s{streams}b{batch}"
         shutil.copytree(put_backs, d, symlinks=True, ignore=shutil.ignore_patterns("out*", "scorecard.json", "report.html"))
-        info = run_runtime(d, RuntimeConfig(pose_model=ov_model, perception_streams=streams), "asfast")
+        info = run_runtime(d, RuntimeConfig(pose_model=ov_model, perception_streams=streams,
+                                            perception_batch=batch), "asfast")
         assert info["frames_processed"] > 50
         rows = {f: [json.loads(ln) for ln in (d / "out" / f).read_text().splitlines()]
                 for f in ("tracks.jsonl", "cart_updates.jsonl", "receipts.jsonl")}
         for r in rows["cart_updates.jsonl"] + rows["receipts.jsonl"]:
             r.pop("wall_published", None)         # the wall clock when it was published: not the same twice
-        outs[streams] = rows
-    assert len(outs[1]["tracks.jsonl"]) > 20 and len(outs[1]["cart_updates.jsonl"]) >= 2
-    assert outs[1] == outs[2]
+        outs[streams, batch] = rows
+    assert len(outs[1, 1]["tracks.jsonl"]) > 20 and len(outs[1, 1]["cart_updates.jsonl"]) >= 2
+    assert outs[1, 1] == outs[2, 1] == outs[2, 6]
 
 
 def test_a_track_that_walked_out_ends_with_an_ended_state(put_backs: Path) -> None:
