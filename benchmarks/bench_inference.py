@@ -1,7 +1,8 @@
 """Inference milliseconds per frame of the shipped models, torch (Ultralytics) against ONNX Runtime
 (and OpenVINO, float and INT8, where they are shipped), side by side in one run, on real frames of a datagen
-dataset at each model's shipped image size, single frames (batch 1), CPU; and OpenVINO two frames
-at a time (throughput mode, as the runtime runs the person model), per frame of wall time.
+dataset at each model's shipped image size (OpenVINO: the smallest input that holds the frame, for
+a model of dynamic shape), single frames (batch 1), CPU; and OpenVINO as the runtime runs the person
+model (two inferences at a time, six frames an inference), and at its square size, per frame of wall time.
 
     .venv/bin/python benchmarks/bench_inference.py [--models models] [--data data/sc-train] [--json docs/bench_inference.json]
     .venv/bin/python benchmarks/bench_inference.py --data runs/<run>   # a run's recorded frames, person model only
@@ -92,13 +93,23 @@ def main() -> None:
             if not path.exists():
                 continue
             det = load_model(path)
-            row = {"model": pt.stem, "runtime": label, "imgsz": list(det.imgsz), "frame": list(frames[0].shape[:2]),
+            size = det.input_size(frames[0].shape[:2]) if hasattr(det, "input_size") else det.imgsz
+            row = {"model": pt.stem, "runtime": label, "imgsz": list(size), "frame": list(frames[0].shape[:2]),
                    **timed(det, frames)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-            if label.startswith("OpenVINO"):   # the runtime's way: two frames at a time (runtime.perception_streams)
-                det = load_model(path, streams=2)
-                row = {"model": pt.stem, "runtime": f"{label}, 2 streams", "imgsz": list(det.imgsz),
+            if not label.startswith("OpenVINO"):
+                continue
+            # the runtime's way: two inferences at a time (runtime.perception_streams), each of up
+            # to six frames (runtime.perception_batch), each camera at the smallest input that
+            # holds it; and the same at the model's square size, for comparison
+            ways = [(2, 1, False), (2, 6, False)] + ([(2, 1, True), (2, 6, True)] if det.dynamic else [])
+            for streams, batch, square in ways:
+                det = load_model(path, streams=streams, batch=batch)
+                if square:
+                    det.MAX_SHAPES = 0
+                name = f"{label}, {streams} streams" + (f", {det.batch} a batch" if det.batch > 1 else "")
+                row = {"model": pt.stem, "runtime": name, "imgsz": list(det.input_size(frames[0].shape[:2])),
                        "frame": list(frames[0].shape[:2]), **timed_streams(det, frames)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -111,7 +111,7 @@ def main() -> None:
     pl = plain(args.run, args.until, base)
     st = None
     if not args.only_plain:
-        st = staged(args.run, args.until, dataclasses.replace(base, perception_streams=1))
+        st = staged(args.run, args.until, dataclasses.replace(base, perception_streams=1, perception_batch=1))
         print(f"{args.run}: first {st['stream_s']:.1f} stream s, {st['frames_processed']} frames for the person model, "
               f"{st['frames_still']} of them still (their last detections stand)")
         print(f"{'stage':<10} {'ms per stream s':>16} {'share':>6}")

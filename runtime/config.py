@@ -180,6 +180,8 @@ class RuntimeConfig:
                                                  # by one). Two streams on two cores: 1.5x the frames a second, same detections
     perception_batch: int = 6                    # up to this many of a tick's frames in one inference of the person model
                                                  # (a model exported with a dynamic batch; 1: a frame an inference)
+    perception_lookahead_s: float = 0.2          # the loop reads this far of the stream ahead of the person model while
+                                                 # it runs; ticks, scales and gates are decided in order, at most this late
     motion_threshold: float = 2.0                # a camera's frame goes through the person model only when a 16-px block's
                                                  # mean grey level moved more than this since the last one it saw (0: every frame)
     motion_refresh_s: float = 1.0                # ... and at least this often per camera, moved or not
@@ -206,6 +208,8 @@ class RuntimeConfig:
             raise ValueError(f"runtime.perception_hz={self.perception_hz}: expected > 0")
         if not 1 <= self.perception_streams <= 64:
             raise ValueError(f"runtime.perception_streams={self.perception_streams}: expected 1 to 64")
+        if not 0 <= self.perception_lookahead_s <= 5:
+            raise ValueError(f"runtime.perception_lookahead_s={self.perception_lookahead_s}: expected 0 to 5 seconds")
         if not 1 <= self.perception_batch <= 64:
             raise ValueError(f"runtime.perception_batch={self.perception_batch}: expected 1 to 64")
         if self.motion_threshold < 0 or self.motion_refresh_s <= 0:

@@ -12,6 +12,8 @@ pixels: a box, a score, a class and, for pose models, 17 COCO keypoints (u, v, c
 from __future__ import annotations
 
 import ast
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +52,18 @@ class Detector:
         to ``done`` in turn: after the frames submitted before them."""
         done(detections)
 
-    def wait(self) -> None:
-        """Every frame submitted so far has been handed on."""
+    def wait(self, upto: int | None = None) -> None:
+        """Every frame submitted so far (or the first ``upto`` of :attr:`submitted`) has been handed on."""
+
+    @property
+    def submitted(self) -> int:
+        """How many frames (and still frames' detections) have been given so far: a mark for :meth:`settled`."""
+        return 0
+
+    def settled(self, mark: int) -> bool:
+        """Whether the first ``mark`` given have been handed on; hands on, in order, whatever is
+        ready, without waiting. (Here everything is handed on as it is given.)"""
+        return True
 
 
 class _FunctionDetector(Detector):
@@ -187,7 +199,8 @@ class OpenVinoDetector(_ArrayDetector):
         self._queues: dict[tuple[int, int, int], object] = {}     # and its queue of inferences
         self._sizes: dict[tuple[int, int], tuple[int, int]] = {}   # frame (h, w) → input (h, w)
         self._gathering: dict[tuple[int, int], tuple] = {}         # input (h, w) → the next batch's frames
-        self._pending: list[Callable[[], None]] = []   # what hands each frame on, in submission order
+        self._pending: deque = deque()   # (its batch's output, what hands the frame on), in the order given
+        self._given = self._handed = 0
         super().__init__(meta.get("task", "detect"), {int(k): v for k, v in meta["names"].items()},
                          tuple(meta["imgsz"]), conf, iou)
 
@@ -245,19 +258,24 @@ class OpenVinoDetector(_ArrayDetector):
     @staticmethod
     def _finished(request, out: list) -> None:
         out[0] = np.array(request.get_output_tensor(0).data)   # a copy: the request is reused
+        out[1].set()
 
     def submit(self, bgr: np.ndarray, done: Callable[[list[Detection]], None]) -> None:
         if not self.overlapped:
+            self._given += 1
+            self._handed += 1
             return super().submit(bgr, done)
         x, r, pad = self._prepare(bgr)
         size = x.shape[1:3]
         group = self._gathering.get(size)
-        if group is None:
-            group = self._gathering[size] = ([], [None])    # the batch's frames, and its output once run
+        if group is None:   # the batch's frames, and its output once run (and an event that says so)
+            group = self._gathering[size] = ([], [None, threading.Event()])
         xs, out = group
         i, shape = len(xs), bgr.shape[:2]
         xs.append(x)
-        self._pending.append(lambda: done(decode(out[0][i], self.task, self.names, r, pad, shape, self.conf, self.iou)))
+        self._pending.append((out, lambda: done(decode(out[0][i], self.task, self.names, r, pad, shape,
+                                                        self.conf, self.iou))))
+        self._given += 1
         if len(xs) == self.batch:
             self._launch(size)
 
@@ -268,19 +286,38 @@ class OpenVinoDetector(_ArrayDetector):
 
     def hand_on(self, detections: list[Detection], done: Callable[[list[Detection]], None]) -> None:
         if not self.overlapped or not self._pending:
+            self._given += 1
+            self._handed += 1
             return done(detections)
-        self._pending.append(lambda: done(detections))
+        self._pending.append((None, lambda: done(detections)))
+        self._given += 1
 
-    def wait(self) -> None:
-        if not self.overlapped or not self._pending:
-            return
+    @property
+    def submitted(self) -> int:
+        return self._given
+
+    def settled(self, mark: int) -> bool:
+        while self._pending and (self._pending[0][0] is None or self._pending[0][0][0] is not None):
+            self._hand_on_first()
+        if self._handed >= mark:
+            return True
+        for size in list(self._gathering):   # what is waited for must be running
+            self._launch(size)
+        return False
+
+    def _hand_on_first(self) -> None:
+        _, hand_on = self._pending.popleft()
+        self._handed += 1
+        hand_on()
+
+    def wait(self, upto: int | None = None) -> None:
         for size in list(self._gathering):
             self._launch(size)
-        for queue in self._queues.values():
-            queue.wait_all()
-        pending, self._pending = self._pending, []
-        for hand_on in pending:
-            hand_on()
+        while self._pending and (upto is None or self._handed < upto):
+            out = self._pending[0][0]
+            if out is not None and out[0] is None:
+                out[1].wait()
+            self._hand_on_first()
 
 
 class TorchDetector(Detector):

@@ -24,7 +24,8 @@ by reason, and logged.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import math
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Iterable
@@ -76,7 +77,15 @@ class Runtime:
         self.attribution = Attributor(store, config)
         self.fusion = Fusion(store, config, self.hands)
         self.carts = Carts(store, clock)
-        self.t = 0.0
+        self.t = 0.0                          # the stream's time as far as it has been decided
+        self._t_in = 0.0                      # the newest message's time
+        # What waits behind the person model, in the order it came: (the stream's time to decide it
+        # at, how many frames it waits for, what decides it). The loop reads up to ``lookahead_s``
+        # of the stream ahead of the model, choosing and submitting frames, while the model runs;
+        # ticks, scales and gates are still decided in the order they came, with the same data.
+        self._queue: deque = deque()
+        overlapped = self.vision and getattr(self.detector, "overlapped", False)
+        self.lookahead_s = config.perception_lookahead_s if overlapped else 0.0
         self._shown: dict[int, TrackState] = {}    # the tracks shown at the last tick, by id
         self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0, "dropped": {}}
         self._dropped: Counter = Counter()     # what this dispatcher and the perception step left out
@@ -95,13 +104,12 @@ class Runtime:
         return out
 
     def finish(self) -> list:
-        """The stream has ended: close the ticks still open."""
-        out = []
-        for tick in self.ticks.flush():
-            out.extend(self._tick(tick))
-        for m in out:
-            self._publish(m)
-        return out
+        """The stream has ended: close the ticks still open, and decide everything still waiting."""
+        if self.vision:
+            for tick in self.ticks.flush():
+                self._later(self._t_in, self.detector.submitted, lambda tick=tick: self._tick(tick))
+            self.detector.wait()
+        return self._drain(math.inf)
 
     def close(self) -> None:
         """Flush and close the event log; ``stats["dropped"]`` then counts what every stage left out."""
@@ -120,25 +128,47 @@ class Runtime:
             self.log = None
 
     def process(self, msg: SensorMessage) -> list:
-        """One message; what it made the runtime publish (track states aside: they go to the log)."""
-        out: list = []
+        """One message; what the runtime published meanwhile (track states aside: they go to the
+        log). A frame is chosen for its tick and given to the person model at once; the rest is
+        decided in order once the model has handed on the frames before it, at most
+        ``perception_lookahead_s`` of stream later (at once with a model that runs each frame as it
+        comes), so what is published can come with a later message, or from :meth:`finish`."""
         if self.vision:
             for tick in self.ticks.due(msg.t):
-                out.extend(self._tick(tick))
-        self.t = max(self.t, msg.t)
+                self._later(self._t_in, self.detector.submitted, lambda tick=tick: self._tick(tick))
+        t = self._t_in = max(self._t_in, msg.t)
         if isinstance(msg, Frame):
             self.stats["frames_seen"] += 1
             if self.vision:
-                self._frame(msg)
+                self._frame(msg, t)
         elif isinstance(msg, WeightSample):
             if self.scales:
-                out.extend(self._weight(msg))
+                self._later(t, 0, lambda: self._weight(msg))
         elif isinstance(msg, GateEvent):
-            out.extend(self._gate(msg))
+            self._later(t, 0, lambda: self._gate(msg))
         else:
             self._drop(f"unknown message {type(msg).__name__}")
-        for m in out:
-            self._publish(m)
+        return self._drain(msg.t - self.lookahead_s)
+
+    def _later(self, t: float, frames: int, decide: Callable[[], list]) -> None:
+        self._queue.append((t, frames, decide))
+
+    def _drain(self, before: float) -> list:
+        """Decide, in order, what waits and may go: what the model has handed on the frames for, and
+        whatever came before ``before`` (waiting for the model if it must)."""
+        out: list = []
+        while self._queue:
+            t, frames, decide = self._queue[0]
+            if frames and not self.detector.settled(frames):
+                if t > before:
+                    break
+                self.detector.wait(frames)
+            self._queue.popleft()
+            self.t = max(self.t, t)
+            made = decide()
+            for m in made:
+                self._publish(m)
+            out.extend(made)
         return out
 
     def _publish(self, m) -> None:
@@ -155,7 +185,7 @@ class Runtime:
         self._dropped[reason] += 1
 
     # -- cameras -----------------------------------------------------------------------------------
-    def _frame(self, f: Frame) -> None:
+    def _frame(self, f: Frame, t: float) -> None:
         cam = self.store.camera_by_id.get(f.camera_id)
         if cam is None:
             self._drop("frame of a camera the store file does not list", f.camera_id)
@@ -185,11 +215,10 @@ class Runtime:
             # detector may run it beside other frames meanwhile, while the scales' samples go on
             self.detector.submit(image, detected)
         if self.hands is not None and self.hands.products is not None:
-            self.hands.frame(ref, image)
+            self._later(t, 0, lambda: self.hands.frame(ref, image) or [])
 
     def _tick(self, tick: Tick) -> list:
-        t = tick.t
-        self.detector.wait()
+        t = tick.t      # its frames' detections are in (see _drain)
         self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking, self.tracker.anchors(t)))
         self.identity.update(t, self.tracker)
         shown = {}

@@ -380,7 +380,8 @@ def test_weights_simulated_again_on_real_shelves_beside_the_recorded_cameras(put
 
 def test_the_person_model_frames_together_publishes_what_it_did_one_by_one(put_backs: Path, tmp_path: Path) -> None:
     """The shipped OpenVINO person model one frame at a time, with two streams (frames run side by
-    side while the scales' samples go on), and with a tick's frames six to an inference: the same
+    side while the scales' samples go on), and with a tick's frames six to an inference while the loop reads
+    0.2 s ahead of the model (perception_lookahead_s): the same
     tracks, cart updates and receipts."""
     ov_model = str(Path(__file__).parents[1] / "models" / "person_pose_openvino_model")
     outs = {}
