@@ -105,9 +105,7 @@ def main() -> None:
             # holds it; and the same at the model's square size, for comparison
             ways = [(2, 1, False), (2, 6, False), (2, 1, True), (2, 6, True)] if det.dynamic else [(2, 1, False)]
             for streams, batch, square in ways:
-                det = load_model(path, streams=streams, batch=batch)
-                if square:
-                    det.MAX_SHAPES = 0
+                det = load_model(path, streams=streams, batch=batch, fit=not square)
                 name = f"{label}, {streams} streams" + (f", {det.batch} a batch" if det.batch > 1 else "")
                 row = {"model": pt.stem, "runtime": name, "imgsz": list(det.input_size(frames[0].shape[:2])),
                        "frame": list(frames[0].shape[:2]), **timed_streams(det, frames)}

@@ -180,6 +180,8 @@ class RuntimeConfig:
                                                  # by one). Two streams on two cores: 1.5x the frames a second, same detections
     perception_batch: int = 6                    # up to this many of a tick's frames in one inference of the person model
                                                  # (a model exported with a dynamic batch; 1: a frame an inference)
+    person_input: str = "fit"                    # fit: each camera's frame at the smallest input of the person model that
+                                                 # holds it (320x256 for 640x480); square: at the model's own size (320x320)
     perception_lookahead_s: float = 0.2          # the loop reads this far of the stream ahead of the person model while
                                                  # it runs; ticks, scales and gates are decided in order, at most this late
     motion_threshold: float = 2.0                # a camera's frame goes through the person model only when a 16-px block's
@@ -208,6 +210,8 @@ class RuntimeConfig:
             raise ValueError(f"runtime.perception_hz={self.perception_hz}: expected > 0")
         if not 1 <= self.perception_streams <= 64:
             raise ValueError(f"runtime.perception_streams={self.perception_streams}: expected 1 to 64")
+        if self.person_input not in ("fit", "square"):
+            raise ValueError(f"runtime.person_input={self.person_input!r}: expected fit or square")
         if not 0 <= self.perception_lookahead_s <= 5:
             raise ValueError(f"runtime.perception_lookahead_s={self.perception_lookahead_s}: expected 0 to 5 seconds")
         if not 1 <= self.perception_batch <= 64:

@@ -183,7 +183,8 @@ class OpenVinoDetector(_ArrayDetector):
 
     MAX_SHAPES = 8     # inputs compiled for at most this many shapes; frames of any other take the model's size
 
-    def __init__(self, folder: Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1):
+    def __init__(self, folder: Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1,
+                 fit: bool = True):
         import openvino as ov
         import yaml
 
@@ -194,6 +195,7 @@ class OpenVinoDetector(_ArrayDetector):
         self.dynamic = shape[2].is_dynamic or shape[3].is_dynamic
         self.stride = int(meta.get("stride", 32))
         self.streams = streams
+        self.fit = fit          # False: every frame at the model's own size, as a fixed-shape export takes it
         self.batch = batch if shape[0].is_dynamic else 1
         self._compiled: dict[tuple[int, int, int], object] = {}   # (frames, h, w) → compiled model
         self._queues: dict[tuple[int, int, int], object] = {}     # and its queue of inferences
@@ -212,7 +214,7 @@ class OpenVinoDetector(_ArrayDetector):
         """The network's input (h, w) for frames of ``frame_hw``."""
         size = self._sizes.get(frame_hw)
         if size is None:
-            if not self.dynamic or len(set(self._sizes.values())) >= self.MAX_SHAPES:
+            if not (self.dynamic and self.fit) or len(set(self._sizes.values())) >= self.MAX_SHAPES:
                 size = self.imgsz
             else:
                 h, w = frame_hw
@@ -342,12 +344,14 @@ class TorchDetector(Detector):
                 for i, (b, s, c) in enumerate(zip(boxes, sc, cls))]
 
 
-def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1) -> Detector:
+def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1,
+               fit: bool = True) -> Detector:
     """A detector for ``path``: ``.onnx``, an OpenVINO model folder (through :meth:`Detector.submit`,
-    up to ``batch`` frames an inference, ``streams`` inferences at a time), or an Ultralytics ``.pt``."""
+    up to ``batch`` frames an inference, ``streams`` inferences at a time; with ``fit`` each frame at
+    the smallest input that holds it, where the export allows), or an Ultralytics ``.pt``."""
     path = Path(path)
     if path.is_dir() and any(path.glob("*.xml")):
-        return OpenVinoDetector(path, conf, iou, streams, batch)
+        return OpenVinoDetector(path, conf, iou, streams, batch, fit)
     if path.suffix == ".onnx":
         return OnnxDetector(path, conf, iou)
     if path.suffix == ".pt":

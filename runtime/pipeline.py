@@ -60,7 +60,7 @@ class Runtime:
         self.scales = config.sensing in ("fused", "weight_only")
         self.detector = as_detector(detector) if detector is not None else \
             load_model(config.pose_model, conf=config.person_conf, streams=config.perception_streams,
-                       batch=config.perception_batch) if self.vision else None
+                       batch=config.perception_batch, fit=config.person_input == "fit") if self.vision else None
         products = None
         if self.vision and (config.hands.product_model or config.sensing == "vision_only"):
             products = products_detector if products_detector is not None else \

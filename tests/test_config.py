@@ -170,7 +170,11 @@ def test_a_run_config_carries_the_runtime_overrides() -> None:
 
 
 @pytest.mark.parametrize("override, named", [("runtime.nope=1", "nope"),
-                                             ("runtime.perception_hz=fast", "runtime.perception_hz")])
+                                             ("runtime.perception_hz=fast", "runtime.perception_hz"),
+                                             ("runtime.person_input=round", "runtime.person_input"),
+                                             ("runtime.perception_batch=0", "runtime.perception_batch"),
+                                             ("runtime.perception_lookahead_s=9", "runtime.perception_lookahead_s"),
+                                             ("frames=some", "frames='some'")])
 def test_a_bad_runtime_override_is_one_error_line(override: str, named: str, capsys: pytest.CaptureFixture) -> None:
     from harness.cli import main
 
