@@ -37,6 +37,7 @@ class Detector:
     task: str          # "detect" | "pose"
     names: dict[int, str]
     imgsz: tuple[int, int]
+    overlapped = False  # True: frames given to submit run while the caller goes on (handed on by settled / wait)
 
     def __call__(self, bgr: np.ndarray) -> list[Detection]:
         raise NotImplementedError

@@ -84,8 +84,7 @@ class Runtime:
         # of the stream ahead of the model, choosing and submitting frames, while the model runs;
         # ticks, scales and gates are still decided in the order they came, with the same data.
         self._queue: deque = deque()
-        overlapped = self.vision and getattr(self.detector, "overlapped", False)
-        self.lookahead_s = config.perception_lookahead_s if overlapped else 0.0
+        self.lookahead_s = config.perception_lookahead_s if self.vision and self.detector.overlapped else 0.0
         self._shown: dict[int, TrackState] = {}    # the tracks shown at the last tick, by id
         self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0, "dropped": {}}
         self._dropped: Counter = Counter()     # what this dispatcher and the perception step left out
