@@ -12,7 +12,12 @@ Measures, in one run:
 3. at the end of that window, the same scene (fixtures, floor, every product, the shoppers and their
    baskets) rendered from every camera by pyrender (EGL), drawing all of it and as the simulator
    draws a frame (each camera's still view kept), and by pybullet's own ``getCameraImage``
-   (TinyRenderer), side by side.
+   (TinyRenderer), side by side;
+4. with ``--jobs N``: the same window with the cameras dealt out to N processes, each simulating the
+   whole store and drawing its share (``storetwin simulate jobs=N``): frames per wall second of
+   all of them together, and their CPU time added up.
+
+``--only full parts`` measures some of these (``physics``, ``full``, ``parts``, ``renderers``).
 """
 from __future__ import annotations
 
@@ -82,6 +87,39 @@ def full_window(scenario, window_s: float):
            "cpu_ms_per_frame": round(1000 * took["cpu_s"] / max(frames, 1), 1), "cameras": len(sim.camera_ids),
            "shoppers_in_store_at_end": sum(s.present for s in sim.shoppers)}
     return res, sim
+
+
+def _part(name: str, window_s: float, cameras: tuple[str, ...]) -> dict:
+    sc = load_scenario(scenario_path(name), store_dir())
+    sim = Simulator(sc.spec, sc, SimConfig(max_duration_s=window_s, camera=CameraConfig(draw_only=cameras)))
+    c0 = _clock()
+    frames = sum(1 for m in sim.run() if isinstance(m, Frame))
+    took = _since(c0)
+    sim.close()
+    return {"frames": frames, "sim_s": round(sim.t, 2), **took}
+
+
+def full_window_in_parts(scenario, window_s: float, jobs: int) -> dict:
+    """The full simulator over the window with its cameras dealt out to ``jobs`` processes (as
+    ``storetwin simulate jobs=N`` deals them), started together."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    cams = [c.id for c in scenario.spec.cameras]
+    shares = [tuple(cams[j::jobs]) for j in range(jobs)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for f in [pool.submit(time.sleep, 0.5) for _ in range(jobs)]:
+            f.result()                   # the workers are up before the clock starts
+        pool.submit(_part, scenario.name, 0.0, ()).result()   # and have imported the simulator
+        c0 = _clock()
+        parts = [f.result() for f in [pool.submit(_part, scenario.name, window_s, sh) for sh in shares]]
+        took = _since(c0)
+    frames = sum(p["frames"] for p in parts)
+    cpu = sum(p["cpu_s"] for p in parts)
+    wall = took["wall_s"]
+    return {"jobs": jobs, "sim_s": parts[0]["sim_s"], "wall_s": wall, "cpu_s": round(cpu, 2),
+            **({"stolen_share": took["stolen_share"]} if "stolen_share" in took else {}),
+            "frames": frames, "frames_per_s": round(frames / wall, 2),
+            "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 1), "parts": parts}
 
 
 def _pybullet_scene(store, state: SceneState, skus: list[str]) -> int:
@@ -169,17 +207,29 @@ def main() -> int:
     ap.add_argument("--scenario", default="busy_store")
     ap.add_argument("--window-s", type=float, default=40.0)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--jobs", type=int, default=1, help="also the window with the cameras in this many processes")
+    ap.add_argument("--only", nargs="*", choices=["physics", "full", "parts", "renderers"], default=None)
     a = ap.parse_args()
+    only = set(a.only or ["physics", "full", "renderers", *(["parts"] if a.jobs > 1 else [])])
+    if "parts" in only and a.jobs < 2:
+        ap.error("parts: give --jobs 2 or more")
     sc = load_scenario(scenario_path(a.scenario), store_dir())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; scenario {sc.name}", flush=True)
-    phys = physics_only(sc)
-    print(f"physics+shoppers (no cameras): {phys}", flush=True)
-    full, sim = full_window(sc, a.window_s)
-    print(f"full simulator, first {a.window_s:g} s: {full}", flush=True)
-    comp = renderer_comparison(sim)
-    print(f"renderers on the same scene: {comp}", flush=True)
-    sim.close()
-    result = {"scenario": sc.name, "cores": os.cpu_count(), "physics_only": phys, "full": full, "renderers": comp}
+    result: dict = {"scenario": sc.name, "cores": os.cpu_count()}
+    if "physics" in only:
+        result["physics_only"] = physics_only(sc)
+        print(f"physics+shoppers (no cameras): {result['physics_only']}", flush=True)
+    if "full" in only or "renderers" in only:
+        full, sim = full_window(sc, a.window_s)
+        result["full"] = full
+        print(f"full simulator, first {a.window_s:g} s: {full}", flush=True)
+        if "renderers" in only:
+            result["renderers"] = renderer_comparison(sim)
+            print(f"renderers on the same scene: {result['renderers']}", flush=True)
+        sim.close()
+    if "parts" in only:
+        result["parts"] = full_window_in_parts(sc, a.window_s, a.jobs)
+        print(f"full simulator, first {a.window_s:g} s, cameras in {a.jobs} processes: {result['parts']}", flush=True)
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
     return 0

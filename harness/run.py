@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.metrics import aggregate, format_table, score_run
 from harness.paths import home, scenario_path, store_dir
 from harness.report import write_report, write_suite_report
-from harness.simulate import simulate
+from harness.simulate import join_parts, simulate
 from runtime.config import SENSING, RuntimeConfig, runtime_config_from
 from runtime.pipeline import Runtime
 from runtime.sources import ReplaySource, paced
@@ -548,39 +548,6 @@ def _join_parts(i: int, scenario, cfg: RunConfig, out: Path, parts: list[Path]) 
     share from the first, after checking that they agree), then run and scored."""
     join_parts(parts, out)
     return i, _score(out, cfg)
-
-
-SHARED_FILES = ("streams/weights.csv", "streams/gates.jsonl", "gt/carts.json", "gt/interactions.jsonl",
-                "gt/instances.json", "gt/shoppers.json", "gt/gates.jsonl")
-
-
-def join_parts(parts: list[Path], out: Path) -> Path:
-    """Join the run folders of a scenario simulated in parts (see :func:`camera_shares`) into
-    ``out``; the parts are removed. Parts that disagree on what they share are refused."""
-    import hashlib
-
-    if out.exists():
-        raise FileExistsError(f"{out}: run directory exists; choose another out=")
-    base = parts[0]
-    for p in parts[1:]:
-        for rel in SHARED_FILES:
-            a, b = base / rel, p / rel
-            if a.exists() != b.exists() or (a.exists() and hashlib.sha1(a.read_bytes()).digest() != hashlib.sha1(b.read_bytes()).digest()):
-                raise RuntimeError(f"{p.name}: {rel} differs from {base.name}'s: the parts of a split run must simulate the same store")
-    info = json.loads((base / "run.json").read_text())
-    walls = [info["wall_seconds"]]
-    for p in parts[1:]:
-        for f in [*(p / "streams").glob("*.mp4"), *(p / "streams").glob("*.frames.csv"), *(p / "gt" / "frames").glob("*.npz")]:
-            shutil.move(str(f), str(base / f.relative_to(p)))
-        other = json.loads((p / "run.json").read_text())
-        info["messages"]["frames"] += other["messages"]["frames"]
-        walls.append(other["wall_seconds"])
-        shutil.rmtree(p)
-    info["wall_seconds"] = max(walls)
-    info["parts_wall_seconds"] = walls
-    (base / "run.json").write_text(json.dumps(info, indent=1))
-    base.rename(out)
-    return out
 
 
 def tables(cards: list[dict]) -> str:

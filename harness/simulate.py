@@ -103,10 +103,18 @@ class SimulationResult:
 def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path | None = None,
              record_video: bool = True, fourcc: str = "mp4v", make_contact_sheet: bool = True,
              progress: bool = True, resolved_config: dict | None = None,
-             consumers: Sequence[Callable[[SensorMessage], object]] = ()) -> SimulationResult:
+             consumers: Sequence[Callable[[SensorMessage], object]] = (), jobs: int = 1,
+             keep_tiles: bool = False) -> SimulationResult:
     """Run ``scenario`` and write its run directory. ``consumers`` get every sensor message as the
     simulation produces it (the simulator's live source; e.g. ``Runtime.process``): the messages
-    only, never the simulator's state."""
+    only, never the simulator's state. ``jobs`` > 1 draws the cameras in that many processes
+    (:func:`simulate_in_parts`; not with ``consumers``, which want one stream)."""
+    if jobs > 1 and sim.camera.render:
+        if consumers:
+            raise ValueError(f"jobs={jobs}: a simulation in parts has no single stream to hand to consumers; use jobs=1")
+        return simulate_in_parts(scenario, sim, out, jobs, record_video=record_video, fourcc=fourcc,
+                                 make_contact_sheet=make_contact_sheet, progress=progress,
+                                 resolved_config=resolved_config)
     if isinstance(scenario, str):
         scenario = load_scenario(scenario_path(scenario), store_dir())
     store = scenario.spec
@@ -168,6 +176,8 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         if make_contact_sheet and best:
             tiles = [(f"{cam}  t={t:.1f} s", draw_truth(img, tr)) for cam, (_, img, tr, t) in sorted(best.items())]
             sheet = contact_sheet(tiles, tmp / "contact_sheet.png")
+            if keep_tiles:   # a part of a run in parts: the joined run's sheet is made of every part's tiles
+                np.savez_compressed(tmp / "contact_tiles.npz", **{title: tile for title, tile in tiles})
         summary = {"scenario": scenario.name, "seed": scenario.seed, "sim_seconds": round(simulator.t, 3),
                    "wall_seconds": round(wall, 2), "messages": writer.counts,
                    "shoppers": len(scenario.shoppers), "interactions": len(simulator.truth.interactions)}
@@ -180,3 +190,84 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return SimulationResult(out, simulator.t, wall, writer.counts, out / "contact_sheet.png" if sheet else None)
+
+
+def simulate_in_parts(scenario: Scenario | str, sim: SimConfig, out: Path | None, jobs: int,
+                      record_video: bool = True, fourcc: str = "mp4v", make_contact_sheet: bool = True,
+                      progress: bool = True, resolved_config: dict | None = None) -> SimulationResult:
+    """``scenario`` simulated in ``jobs`` processes at once, each the whole simulation (physics,
+    shoppers, load cells: the same seed, so the same) drawing some of the cameras (dealt out in
+    turn), then joined into one run directory: the same files as one process writes, in about
+    1/``jobs`` of the wall time when the cameras are most of it."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    if isinstance(scenario, str):
+        scenario = load_scenario(scenario_path(scenario), store_dir())
+    out = Path(out) if out else Path("runs") / f"{scenario.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists():
+        raise FileExistsError(f"{out}: run directory exists; choose another out=")
+    cams = list(sim.camera.cameras or (c.id for c in scenario.spec.cameras))
+    cams = [c for c in cams if not sim.camera.draw_only or c in sim.camera.draw_only]
+    k = max(1, min(jobs, len(cams)))
+    shares = [tuple(cams[j::k]) for j in range(k)]
+    parts = [out.with_name(f"{out.name}.cameras-{j}.partial-run") for j in range(k)]
+    for part in parts:     # left by a run that was killed
+        shutil.rmtree(part, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        with ProcessPoolExecutor(max_workers=k) as pool:
+            running = [pool.submit(simulate, scenario, replace(sim, camera=replace(sim.camera, draw_only=share)), part,
+                                   record_video, fourcc, make_contact_sheet, progress and j == 0, resolved_config,
+                                   (), 1, True)
+                       for j, (share, part) in enumerate(zip(shares, parts))]
+            results = [r.result() for r in running]
+        tiles = []
+        for part in parts:
+            if (part / "contact_tiles.npz").is_file():
+                with np.load(part / "contact_tiles.npz") as z:
+                    tiles += [(title, z[title]) for title in z.files]
+                (part / "contact_tiles.npz").unlink()
+        join_parts(parts, out)
+    except BaseException:
+        for part in parts:
+            shutil.rmtree(part, ignore_errors=True)
+        raise
+    (out / "contact_sheet.png").unlink(missing_ok=True)   # the first part's, of its cameras only
+    sheet = contact_sheet(sorted(tiles, key=lambda tile: tile[0]), out / "contact_sheet.png") if tiles else None
+    counts = dict(results[0].counts)
+    counts["frames"] = sum(r.counts["frames"] for r in results)
+    return SimulationResult(out, results[0].sim_seconds, time.perf_counter() - t0, counts, sheet)
+
+
+SHARED_FILES = ("streams/weights.csv", "streams/gates.jsonl", "gt/carts.json", "gt/interactions.jsonl",
+                "gt/instances.json", "gt/shoppers.json", "gt/gates.jsonl")
+
+
+def join_parts(parts: list[Path], out: Path) -> Path:
+    """Join the run folders of a scenario simulated in parts, each drawing some of its cameras
+    (:func:`simulate_in_parts`, or a suite's split scenarios) into ``out``; the parts are removed.
+    Parts that disagree on what they share are refused."""
+    import hashlib
+
+    if out.exists():
+        raise FileExistsError(f"{out}: run directory exists; choose another out=")
+    base = parts[0]
+    for p in parts[1:]:
+        for rel in SHARED_FILES:
+            a, b = base / rel, p / rel
+            if a.exists() != b.exists() or (a.exists() and hashlib.sha1(a.read_bytes()).digest() != hashlib.sha1(b.read_bytes()).digest()):
+                raise RuntimeError(f"{p.name}: {rel} differs from {base.name}'s: the parts of a split run must simulate the same store")
+    info = json.loads((base / "run.json").read_text())
+    walls = [info["wall_seconds"]]
+    for p in parts[1:]:
+        for f in [*(p / "streams").glob("*.mp4"), *(p / "streams").glob("*.frames.csv"), *(p / "gt" / "frames").glob("*.npz")]:
+            shutil.move(str(f), str(base / f.relative_to(p)))
+        other = json.loads((p / "run.json").read_text())
+        info["messages"]["frames"] += other["messages"]["frames"]
+        walls.append(other["wall_seconds"])
+        shutil.rmtree(p)
+    info["wall_seconds"] = max(walls)
+    info["parts_wall_seconds"] = walls
+    (base / "run.json").write_text(json.dumps(info, indent=1))
+    base.rename(out)
+    return out

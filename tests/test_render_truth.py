@@ -201,6 +201,22 @@ def test_meshes_at_the_same_distance_draw_in_the_order_they_were_added():
     assert order == nodes
 
 
+def test_lights_reach_the_shader_in_the_order_they_were_added():
+    """pyrender numbers the lights for the shader in the order it iterates them; the shader's sum over
+    them in another order rounds some pixels a grey level apart, so that order is the order added."""
+    import pyrender
+
+    scene = pyrender.Scene()
+    lights = [pyrender.Node(light=pyrender.PointLight(intensity=float(i + 1))) for i in range(12)][::-1]
+    for n in lights[:6]:
+        scene.add_node(n)
+    scene.add_node(pyrender.Node(light=pyrender.DirectionalLight()))
+    for n in lights[6:]:
+        scene.add_node(n)
+    order = list(scene.light_nodes)
+    assert [n for n in order if n in lights] == lights and len(order) == 13
+
+
 def test_items_out_of_sight_leave_the_scene(reaching):
     """An item in a basket is not drawn under the floor: its node leaves the scene, and comes back
     when the item is seen again."""
