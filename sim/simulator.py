@@ -110,6 +110,8 @@ class SimConfig:
     gt_hz: float = 30.0
     max_duration_s: float = 900.0
     tail_s: float = 1.5           # keep recording this long after the last shopper left
+    load_cells: bool = True       # False: no scale readings at all, and the plates' forces are never read
+                                  # (datagen wants only what the cameras see)
     loadcell: LoadCellConfig = field(default_factory=LoadCellConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
 
@@ -120,7 +122,8 @@ class Simulator:
         seeds = np.random.SeedSequence(scenario.seed).spawn(5)
         # one stream per component, so that adding a draw to one never shifts another
         self._rng_shoppers, rng_cells, self._rng_faults, self._rng_clocks, _ = (np.random.default_rng(s) for s in seeds)
-        self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz, freeze=config.physics_freeze)
+        self.world = PhysicsWorld(store, timestep_s=1.0 / config.physics_hz, freeze=config.physics_freeze,
+                                  sense=config.load_cells)
         self.planner = FloorPlanner(store)
         self.truth = GroundTruth(store, [i.sku for i in self.world.instances], [i.home_bin for i in self.world.instances])
         self._pending: list[SensorMessage] = []
@@ -231,14 +234,18 @@ class Simulator:
     def finished(self) -> bool:
         return all(s.done for s in self.shoppers)
 
-    def run(self) -> Iterator[SensorMessage]:
+    def run(self, every_step: bool = False) -> Iterator[SensorMessage | None]:
+        """The sensor messages in time order. ``every_step``: also ``None`` after each physics step
+        that made none, for a caller that looks at the scene on a schedule of its own (datagen,
+        whose simulation has no load cells and so few messages)."""
         cfg = self.config
         dt = 1.0 / cfg.physics_hz
         ctrl_every = max(1, round(cfg.physics_hz / cfg.control_hz))
         gt_every = max(1, round(cfg.physics_hz / cfg.gt_hz))
         clocks = self.clocks
         next_frame = {c: 0 for c in self.camera_ids}
-        self.cells.reset(self.world.cell_loads_g())
+        if cfg.load_cells:
+            self.cells.reset(self.world.cell_loads_g())
         end_t = self.scenario.duration_s or cfg.max_duration_s
         t_done = None
         step = 0
@@ -248,9 +255,10 @@ class Simulator:
                     s.tick()
             if step % gt_every == 0:
                 self.truth.record_tick(self.t, self.shoppers)
-            self.cells.step(self.world.cell_loads_g(), dt)
-            for cid, t, g in self.cells.due_samples(self.t):
-                self._pending.append(WeightSample(cid, t, g))
+            if cfg.load_cells:
+                self.cells.step(self.world.cell_loads_g(), dt)
+                for cid, t, g in self.cells.due_samples(self.t):
+                    self._pending.append(WeightSample(cid, t, g))
             due = [c for c in self.camera_ids if clocks[c].exposure_s(next_frame[c]) <= self.t + 1e-9]
             if due and self.renderer is not None:
                 state = self.scene_state()
@@ -275,6 +283,8 @@ class Simulator:
                 self._pending.sort(key=lambda m: m.t)
                 yield from self._pending
                 self._pending = []
+            elif every_step:
+                yield None
             if self.scenario.duration_s is None and self.finished():
                 t_done = self.t if t_done is None else t_done
                 if self.t >= t_done + cfg.tail_s:

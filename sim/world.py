@@ -70,13 +70,15 @@ class PhysicsWorld:
     """pybullet in DIRECT mode; one instance per simulation, deterministic for the same calls.
 
     ``freeze``: shelves untouched for :data:`QUIET_S` leave the solver (see the module's note);
-    False solves every item every step."""
+    False solves every item every step. ``sense=False``: nobody reads the plates (no load cells), so
+    their forces are not followed each step."""
 
     def __init__(self, store: StoreSpec, timestep_s: float = 1.0 / 240.0, solver_iterations: int = 20,
-                 freeze: bool = True):
+                 freeze: bool = True, sense: bool = True):
         self.store = store
         self.dt_s = timestep_s
         self.freeze = freeze
+        self.sense = sense
         self._client = pb.connect(pb.DIRECT)
         c = self._client
         pb.resetSimulation(physicsClientId=c)
@@ -197,7 +199,7 @@ class PhysicsWorld:
         if self._thawed:
             self._frozen_fz[self._thawed] = 0.0
             self._thawed = []
-        if self.freeze:
+        if self.freeze and self.sense:
             self._settled_fz += self.dt_s / SETTLE_TAU_S * (self._plate_fz() - self._settled_fz)
 
     def _plate_fz(self) -> np.ndarray:

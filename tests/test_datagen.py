@@ -96,6 +96,16 @@ def test_hidden_keypoints_have_visibility_zero(dataset: Path):
     assert hidden > 0 and shown > 0
 
 
+def test_the_scene_is_sampled_on_schedule_through_each_scenario(dataset: Path):
+    """Every ``sample_every_s`` of simulated time the scene is looked at (then rendered, or skipped
+    as empty), from start to end, whatever messages the simulation makes meanwhile."""
+    every = DatagenConfig().sample_every_s
+    for p in sorted((dataset / "shards").glob("*/shard.json")):
+        for sc in json.loads(p.read_text())["scenarios"]:
+            d = sc["scenario"]["duration_s"]
+            assert abs(sc["samples"] - d / every) <= 1.5, (p.parent.name, sc["samples"], d / every)
+
+
 def test_rerun_makes_only_the_missing_shards_and_the_same_labels(dataset: Path, tmp_path: Path):
     out = tmp_path / "ds"
     shutil.copytree(dataset, out)

@@ -275,3 +275,25 @@ def test_a_still_shelf_leaves_the_solver_keeping_its_load_and_poses(store):
     assert b[k] == pytest.approx(6 * store.products[frozen.instances[i].sku].mass_g, abs=1.0)
     solved.close()
     frozen.close()
+
+
+def test_a_simulation_without_load_cells_moves_the_same_and_sends_no_readings() -> None:
+    """`sim.load_cells=false` (datagen): the same shoppers, items and ground truth as with scales,
+    and not one weight sample."""
+    from pathlib import Path
+
+    from runtime.messages import WeightSample
+    from sim.scenario import load_scenario
+    from sim.simulator import CameraConfig, SimConfig, Simulator
+
+    sc = load_scenario(Path(__file__).parent / "scenarios" / "tiny_pick.yaml", store_dir())
+    runs = []
+    for cells in (True, False):
+        sim = Simulator(sc.spec, sc, SimConfig(camera=CameraConfig(render=False), load_cells=cells))
+        weights = sum(isinstance(m, WeightSample) for m in sim.run())
+        runs.append((weights, sim.t, sim.truth.interactions, [sim.world.pose(i.index).round(9).tolist() for i in sim.world.instances]))
+        sim.close()
+    (w_on, t_on, inter_on, poses_on), (w_off, t_off, inter_off, poses_off) = runs
+    assert w_on > 0 and w_off == 0
+    assert t_on == t_off and inter_on == inter_off and len(inter_on) > 0
+    assert poses_on == poses_off
