@@ -200,6 +200,8 @@ def run_runtime(run_dir: Path, cfg: RuntimeConfig, pacing: str, out_name: str = 
     rt.run(stream)
     info = {"pacing": pacing, "wall_t0": wall_t0 if pacing == "realtime" else None, "stream_s": round(rt.t, 3),
             "wall_s": round(time.time() - wall_start, 3), "sensing": cfg.sensing, **rt.stats}
+    if source.skipped:   # a damaged recording: what was left out of it, per file
+        info["recording_skipped"] = dict(source.skipped)
     (out / "run.json").write_text(json.dumps(info, indent=1))
     return info
 

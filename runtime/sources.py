@@ -11,6 +11,9 @@ from __future__ import annotations
 import csv
 import heapq
 import json
+import logging
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -20,6 +23,8 @@ from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.messages import Frame, GateEvent, SensorMessage, WeightSample
 
 _ORDER = {GateEvent: 0, WeightSample: 1, Frame: 2}   # at equal times: gates, then weights, then frames
+MAX_GRAMS = 1e6      # a reading beyond a tonne is no shelf's: a corrupt value
+log = logging.getLogger(__name__)
 
 
 class ReplaySource:
@@ -27,7 +32,15 @@ class ReplaySource:
 
     ``cameras`` limits the video to some cameras (``()``: no video at all, weights and gates only);
     ``weights=False`` leaves the load cells out (cameras and gates only).
+
+    A recording may be damaged (a line cut short, garbage appended, a video that ends early): each
+    line that cannot be read, or reads as no sensor could have sent it (a value that is not a
+    finite number, grams beyond a tonne, time going backwards within its file), is left out and
+    reported with its file and line (logged, the first few; all counted in :attr:`skipped`), a
+    video that ends before its index is replayed up to where it ends, and the rest is replayed.
     """
+
+    LOGGED = 5     # per file: lines reported one by one; the rest only counted
 
     def __init__(self, path: str | Path, cameras: Iterable[str] | None = None, weights: bool = True):
         p = Path(path)
@@ -38,32 +51,96 @@ class ReplaySource:
         found = sorted(f.name[: -len(".frames.csv")] for f in self.dir.glob("*.frames.csv"))
         self.cameras = found if cameras is None else [c for c in cameras if c in found]
         self.weights = weights
+        self.skipped: Counter = Counter()   # file name → lines (or frames) left out
+
+    def _skip(self, path: Path, line: int, why: str) -> None:
+        self.skipped[path.name] += 1
+        if self.skipped[path.name] <= self.LOGGED:
+            log.warning("%s:%d: %s; left out, the rest is replayed", path, line, why)
+        elif self.skipped[path.name] == self.LOGGED + 1:
+            log.warning("%s: more lines left out; counted, not logged one by one", path)
+
+    def _rows(self, path: Path, fields: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+        """A CSV file's rows with their line numbers; rows missing a field are reported and left out."""
+        with open(path, newline="", errors="replace") as f:
+            reader = csv.DictReader(line.replace("\0", "") for line in f)   # NUL bytes: garbage, not the end
+            if reader.fieldnames is None or any(k not in reader.fieldnames for k in fields):
+                raise ValueError(f"{path}: expected a header with {', '.join(fields)}; found {reader.fieldnames}")
+            for row in reader:
+                if any(row.get(k) in (None, "") for k in fields):
+                    self._skip(path, reader.line_num, f"expected {len(fields)} fields ({', '.join(fields)}), found {row}")
+                    continue
+                yield reader.line_num, row
 
     def _weights(self) -> Iterator[WeightSample]:
-        with open(self.dir / "weights.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                yield WeightSample(row["cell_id"], float(row["t"]), float(row["grams"]))
+        path = self.dir / "weights.csv"
+        last: dict[str, float] = {}
+        for line, row in self._rows(path, ("t", "cell_id", "grams")):
+            try:
+                t, grams = float(row["t"]), float(row["grams"])
+            except ValueError as e:
+                self._skip(path, line, f"expected numbers for t and grams ({e})")
+                continue
+            if not (math.isfinite(t) and math.isfinite(grams)) or abs(grams) > MAX_GRAMS:
+                self._skip(path, line, f"t={row['t']}, grams={row['grams']}: expected finite numbers, grams within ±{MAX_GRAMS:g}")
+                continue
+            if t < last.get(row["cell_id"], -math.inf):
+                self._skip(path, line, f"t={t:g} s is before this cell's previous reading ({last[row['cell_id']]:g} s)")
+                continue
+            last[row["cell_id"]] = t
+            yield WeightSample(row["cell_id"], t, grams)
 
     def _gates(self) -> Iterator[GateEvent]:
-        with open(self.dir / "gates.jsonl") as f:
-            for line in f:
-                if line.strip():
-                    d = json.loads(line)
-                    yield GateEvent(d["gate_id"], float(d["t"]), d["account_id"], d["kind"])
+        path = self.dir / "gates.jsonl"
+        last = -math.inf
+        with open(path, errors="replace") as f:
+            for line, text in enumerate(f, 1):
+                if not text.strip():
+                    continue
+                try:
+                    d = json.loads(text)
+                    g = GateEvent(str(d["gate_id"]), float(d["t"]), str(d["account_id"]), d["kind"])
+                except (ValueError, KeyError, TypeError) as e:
+                    self._skip(path, line, f"expected a JSON object with gate_id, t, account_id, kind ({type(e).__name__}: {e})")
+                    continue
+                if g.kind not in ("enter", "exit") or not math.isfinite(g.t) or g.t < last:
+                    self._skip(path, line, f"kind={g.kind!r}, t={g.t:g}: expected enter or exit, in time order")
+                    continue
+                last = g.t
+                yield g
 
     def _frames(self, cam: str) -> Iterator[Frame]:
-        with open(self.dir / f"{cam}.frames.csv", newline="") as f:
-            index = [(int(r["seq"]), float(r["t"])) for r in csv.DictReader(f)]
+        path = self.dir / f"{cam}.frames.csv"
+        index = []
+        for line, row in self._rows(path, ("seq", "t")):
+            try:
+                seq, t = int(row["seq"]), float(row["t"])
+            except ValueError as e:
+                self._skip(path, line, f"expected a whole seq and a time t ({e})")
+                index.append(None)   # the video still holds its frame: read past it
+                continue
+            if not math.isfinite(t) or (index and index[-1] is not None and t < index[-1][1]):
+                self._skip(path, line, f"t={row['t']}: expected a finite time after the previous frame's")
+                index.append(None)
+                continue
+            index.append((seq, t))
         video = self.dir / f"{cam}.mp4"
         if not video.is_file():
             return   # frames were counted but not kept (privacy): nothing to replay
         cap = cv2.VideoCapture(str(video))
         try:
-            for seq, t in index:
+            for k, entry in enumerate(index):
                 ok, img = cap.read()
                 if not ok:
-                    raise ValueError(f"{video}: ends at frame {seq}, but {cam}.frames.csv lists {len(index)} frames")
-                yield Frame(cam, t, seq, img)
+                    left = sum(e is not None for e in index[k:])
+                    if not left:
+                        return
+                    self.skipped[video.name] += left
+                    log.warning("%s: ends after %d frames, but %s lists %d; its last %d frames left out, the rest "
+                                "is replayed", video, k, path.name, len(index), left)
+                    return
+                if entry is not None:
+                    yield Frame(cam, entry[1], entry[0], img)
         finally:
             cap.release()
 
@@ -90,3 +167,91 @@ def paced(source: Iterable[SensorMessage], wall_t0: float | None = None,
     for m in source:
         clock.sleep(t0 + m.t - clock.wall_s())
         yield m
+
+
+class LiveMerge:
+    """Live device streams merged in time order, for a store's cameras, scales and gates.
+
+    Reader threads :meth:`put` messages as they arrive, each stamped on the store clock; iterating
+    yields them in time order. A message is held until the store clock has passed its stamp by
+    ``lateness_s`` (every stream has had that long to send what came before it), so a stream that
+    goes quiet (a gate nobody passes, a camera that dropped out) holds the others up by at most the
+    bound, never for ever as a merge of iterators would. A message that arrives after a later one
+    was released is *late*: it is counted (:attr:`late`) and, by ``late=``, handed on at once
+    (``"deliver"``, the default: the runtime takes it at its own stamp, and what it decided for the
+    time before stands) or left out (``"drop"``). :meth:`close` (no more messages) releases what
+    is held. ``now_t`` reads the store clock (default: the wall clock's epoch seconds, as devices
+    stamp them)."""
+
+    def __init__(self, lateness_s: float = 0.3, late: str = "deliver", clock: Clock = SYSTEM_CLOCK,
+                 now_t=None):
+        import threading
+
+        if late not in ("deliver", "drop"):
+            raise ValueError(f"late={late!r}: expected deliver or drop")
+        if not lateness_s >= 0:
+            raise ValueError(f"lateness_s={lateness_s!r}: expected seconds ≥ 0")
+        self.lateness_s, self.policy, self.clock = lateness_s, late, clock
+        self.now_t = now_t or clock.wall_s
+        self._heap: list = []
+        self._n = 0
+        self._released_t = -math.inf
+        self._closed = False
+        self._cond = threading.Condition()
+        self.late = 0            # messages that came after a later one was released
+        self.late_dropped = 0
+
+    def put(self, msg: SensorMessage) -> None:
+        """From any thread: one message, as it arrives."""
+        with self._cond:
+            if self._closed:
+                return
+            self._n += 1
+            if msg.t < self._released_t:
+                self.late += 1
+                if self.policy == "drop":
+                    self.late_dropped += 1
+                    return
+                heapq.heappush(self._heap, (-math.inf, 0, self._n, msg))   # at once, ahead of the held ones
+            else:
+                heapq.heappush(self._heap, (msg.t, _ORDER[type(msg)], self._n, msg))
+            self._cond.notify()
+
+    def close(self) -> None:
+        """No more messages: what is held is released, and iteration ends after it."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def depth(self) -> int:
+        """Messages held now."""
+        return len(self._heap)
+
+    def poll(self) -> list[SensorMessage]:
+        """What may go now (never waits)."""
+        out = []
+        with self._cond:
+            horizon = math.inf if self._closed else self.now_t() - self.lateness_s
+            while self._heap and self._heap[0][0] <= horizon:
+                t, _, _, msg = heapq.heappop(self._heap)
+                if t != -math.inf:
+                    self._released_t = max(self._released_t, msg.t)
+                out.append(msg)
+        return out
+
+    def __iter__(self) -> Iterator[SensorMessage]:
+        while True:
+            ready = self.poll()
+            yield from ready
+            if ready:
+                continue
+            with self._cond:
+                if self._closed and not self._heap:
+                    return
+                if self._heap:   # the next release is due when the store clock passes its stamp + the bound
+                    wait = self._heap[0][0] + self.lateness_s - self.now_t()
+                    if wait > 0:
+                        self._cond.wait(min(wait, 0.5))
+                else:
+                    self._cond.wait(0.5)

@@ -162,3 +162,190 @@ def test_system_clock() -> None:
     start = time.monotonic()
     clock.sleep(0.02)
     assert time.monotonic() - start >= 0.02 - 1e-3
+
+
+# -- damaged recordings ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    from pathlib import Path
+
+    from harness.cli import main
+
+    out = tmp_path_factory.mktemp("rec") / "tiny_pick"
+    assert main(["simulate", f"scenario={Path(__file__).parent / 'scenarios' / 'tiny_pick.yaml'}", f"out={out}",
+                 "contact_sheet=false"]) == 0
+    return out
+
+
+def _damaged(recorded, tmp_path):
+    import shutil
+
+    d = tmp_path / "damaged"
+    shutil.copytree(recorded, d)
+    return d
+
+
+def test_a_damaged_recording_is_replayed_but_its_bad_lines(recorded, tmp_path, caplog) -> None:
+    """Garbage appended to weights.csv, readings no scale sends (NaN, a hundred tonnes, time going
+    back), a gate line that is not JSON, garbage bytes: each is left out with its file and line, and
+    every other message is replayed as from the clean recording."""
+    import logging
+
+    from runtime.sources import ReplaySource
+
+    clean = [_key(m) for m in ReplaySource(recorded)]
+    d = _damaged(recorded, tmp_path)
+    w = d / "streams" / "weights.csv"
+    lines = w.read_text().splitlines()
+    cell = lines[1].split(",")[1] if lines[0].startswith("t,") else None
+    header = lines[0].split(",")
+    row = dict(zip(header, lines[200].split(",")))
+
+    def line(**kw):
+        return ",".join(str({**row, **kw}[k]) for k in header)
+
+    n = len(lines)
+    lines[200:200] = [line(grams="nan"), line(grams="1e8"), line(t="0.0"), "1.2,garbage"]
+    lines.append("garbage")
+    w.write_text("\n".join(lines) + "\n")
+    with open(w, "ab") as f:
+        f.write(b"\xff\xfe\x00junk\n")
+    g = d / "streams" / "gates.jsonl"
+    g.write_text("{not json\n" + g.read_text() + '{"gate_id": "g", "t": "soon"}\n')
+    src = ReplaySource(d)
+    with caplog.at_level(logging.WARNING, logger="runtime.sources"):
+        got = [_key(m) for m in src]
+    assert got == clean
+    assert src.skipped["weights.csv"] == 6 and src.skipped["gates.jsonl"] == 2
+    said = caplog.text
+    assert f"{w}:201: " in said and "expected finite numbers" in said and "garbage" in said
+    assert f"{g}:1: " in said
+    assert cell is not None and n > 201
+
+
+def test_a_video_that_ends_early_is_replayed_up_to_where_it_ends(recorded, tmp_path, caplog) -> None:
+    import logging
+
+    import cv2
+
+    from runtime.sources import ReplaySource
+
+    d = _damaged(recorded, tmp_path)
+    cam = sorted((d / "streams").glob("*.mp4"))[0]
+    cap = cv2.VideoCapture(str(cam))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    keep = len(frames) // 2
+    out = cv2.VideoWriter(str(cam), cv2.VideoWriter_fourcc(*"mp4v"), 10, frames[0].shape[1::-1])
+    for img in frames[:keep]:
+        out.write(img)
+    out.release()
+    clean = [_key(m) for m in ReplaySource(recorded)]
+    src = ReplaySource(d)
+    with caplog.at_level(logging.WARNING, logger="runtime.sources"):
+        got = [_key(m) for m in src]
+    mine = [k for k in got if k[0] == "frame" and k[1] == cam.stem]
+    assert len(mine) == keep and src.skipped[cam.name] == len(frames) - keep
+    assert [k for k in got if not (k[0] == "frame" and k[1] == cam.stem)] == \
+           [k for k in clean if not (k[0] == "frame" and k[1] == cam.stem)], "every other stream whole"
+    assert f"{cam}: ends after {keep} frames" in caplog.text
+
+
+def test_storetwin_run_replays_a_damaged_recording_and_says_what_it_left_out(recorded, tmp_path) -> None:
+    import json
+
+    from harness.cli import main
+
+    d = _damaged(recorded, tmp_path)
+    with open(d / "streams" / "weights.csv", "a") as f:
+        f.write("garbage\n")
+    out = tmp_path / "replayed"
+    assert main(["run", "scenario=tiny_pick", f"recorded={d}", "pacing=asfast", f"out={out}"]) == 0
+    runs = [json.loads(p.read_text()) for p in out.rglob("out/run.json")]
+    assert [r["recording_skipped"] for r in runs] == [{"weights.csv": 1}]
+
+
+# -- live merge --------------------------------------------------------------------------------------
+
+def test_live_merge_holds_each_message_for_the_lateness_bound_then_releases_in_time_order() -> None:
+    from runtime.sources import LiveMerge
+
+    clock = ManualClock(start_s=10.0)
+    m = LiveMerge(lateness_s=0.3, clock=clock)
+    m.put(_frame(10.0, 0))
+    m.put(_weight(9.95))
+    m.put(_gate(10.0))
+    assert m.poll() == [] and m.depth == 3, "nothing is released before the bound has passed"
+    clock.advance(0.26)
+    assert [_key(x)[0] for x in m.poll()] == ["weight"], "9.95 + 0.3 has passed, 10.0 + 0.3 not yet"
+    clock.advance(0.05)
+    assert [_key(x)[0] for x in m.poll()] == ["gate", "frame"], "at equal times: gates, then frames"
+
+
+def test_a_quiet_stream_holds_the_others_up_by_the_bound_only() -> None:
+    from runtime.sources import LiveMerge
+
+    clock = ManualClock(start_s=0.0)
+    m = LiveMerge(lateness_s=0.2, clock=clock)
+    got = []
+    for k in range(50):      # the gate never speaks; the scale does, every 0.1 s
+        m.put(_weight(clock.now_s))
+        clock.advance(0.1)
+        got += m.poll()
+    assert len(got) >= 47 and all(a.t <= b.t for a, b in zip(got, got[1:]))
+    assert m.late == 0
+
+
+def test_late_messages_are_counted_and_delivered_or_dropped_by_policy() -> None:
+    from runtime.sources import LiveMerge
+
+    for policy, kept in (("deliver", 1), ("drop", 0)):
+        clock = ManualClock(start_s=5.0)
+        m = LiveMerge(lateness_s=0.1, late=policy, clock=clock)
+        m.put(_weight(4.8))
+        assert [x.t for x in m.poll()] == [4.8]
+        m.put(_weight(4.5))       # older than what was already released
+        m.put(_weight(4.95))
+        out = m.poll()
+        assert m.late == 1 and [x.t for x in out] == [4.5][:kept], policy
+        assert m.depth == 1, "the on-time one waits for its own bound"
+        m.close()
+        assert [x.t for x in m.poll()] == [4.95]
+    with pytest.raises(ValueError, match="late='keep'"):
+        LiveMerge(late="keep")
+
+
+def test_live_merge_from_reader_threads_ends_when_closed() -> None:
+    """Real threads and the real clock: two devices push, one goes quiet; iteration yields every
+    message in order and ends once closed."""
+    import threading
+
+    from runtime.sources import LiveMerge
+
+    m = LiveMerge(lateness_s=0.25)   # far above a thread's scheduling delay on a busy machine
+    t0 = time.time()
+
+    def device(make, n, every):
+        for k in range(n):
+            m.put(make(time.time()))
+            time.sleep(every)
+
+    threads = [threading.Thread(target=device, args=(_weight, 20, 0.01)),
+               threading.Thread(target=device, args=(_gate, 2, 0.0))]
+    for th in threads:
+        th.start()
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(m))
+    reader.start()
+    for th in threads:
+        th.join()
+    m.close()
+    reader.join(timeout=5)
+    assert not reader.is_alive() and len(got) == 22
+    assert all(a.t <= b.t for a, b in zip(got, got[1:])) and got[0].t >= t0
