@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0
+DEBS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 mosquitto
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYOPENGL_PLATFORM := egl
 export YOLO_OFFLINE := 1

@@ -1,0 +1,140 @@
+"""Device protocols: a store's load cells and gates over MQTT.
+
+The payloads (one JSON object per message, UTF-8; the topic names the device):
+
+- a load cell's reading: topic ``<prefix>/cells/<cell_id>`` (the id as the store file writes it,
+  slashes and all: ``store/cells/U1/0/2``), ``{"t": <s>, "grams": <g>}``;
+- a gate event: topic ``<prefix>/gates/<gate_id>``, ``{"t": <s>, "account_id": "...", "kind": "enter" | "exit"}``.
+
+``t`` is the store clock (seconds; the clock the cameras' stamps use). Readings are published and
+subscribed with QoS 1 (at least once: a duplicate is possible and harmless, a step detector sees
+the same reading twice). :class:`MqttSensors` subscribes to both, checks each message and puts
+the good ones into a :class:`runtime.sources.LiveMerge`; a message that is not JSON, lacks a
+field, carries a value no device sends (not a finite number, grams beyond a tonne, a kind that is
+neither) or names a device the store file does not list is logged (the first few of each kind)
+and counted in :attr:`MqttSensors.bad`, and the runtime goes on. :func:`encode` is the publishing
+side (``storetwin serve`` and tests use it).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections import Counter
+
+from runtime.messages import GateEvent, WeightSample
+from runtime.sources import MAX_GRAMS, LiveMerge
+
+log = logging.getLogger(__name__)
+QOS = 1
+LOGGED = 5    # per kind of bad message: logged one by one; the rest only counted
+
+
+class BadMessage(ValueError):
+    """A device message that cannot be taken; ``kind`` is what the counters group it under."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
+def encode(prefix: str, msg: WeightSample | GateEvent) -> tuple[str, bytes]:
+    """The topic and payload a device publishes for ``msg``."""
+    if isinstance(msg, WeightSample):
+        return f"{prefix}/cells/{msg.cell_id}", json.dumps({"t": msg.t, "grams": msg.grams}).encode()
+    return (f"{prefix}/gates/{msg.gate_id}",
+            json.dumps({"t": msg.t, "account_id": msg.account_id, "kind": msg.kind}).encode())
+
+
+def decode(prefix: str, topic: str, payload: bytes) -> WeightSample | GateEvent:
+    """The message a device sent, or :class:`BadMessage` saying what is wrong with it."""
+    kind, device = None, ""
+    for k in ("cells", "gates"):     # a cell's id has slashes of its own (U1/0/2): the rest of the topic
+        if topic.startswith(f"{prefix}/{k}/"):
+            kind, device = k, topic[len(prefix) + len(k) + 2:]
+    if kind is None or not device:
+        raise BadMessage("topic", f"topic {topic!r}: expected {prefix}/cells/<cell_id> or {prefix}/gates/<gate_id>")
+    try:
+        d = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadMessage("not JSON", f"not a JSON object ({type(e).__name__})") from None
+    if not isinstance(d, dict):
+        raise BadMessage("not JSON", f"expected a JSON object, got {type(d).__name__}")
+    try:
+        t = float(d["t"])
+        if kind == "cells":
+            grams = float(d["grams"])
+        else:
+            account, gate_kind = str(d["account_id"]), d["kind"]
+    except KeyError as e:
+        raise BadMessage("field missing", f"field {e.args[0]!r} missing") from None
+    except (TypeError, ValueError) as e:
+        raise BadMessage("bad value", f"expected numbers ({e})") from None
+    if not math.isfinite(t):
+        raise BadMessage("bad value", f"t={d['t']!r}: expected a finite time")
+    if kind == "cells":
+        if not math.isfinite(grams) or abs(grams) > MAX_GRAMS:
+            raise BadMessage("bad value", f"grams={d['grams']!r}: expected a finite number within ±{MAX_GRAMS:g}")
+        return WeightSample(device, t, grams)
+    if gate_kind not in ("enter", "exit"):
+        raise BadMessage("bad value", f"kind={gate_kind!r}: expected enter or exit")
+    return GateEvent(device, t, account, gate_kind)
+
+
+class MqttSensors:
+    """A store's load cells and gates from an MQTT broker into ``merge``.
+
+    ``cells`` and ``gates``: the ids the store file lists (others are counted as unknown).
+    Credentials come from the environment (``username_env``, ``password_env``: the variables'
+    names), never from a file. The client reconnects by itself (1 s, doubling to 30 s) and
+    subscribes again on every connection; :attr:`connects` counts them."""
+
+    def __init__(self, merge: LiveMerge, host: str = "localhost", port: int = 1883, prefix: str = "store",
+                 cells: set[str] | None = None, gates: set[str] | None = None,
+                 username_env: str | None = None, password_env: str | None = None, client_id: str = "storetwin"):
+        from paho.mqtt import client as mqtt
+
+        self.merge, self.prefix = merge, prefix
+        self.cells, self.gates = cells, gates
+        self.bad: Counter = Counter()     # kind (topic, not JSON, field missing, bad value, unknown device) → messages left out
+        self.received = 0
+        self.connects = 0
+        c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if username_env:
+            user = os.environ.get(username_env)
+            if user is None:
+                raise ValueError(f"username_env={username_env}: the environment has no such variable")
+            c.username_pw_set(user, os.environ.get(password_env) if password_env else None)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._connected
+        c.on_message = self._message
+        c.connect_async(host, port, keepalive=10)
+        c.loop_start()
+
+    def _connected(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker refused the connection: %s", reason)
+            return
+        self.connects += 1
+        client.subscribe([(f"{self.prefix}/cells/#", QOS), (f"{self.prefix}/gates/#", QOS)])
+
+    def _message(self, client, userdata, m) -> None:
+        self.received += 1
+        try:
+            msg = decode(self.prefix, m.topic, m.payload)
+            known = self.cells if isinstance(msg, WeightSample) else self.gates
+            device = msg.cell_id if isinstance(msg, WeightSample) else msg.gate_id
+            if known is not None and device not in known:
+                raise BadMessage("unknown device", f"{device!r} is not a "
+                                 f"{'load cell' if isinstance(msg, WeightSample) else 'gate'} of the store file")
+        except BadMessage as e:
+            self.bad[e.kind] += 1
+            if self.bad[e.kind] <= LOGGED:
+                log.warning("MQTT %s: %s; left out (counted as %r)", m.topic, e, e.kind)
+            return
+        self.merge.put(msg)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

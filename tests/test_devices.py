@@ -1,0 +1,130 @@
+"""Load cells and gates over MQTT through a real broker (Debian's mosquitto, started here on a free
+port): good readings reach the runtime's merge in time order, bad ones are counted and left out, and
+the client reconnects when the broker restarts."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.clock import ManualClock
+from runtime.devices import BadMessage, MqttSensors, decode, encode
+from runtime.messages import GateEvent, WeightSample
+from runtime.sources import LiveMerge
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    def __init__(self, folder: Path):
+        self.port = _free_port()
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if MOSQUITTO is None:
+        pytest.fail("mosquitto is not installed: `make test` installs it (Debian package mosquitto)")
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+def _publisher(port: int):
+    from paho.mqtt import client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="device")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def _wait(cond, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not cond():
+        time.sleep(0.02)
+    return cond()
+
+
+def test_payloads_round_trip_and_bad_ones_say_what_is_wrong() -> None:
+    for m in (WeightSample("U1/0/0", 1.25, 512.5), GateEvent("gate_in", 3.0, "acc_7", "enter")):
+        assert decode("store", *encode("store", m)) == m
+    bad = [("store/cells/c", b"garbage", "not JSON"), ("store/cells/c", b'{"t": 1}', "field missing"),
+           ("store/cells/c", b'{"t": 1, "grams": NaN}', "bad value"), ("store/cells/c", b'{"t": 1, "grams": 1e9}', "bad value"),
+           ("store/gates/g", b'{"t": 1, "account_id": "a", "kind": "in"}', "bad value"),
+           ("store/shelves/c", b'{"t": 1, "grams": 1}', "topic"), ("store/cells/c", b"\xff\xfe", "not JSON")]
+    for topic, payload, kind in bad:
+        with pytest.raises(BadMessage) as e:
+            decode("store", topic, payload)
+        assert e.value.kind == kind, (payload, e.value)
+
+
+def test_load_cells_and_gates_over_a_real_broker(broker) -> None:
+    merge = LiveMerge(lateness_s=0.0, clock=ManualClock(start_s=1e9))   # release at once: order is tested in test_sources
+    sensors = MqttSensors(merge, port=broker.port, prefix="shop", cells={"U1/0/0", "U1/0/1"}, gates={"gate_in"})
+    try:
+        assert _wait(lambda: sensors.connects == 1)
+        pub = _publisher(broker.port)
+        good = [WeightSample("U1/0/0", 0.1 * k, 500.0 - k) for k in range(20)] + [GateEvent("gate_in", 0.5, "acc", "enter")]
+        for m in good:
+            pub.publish(*encode("shop", m), qos=1).wait_for_publish(5)
+        for topic, payload in [("shop/cells/U1/0/0", b"garbage"), ("shop/cells/U9/0/0", b'{"t": 1, "grams": 5}'),
+                               ("shop/cells/U1/0/1", b'{"t": 1, "grams": "nan"}')]:
+            pub.publish(topic, payload, qos=1).wait_for_publish(5)
+        assert _wait(lambda: sensors.received == len(good) + 3)
+        got = merge.poll()
+        assert sorted(got, key=lambda m: (m.t, type(m).__name__)) == sorted(good, key=lambda m: (m.t, type(m).__name__))
+        assert sensors.bad == {"not JSON": 1, "unknown device": 1, "bad value": 1}
+        pub.loop_stop()
+        pub.disconnect()
+    finally:
+        sensors.close()
+
+
+def test_the_client_comes_back_after_a_broker_restart(broker) -> None:
+    merge = LiveMerge(lateness_s=0.0, clock=ManualClock(start_s=1e9))
+    sensors = MqttSensors(merge, port=broker.port, prefix="shop")
+    try:
+        assert _wait(lambda: sensors.connects == 1)
+        broker.stop()
+        t0 = time.time()
+        broker.start()
+        assert _wait(lambda: sensors.connects == 2, timeout=40), "reconnected and subscribed again"
+        pub = _publisher(broker.port)
+        pub.publish(*encode("shop", WeightSample("c", 1.0, 2.0)), qos=1).wait_for_publish(5)
+        assert _wait(lambda: sensors.received == 1)
+        assert [m.grams for m in merge.poll()] == [2.0]
+        assert time.time() - t0 < 40
+        pub.loop_stop()
+        pub.disconnect()
+    finally:
+        sensors.close()
