@@ -22,9 +22,13 @@ import logging
 import math
 import os
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from runtime.messages import GateEvent, WeightSample
 from runtime.sources import MAX_GRAMS, LiveMerge
+from runtime.store import SpecError, StoreSpec, read_yaml
 
 log = logging.getLogger(__name__)
 QOS = 1
@@ -138,3 +142,68 @@ class MqttSensors:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# -- the devices file --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Broker:
+    host: str = "localhost"
+    port: int = 1883
+    prefix: str = "store"
+    username_env: str | None = None     # the names of environment variables, never the secrets
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Devices:
+    """``conf/devices/<store>.yaml``: where each of the store's devices is reached."""
+
+    path: str
+    broker: Broker
+    cameras: dict[str, str]     # camera id → a stream URL (rtsp://, http://), a video file, or a USB index ("0")
+    cells: str                  # "mqtt": every load cell of the store file on the broker
+    gates: str                  # "mqtt": every gate on the broker
+
+
+SECRET_WORDS = ("password", "passwd", "secret", "token")
+
+
+def load_devices(path: str | Path, store: StoreSpec) -> Devices:
+    """Read and check a devices file against the store file: one-line errors naming the file and
+    the field; a secret written into the file is refused (give the variable's name: ``*_env``)."""
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(path, "<file>", "a mapping with broker, cameras, cells, gates", type(data).__name__)
+    unknown = sorted(set(data) - {"store", "broker", "cameras", "cells", "gates"})
+    if unknown:
+        raise SpecError(path, unknown[0], "one of store, broker, cameras, cells, gates")
+    if data.get("store") not in (None, store.name):
+        raise SpecError(path, "store", f"the store these devices are for, {store.name!r}", data["store"])
+    b = data.get("broker") or {}
+    if not isinstance(b, dict):
+        raise SpecError(path, "broker", "a mapping (host, port, prefix, username_env, password_env)", b)
+    for k in b:
+        if any(w in k.lower() for w in SECRET_WORDS) and not k.endswith("_env"):
+            raise SpecError(path, f"broker.{k}", f"no secret in the file: the name of an environment variable ({k}_env)")
+        if k not in Broker.__dataclass_fields__:
+            raise SpecError(path, f"broker.{k}", "one of " + ", ".join(Broker.__dataclass_fields__))
+    port = b.get("port", 1883)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise SpecError(path, "broker.port", "a port number 1-65535", port)
+    broker = Broker(**{**b, "port": port})
+    cams = data.get("cameras") or {}
+    if not isinstance(cams, dict):
+        raise SpecError(path, "cameras", "a mapping camera id → stream URL, file or USB index", cams)
+    for cam, url in cams.items():
+        if cam not in store.camera_by_id:
+            raise SpecError(path, f"cameras.{cam}", f"a camera of the store file ({', '.join(store.camera_by_id)})")
+        if isinstance(url, bool) or not isinstance(url, (str, int)) or str(url).strip() == "":
+            raise SpecError(path, f"cameras.{cam}", "a stream URL (rtsp://, http://), a video file or a USB index", url)
+        if urlsplit(str(url)).password is not None:
+            raise SpecError(path, f"cameras.{cam}", "a URL without credentials (they come from the environment)")
+    for k in ("cells", "gates"):
+        if data.get(k, "mqtt") != "mqtt":
+            raise SpecError(path, k, "mqtt (the only transport so far)", data.get(k))
+    return Devices(str(path), broker, {c: str(u) for c, u in cams.items()}, "mqtt", "mqtt")

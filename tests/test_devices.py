@@ -128,3 +128,59 @@ def test_the_client_comes_back_after_a_broker_restart(broker) -> None:
         pub.disconnect()
     finally:
         sensors.close()
+
+
+# -- the devices file --------------------------------------------------------------------------------
+
+def _store():
+    from harness.paths import store_dir
+    from runtime.store import load_store
+
+    return load_store(store_dir() / "tiny_unit.yaml")
+
+
+def test_a_devices_file_is_read_against_the_store(tmp_path) -> None:
+    from runtime.devices import load_devices
+
+    store = _store()
+    cam = store.cameras[0].id
+    f = tmp_path / "tiny.yaml"
+    f.write_text(f"store: tiny_unit\nbroker: {{host: 10.0.0.2, port: 1884, prefix: shop, password_env: BROKER_PW}}\n"
+                 f"cameras:\n  {cam}: rtsp://10.0.0.11:8554/{cam}\ncells: mqtt\ngates: mqtt\n")
+    d = load_devices(f, store)
+    assert d.broker.port == 1884 and d.broker.password_env == "BROKER_PW" and d.cameras == {cam: f"rtsp://10.0.0.11:8554/{cam}"}
+
+
+@pytest.mark.parametrize("text, field", [
+    ("broker: {password: hunter2}", "broker.password"),
+    ("broker: {port: 99999}", "broker.port"),
+    ("cameras: {cam_99: rtsp://x/y}", "cameras.cam_99"),
+    ("cameras: {CAM: 'rtsp://admin:pw@10.0.0.11/s'}", "cameras.CAM"),
+    ("cells: serial", "cells"),
+    ("store: corner_shop", "store"),
+    ("lights: on", "lights"),
+])
+def test_a_bad_devices_file_is_one_line_naming_the_field(tmp_path, text, field) -> None:
+    from runtime.devices import load_devices
+    from runtime.store import SpecError
+
+    store = _store()
+    f = tmp_path / "d.yaml"
+    f.write_text(text.replace("CAM", store.cameras[0].id))
+    with pytest.raises(SpecError) as e:
+        load_devices(f, store)
+    assert e.value.field == field.replace("CAM", store.cameras[0].id) and str(f) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_every_shipped_devices_file_fits_its_store() -> None:
+    from harness.paths import home, store_dir
+    from runtime.devices import load_devices
+    from runtime.store import load_store
+
+    files = sorted((home() / "conf" / "devices").glob("*.yaml"))
+    assert files
+    for f in files:
+        store = load_store(store_dir() / f.name)
+        d = load_devices(f, store)
+        assert set(d.cameras) == {c.id for c in store.cameras}, f"{f.name}: every camera has a stream"
