@@ -214,6 +214,7 @@ def test_a_damaged_recording_is_replayed_but_its_bad_lines(recorded, tmp_path, c
     g = d / "streams" / "gates.jsonl"
     g.write_text("{not json\n" + g.read_text() + '{"gate_id": "g", "t": "soon"}\n')
     src = ReplaySource(d)
+    logging.getLogger("runtime.sources").disabled = False   # a library loaded by an earlier test may disable existing loggers
     with caplog.at_level(logging.WARNING, logger="runtime.sources"):
         got = [_key(m) for m in src]
     assert got == clean
@@ -248,6 +249,7 @@ def test_a_video_that_ends_early_is_replayed_up_to_where_it_ends(recorded, tmp_p
     out.release()
     clean = [_key(m) for m in ReplaySource(recorded)]
     src = ReplaySource(d)
+    logging.getLogger("runtime.sources").disabled = False   # a library loaded by an earlier test may disable existing loggers
     with caplog.at_level(logging.WARNING, logger="runtime.sources"):
         got = [_key(m) for m in src]
     mine = [k for k in got if k[0] == "frame" and k[1] == cam.stem]
