@@ -104,8 +104,9 @@ def full_window_in_parts(scenario, window_s: float, jobs: int) -> dict:
     ``storetwin simulate jobs=N`` deals them), started together."""
     from joblib.externals.loky import ProcessPoolExecutor
 
-    cams = [c.id for c in scenario.spec.cameras]
-    shares = [tuple(cams[j::jobs]) for j in range(jobs)]
+    from harness.simulate import deal_cameras
+
+    shares = deal_cameras([c.id for c in scenario.spec.cameras], jobs)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for f in [pool.submit(time.sleep, 0.5) for _ in range(jobs)]:
             f.result()                   # the workers are up before the clock starts

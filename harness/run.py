@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.metrics import aggregate, format_table, score_run
 from harness.paths import home, scenario_path, store_dir
 from harness.report import write_report, write_suite_report
-from harness.simulate import join_parts, simulate
+from harness.simulate import deal_cameras, join_parts, simulate
 from runtime.config import SENSING, RuntimeConfig, runtime_config_from
 from runtime.pipeline import Runtime
 from runtime.sources import ReplaySource, paced
@@ -430,7 +430,7 @@ def camera_shares(names: list[str], scenarios: list, cfg: RunConfig, workers: in
         cams = list(cfg.sim.camera.cameras or (c.id for c in sc.spec.cameras))
         k = min(k, len(cams))
         if k > 1:
-            out[i] = [tuple(cams[j::k]) for j in range(k)]
+            out[i] = deal_cameras(cams, k)
     return out
 
 

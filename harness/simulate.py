@@ -192,6 +192,12 @@ def simulate(scenario: Scenario | str, sim: SimConfig = SimConfig(), out: Path |
     return SimulationResult(out, simulator.t, wall, writer.counts, out / "contact_sheet.png" if sheet else None)
 
 
+def deal_cameras(cameras: list[str], parts: int) -> list[tuple[str, ...]]:
+    """``cameras`` dealt out in turn to ``parts`` shares (each share has some of every view)."""
+    k = max(1, min(parts, len(cameras)))
+    return [tuple(cameras[j::k]) for j in range(k)]
+
+
 def simulate_in_parts(scenario: Scenario | str, sim: SimConfig, out: Path | None, jobs: int,
                       record_video: bool = True, fourcc: str = "mp4v", make_contact_sheet: bool = True,
                       progress: bool = True, resolved_config: dict | None = None) -> SimulationResult:
@@ -208,14 +214,13 @@ def simulate_in_parts(scenario: Scenario | str, sim: SimConfig, out: Path | None
         raise FileExistsError(f"{out}: run directory exists; choose another out=")
     cams = list(sim.camera.cameras or (c.id for c in scenario.spec.cameras))
     cams = [c for c in cams if not sim.camera.draw_only or c in sim.camera.draw_only]
-    k = max(1, min(jobs, len(cams)))
-    shares = [tuple(cams[j::k]) for j in range(k)]
-    parts = [out.with_name(f"{out.name}.cameras-{j}.partial-run") for j in range(k)]
+    shares = deal_cameras(cams, jobs)
+    parts = [out.with_name(f"{out.name}.cameras-{j}.partial-run") for j in range(len(shares))]
     for part in parts:     # left by a run that was killed
         shutil.rmtree(part, ignore_errors=True)
     t0 = time.perf_counter()
     try:
-        with ProcessPoolExecutor(max_workers=k) as pool:
+        with ProcessPoolExecutor(max_workers=len(shares)) as pool:
             running = [pool.submit(simulate, scenario, replace(sim, camera=replace(sim.camera, draw_only=share)), part,
                                    record_video, fourcc, make_contact_sheet, progress and j == 0, resolved_config,
                                    (), 1, True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runtime.messages import GateEvent, WeightSample
-from runtime.sources import MAX_GRAMS, LiveMerge
+from runtime.sources import LiveMerge, implausible
 from runtime.store import SpecError, StoreSpec, read_yaml
 
 log = logging.getLogger(__name__)
@@ -75,15 +74,11 @@ def decode(prefix: str, topic: str, payload: bytes) -> WeightSample | GateEvent:
         raise BadMessage("field missing", f"field {e.args[0]!r} missing") from None
     except (TypeError, ValueError) as e:
         raise BadMessage("bad value", f"expected numbers ({e})") from None
-    if not math.isfinite(t):
-        raise BadMessage("bad value", f"t={d['t']!r}: expected a finite time")
-    if kind == "cells":
-        if not math.isfinite(grams) or abs(grams) > MAX_GRAMS:
-            raise BadMessage("bad value", f"grams={d['grams']!r}: expected a finite number within ±{MAX_GRAMS:g}")
-        return WeightSample(device, t, grams)
-    if gate_kind not in ("enter", "exit"):
-        raise BadMessage("bad value", f"kind={gate_kind!r}: expected enter or exit")
-    return GateEvent(device, t, account, gate_kind)
+    msg = WeightSample(device, t, grams) if kind == "cells" else GateEvent(device, t, account, gate_kind)
+    why = implausible(msg)
+    if why:
+        raise BadMessage("bad value", why)
+    return msg
 
 
 class MqttSensors:

@@ -27,6 +27,17 @@ MAX_GRAMS = 1e6      # a reading beyond a tonne is no shelf's: a corrupt value
 log = logging.getLogger(__name__)
 
 
+def implausible(msg: WeightSample | GateEvent) -> str | None:
+    """What no device sends in ``msg`` (a recording's line or a live message), or None."""
+    if isinstance(msg, WeightSample):
+        if not (math.isfinite(msg.t) and math.isfinite(msg.grams)) or abs(msg.grams) > MAX_GRAMS:
+            return f"t={msg.t!r}, grams={msg.grams!r}: expected finite numbers, grams within ±{MAX_GRAMS:g}"
+        return None
+    if msg.kind not in ("enter", "exit") or not math.isfinite(msg.t):
+        return f"kind={msg.kind!r}, t={msg.t!r}: expected enter or exit at a finite time"
+    return None
+
+
 class ReplaySource:
     """The recorded streams of a run directory (``<run>/streams`` or the streams folder itself).
 
@@ -81,14 +92,16 @@ class ReplaySource:
             except ValueError as e:
                 self._skip(path, line, f"expected numbers for t and grams ({e})")
                 continue
-            if not (math.isfinite(t) and math.isfinite(grams)) or abs(grams) > MAX_GRAMS:
-                self._skip(path, line, f"t={row['t']}, grams={row['grams']}: expected finite numbers, grams within ±{MAX_GRAMS:g}")
+            w = WeightSample(row["cell_id"], t, grams)
+            why = implausible(w)
+            if why:
+                self._skip(path, line, why)
                 continue
-            if t < last.get(row["cell_id"], -math.inf):
-                self._skip(path, line, f"t={t:g} s is before this cell's previous reading ({last[row['cell_id']]:g} s)")
+            if t < last.get(w.cell_id, -math.inf):
+                self._skip(path, line, f"t={t:g} s is before this cell's previous reading ({last[w.cell_id]:g} s)")
                 continue
-            last[row["cell_id"]] = t
-            yield WeightSample(row["cell_id"], t, grams)
+            last[w.cell_id] = t
+            yield w
 
     def _gates(self) -> Iterator[GateEvent]:
         path = self.dir / "gates.jsonl"
@@ -103,8 +116,9 @@ class ReplaySource:
                 except (ValueError, KeyError, TypeError) as e:
                     self._skip(path, line, f"expected a JSON object with gate_id, t, account_id, kind ({type(e).__name__}: {e})")
                     continue
-                if g.kind not in ("enter", "exit") or not math.isfinite(g.t) or g.t < last:
-                    self._skip(path, line, f"kind={g.kind!r}, t={g.t:g}: expected enter or exit, in time order")
+                why = implausible(g) or (f"t={g.t:g} s is before the previous gate event's ({last:g} s)" if g.t < last else None)
+                if why:
+                    self._skip(path, line, why)
                     continue
                 last = g.t
                 yield g
