@@ -40,6 +40,14 @@ commands:
              e.g. storetwin table runs=[runs/rs-a,runs/rs-b] sensing=fused
   coverage   how many cameras see each bin of a store
              e.g. storetwin coverage store=small_convenience out=plan.png
+  serve      the twin as a store: a recorded run played on the wall clock, its cameras as RTSP
+             (H.264) streams and its load cells and gates on an MQTT broker, both started here;
+             impairments as impair.<key>= (clock_offset_s, jitter_s, frame_drop, dark_camera,
+             dark_at_s, dark_for_s, broker_restart_at_s, duplicate, reorder, lose_cells, seed)
+             e.g. storetwin serve recorded=runs/x/single_pick devices_out=runs/devices.yaml
+  live       the runtime on a store's devices (conf/devices/<store>.yaml) until Ctrl-C or
+             SIGTERM; the event log and a health line every few seconds in out=; runtime.* as in run
+             e.g. storetwin live store=small_convenience devices=conf/devices/small_convenience.yaml out=runs/live
 """
 
 
@@ -274,8 +282,81 @@ def cmd_table(overrides: list[str]) -> int:
     return 0
 
 
+SERVE_USAGE = ("storetwin serve recorded=<run folder> [scenario=<name in a suite folder>] [rtsp_port=8554] "
+               "[broker_port=1883] [prefix=store] [start_in_s=2] [devices_out=<devices.yaml>] [report=<serve.json>] "
+               "[impair.<key>=<value> ...]")
+
+
+def cmd_serve(overrides: list[str]) -> int:
+    from harness.serve import Impairments, serve
+
+    plain = [o for o in overrides if not o.startswith("impair.")]
+    args = _key_values(plain, {"recorded", "scenario", "rtsp_port", "broker_port", "prefix", "start_in_s", "devices_out",
+                               "report"}, SERVE_USAGE, required=("recorded",))
+    impair = Impairments.from_strings(_key_values([o[len("impair."):] for o in overrides if o.startswith("impair.")],
+                                                  {f for f in Impairments.__dataclass_fields__}, SERVE_USAGE))
+    run = Path(args["recorded"]) / args["scenario"] if args.get("scenario") else Path(args["recorded"])
+    nums = {}
+    for k, conv in (("rtsp_port", int), ("broker_port", int), ("start_in_s", float)):
+        if k in args:
+            try:
+                nums[k] = conv(args[k])
+            except ValueError:
+                raise ValueError(f"{k}={args[k]}: expected a number; usage: {SERVE_USAGE}") from None
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    res = serve(run, prefix=args.get("prefix", "store"), impair=impair, devices_out=args.get("devices_out"),
+                report=args.get("report"), stop=stop, **nums)
+    print(f"served {sum(c['frames_sent'] for c in res['cameras'].values())} frames on {len(res['cameras'])} cameras, "
+          f"{res['broker']['published']} MQTT messages")
+    return 0
+
+
+LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
+              "[lateness_s=0.3] [health_s=5] [runtime.<key>=<value> ...]")
+
+
+def cmd_live(overrides: list[str]) -> int:
+    import signal
+
+    from harness.paths import store_dir
+    from runtime.config import runtime_config_from
+    from runtime.devices import load_devices
+    from runtime.live import LiveStore
+    from runtime.store import load_store
+
+    plain = [o for o in overrides if not o.startswith("runtime.")]
+    args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "health_s"}, LIVE_USAGE,
+                       required=("store", "devices", "out"))
+    cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
+    store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
+    store = load_store(store_file)
+    devices = load_devices(args["devices"], store)
+    nums = {}
+    for k in ("duration_s", "lateness_s", "health_s"):
+        if k in args:
+            try:
+                nums[k] = float(args[k])
+            except ValueError:
+                raise ValueError(f"{k}={args[k]}: expected seconds; usage: {LIVE_USAGE}") from None
+    live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
+                     health_s=nums.get("health_s", 5.0))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: live.stop())
+    live.open()
+    summary = live.run(duration_s=nums.get("duration_s"))
+    print(f"live: {summary['wall_s']:.0f} s; frames {sum(c['frames'] for c in summary['cameras'].values())}; "
+          f"MQTT messages {summary['mqtt']['received'] if summary['mqtt'] else 0}; event log in {args['out']}")
+    return 0
+
+
 COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
-            "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize, "run": cmd_run, "compare": cmd_compare}
+            "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize, "run": cmd_run, "compare": cmd_compare,
+            "serve": cmd_serve, "live": cmd_live}
 
 
 def main(argv: list[str] | None = None) -> int:

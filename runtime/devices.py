@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -159,6 +159,7 @@ class Devices:
     cameras: dict[str, str]     # camera id → a stream URL (rtsp://, http://), a video file, or a USB index ("0")
     cells: str                  # "mqtt": every load cell of the store file on the broker
     gates: str                  # "mqtt": every gate on the broker
+    latency_s: dict = field(default_factory=dict)   # camera id → capture-to-delivery delay (runtime.cameras), where given
 
 
 SECRET_WORDS = ("password", "passwd", "secret", "token")
@@ -191,14 +192,26 @@ def load_devices(path: str | Path, store: StoreSpec) -> Devices:
     cams = data.get("cameras") or {}
     if not isinstance(cams, dict):
         raise SpecError(path, "cameras", "a mapping camera id → stream URL, file or USB index", cams)
+    latency: dict[str, float] = {}
+    urls: dict[str, str] = {}
     for cam, url in cams.items():
         if cam not in store.camera_by_id:
             raise SpecError(path, f"cameras.{cam}", f"a camera of the store file ({', '.join(store.camera_by_id)})")
+        if isinstance(url, dict):    # {url: ..., latency_s: ...}
+            extra = sorted(set(url) - {"url", "latency_s"})
+            if extra:
+                raise SpecError(path, f"cameras.{cam}.{extra[0]}", "url or latency_s")
+            lat = url.get("latency_s", 0.0)
+            if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not 0 <= lat < 10:
+                raise SpecError(path, f"cameras.{cam}.latency_s", "seconds from capture to delivery, 0 to 10", lat)
+            latency[cam] = float(lat)
+            url = url.get("url")
         if isinstance(url, bool) or not isinstance(url, (str, int)) or str(url).strip() == "":
             raise SpecError(path, f"cameras.{cam}", "a stream URL (rtsp://, http://), a video file or a USB index", url)
         if urlsplit(str(url)).password is not None:
             raise SpecError(path, f"cameras.{cam}", "a URL without credentials (they come from the environment)")
+        urls[cam] = str(url)
     for k in ("cells", "gates"):
         if data.get(k, "mqtt") != "mqtt":
             raise SpecError(path, k, "mqtt (the only transport so far)", data.get(k))
-    return Devices(str(path), broker, {c: str(u) for c, u in cams.items()}, "mqtt", "mqtt")
+    return Devices(str(path), broker, urls, "mqtt", "mqtt", latency)

@@ -13,7 +13,8 @@ import heapq
 import json
 import logging
 import math
-from collections import Counter
+import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -195,25 +196,35 @@ class LiveMerge:
     (``"deliver"``, the default: the runtime takes it at its own stamp, and what it decided for the
     time before stands) or left out (``"drop"``). :meth:`close` (no more messages) releases what
     is held. ``now_t`` reads the store clock (default: the wall clock's epoch seconds, as devices
-    stamp them)."""
+    stamp them).
+
+    Frames wait in one queue per camera of at most ``max_frames`` (the frames of the last few
+    tenths of a second): when perception falls behind, a camera's oldest waiting frame makes way
+    for its newest, counted in :attr:`frames_dropped` by camera, so the runtime always works on
+    the present and memory stays bounded; readings and gate scans are small and never dropped."""
 
     def __init__(self, lateness_s: float = 0.3, late: str = "deliver", clock: Clock = SYSTEM_CLOCK,
-                 now_t=None):
+                 now_t=None, max_frames: int = 8):
         import threading
 
         if late not in ("deliver", "drop"):
             raise ValueError(f"late={late!r}: expected deliver or drop")
         if not lateness_s >= 0:
             raise ValueError(f"lateness_s={lateness_s!r}: expected seconds ≥ 0")
+        if not (isinstance(max_frames, int) and max_frames >= 1):
+            raise ValueError(f"max_frames={max_frames!r}: expected a whole number ≥ 1")
         self.lateness_s, self.policy, self.clock = lateness_s, late, clock
         self.now_t = now_t or clock.wall_s
-        self._heap: list = []
+        self.max_frames = max_frames
+        self._heap: list = []                       # readings and scans: (t, order, n, msg)
+        self._frames: dict[str, deque] = {}         # camera → its waiting frames, oldest first: (t, n, msg)
         self._n = 0
         self._released_t = -math.inf
         self._closed = False
         self._cond = threading.Condition()
         self.late = 0            # messages that came after a later one was released
         self.late_dropped = 0
+        self.frames_dropped: Counter = Counter()    # camera → frames that made way for newer ones
 
     def put(self, msg: SensorMessage) -> None:
         """From any thread: one message, as it arrives."""
@@ -227,6 +238,12 @@ class LiveMerge:
                     self.late_dropped += 1
                     return
                 heapq.heappush(self._heap, (-math.inf, 0, self._n, msg))   # at once, ahead of the held ones
+            elif isinstance(msg, Frame):
+                q = self._frames.setdefault(msg.camera_id, deque())
+                if len(q) >= self.max_frames:
+                    q.popleft()
+                    self.frames_dropped[msg.camera_id] += 1
+                q.append((msg.t, self._n, msg))
             else:
                 heapq.heappush(self._heap, (msg.t, _ORDER[type(msg)], self._n, msg))
             self._cond.notify()
@@ -240,32 +257,65 @@ class LiveMerge:
     @property
     def depth(self) -> int:
         """Messages held now."""
-        return len(self._heap)
+        return len(self._heap) + sum(len(q) for q in self._frames.values())
+
+    def _head(self):
+        """The next message in time order, as (t, order, n, queue), or None; under the lock."""
+        best = (self._heap[0][:3] + (None,)) if self._heap else None
+        for q in self._frames.values():
+            if q:
+                t, n, _ = q[0]
+                if best is None or (t, 2, n) < best[:3]:
+                    best = (t, 2, n, q)
+        return best
+
+    def _pop_ready(self, horizon: float):
+        head = self._head()
+        if head is None or head[0] > horizon:
+            return None
+        if head[3] is None:
+            t, _, _, msg = heapq.heappop(self._heap)
+        else:
+            t, _, msg = head[3].popleft()
+        if t != -math.inf:
+            self._released_t = max(self._released_t, msg.t)
+        return msg
 
     def poll(self) -> list[SensorMessage]:
         """What may go now (never waits)."""
         out = []
         with self._cond:
             horizon = math.inf if self._closed else self.now_t() - self.lateness_s
-            while self._heap and self._heap[0][0] <= horizon:
-                t, _, _, msg = heapq.heappop(self._heap)
-                if t != -math.inf:
-                    self._released_t = max(self._released_t, msg.t)
+            while (msg := self._pop_ready(horizon)) is not None:
                 out.append(msg)
         return out
 
     def __iter__(self) -> Iterator[SensorMessage]:
+        """One message at a time, as each may go: what waits is still in the queues (a slow
+        consumer's backlog of frames stays bounded)."""
+        return (m for m in self.stream() if m is not None)
+
+    def stream(self, idle_s: float | None = None) -> Iterator[SensorMessage | None]:
+        """As iterating, but ``None`` whenever ``idle_s`` passes with nothing to hand on (the
+        consumer's moment for periodic work on a quiet store)."""
+        waited = 0.0
         while True:
-            ready = self.poll()
-            yield from ready
-            if ready:
-                continue
             with self._cond:
-                if self._closed and not self._heap:
-                    return
-                if self._heap:   # the next release is due when the store clock passes its stamp + the bound
-                    wait = self._heap[0][0] + self.lateness_s - self.now_t()
+                horizon = math.inf if self._closed else self.now_t() - self.lateness_s
+                msg = self._pop_ready(horizon)
+                if msg is None:
+                    head = self._head()
+                    if self._closed and head is None:
+                        return
+                    # the next release is due when the store clock passes its stamp + the bound
+                    wait = 0.5 if head is None else head[0] + self.lateness_s - self.now_t()
+                    if idle_s is not None:
+                        wait = min(wait, idle_s - waited)
                     if wait > 0:
+                        t = time.monotonic()
                         self._cond.wait(min(wait, 0.5))
-                else:
-                    self._cond.wait(0.5)
+                        waited += time.monotonic() - t
+                    if idle_s is None or waited < idle_s:
+                        continue
+            waited = 0.0
+            yield msg

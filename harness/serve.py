@@ -1,0 +1,242 @@
+"""``storetwin serve``: the twin as a store. A recorded run is played on the wall clock over the
+protocols a store's devices speak: every camera as an H.264 RTSP stream (GStreamer's RTSP server),
+every load-cell reading and gate scan on MQTT (mosquitto), as ``storetwin live`` (or any other
+consumer) would meet them in a store.
+
+The recording's time ``t`` becomes the store clock ``t0 + t`` (epoch seconds; ``t0`` is when the
+play starts): the payloads carry it, and each frame is pushed to the RTSP server at that moment.
+
+Impairments (:class:`Impairments`, all off by default) make the store less kind: cameras whose
+frames reach the network later than they were taken (a fixed delay per camera, drawn up to
+``clock_offset_s``, as a camera whose clock runs behind looks once its frames are stamped on
+arrival) with ``jitter_s`` more or less on each frame, a share of frames dropped, one camera dark
+for a while, the broker restarted once, and MQTT messages duplicated, reordered or lost (load
+cells only: a lost gate scan is a different failure). What was done, and when, goes in the
+summary (``serve.json`` with ``report=``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from harness.servers import Mosquitto, RtspServer
+from runtime.devices import QOS, encode
+from runtime.messages import Frame, GateEvent, WeightSample
+from runtime.sources import ReplaySource
+from runtime.store import load_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Impairments:
+    clock_offset_s: float = 0.0      # each camera's frames later by a fixed delay drawn in [0, this]
+    jitter_s: float = 0.0            # and each frame by a further uniform ±this
+    frame_drop: float = 0.0          # share of frames never sent
+    dark_camera: str | None = None   # this camera sends nothing ...
+    dark_at_s: float = 0.0           # ... from this recording time ...
+    dark_for_s: float = 0.0          # ... for this long
+    broker_restart_at_s: float | None = None   # the broker is stopped and started at this recording time
+    duplicate: float = 0.0           # share of MQTT messages sent twice
+    reorder: float = 0.0             # share of MQTT messages sent after the one that follows them
+    lose_cells: float = 0.0          # share of load-cell messages never sent
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("frame_drop", "duplicate", "reorder", "lose_cells"):
+            v = getattr(self, f)
+            if not 0 <= v <= 1:
+                raise ValueError(f"impair.{f}={v}: expected a share between 0 and 1")
+        for f in ("clock_offset_s", "jitter_s", "dark_at_s", "dark_for_s"):
+            if not getattr(self, f) >= 0:
+                raise ValueError(f"impair.{f}={getattr(self, f)}: expected seconds ≥ 0")
+
+    @classmethod
+    def from_strings(cls, d: dict[str, str]) -> "Impairments":
+        kw = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for k, v in d.items():
+            if k not in types:
+                raise ValueError(f"impair.{k}: expected one of {', '.join(types)}")
+            if k == "dark_camera":
+                kw[k] = v
+                continue
+            try:
+                kw[k] = int(v) if k == "seed" else float(v)
+            except ValueError:
+                raise ValueError(f"impair.{k}={v}: expected a number") from None
+        return cls(**kw)
+
+
+def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, prefix: str = "store",
+          start_in_s: float = 2.0, impair: Impairments = Impairments(), devices_out: str | Path | None = None,
+          report: str | Path | None = None, stop: threading.Event | None = None) -> dict:
+    """Play ``recorded`` (a run folder with ``streams/`` and ``store.yaml``) over RTSP and MQTT on
+    servers started here; returns when the recording has been played (or ``stop`` is set)."""
+    run = Path(recorded)
+    if not (run / "store.yaml").is_file():
+        raise FileNotFoundError(f"recorded={run}: not a run folder (expected store.yaml and streams/)")
+    store = load_store(run / "store.yaml")
+    replay = ReplaySource(run, cameras=None, weights=False)
+    cams = [store.camera_by_id[c] for c in replay.cameras if c in store.camera_by_id]
+    if impair.dark_camera is not None and impair.dark_camera not in {c.id for c in cams}:
+        raise ValueError(f"impair.dark_camera={impair.dark_camera}: expected one of {', '.join(c.id for c in cams)}")
+    stop = stop or threading.Event()
+    rng = random.Random(impair.seed)
+    delay = {c.id: rng.uniform(0, impair.clock_offset_s) for c in cams}
+    broker = Mosquitto(broker_port).start()
+    rtsp = None
+    events: list[dict] = []
+    try:
+        rtsp = RtspServer([{"id": c.id, "width": c.resolution[0], "height": c.resolution[1], "fps": c.fps} for c in cams],
+                          port=rtsp_port)
+        if devices_out is not None:
+            write_devices(Path(devices_out), store.name, broker.port, prefix,
+                          {c.id: (rtsp.url(c.id), round(2.0 / c.fps, 3)) for c in cams})
+        t0 = time.time() + start_in_s
+        log.warning("serving %s: %d cameras at rtsp://127.0.0.1:%d/<camera>, cells and gates on mqtt://127.0.0.1:%d "
+                    "(topics %s/cells/#, %s/gates/#); the recording starts at %.3f", run, len(cams), rtsp.port,
+                    broker.port, prefix, prefix, t0)
+        sent = {c.id: 0 for c in cams}
+        threads = [threading.Thread(target=_cameras, args=(run, c.id, c.fps, rtsp, t0, delay[c.id], impair, sent, stop),
+                                    name=f"serve-{c.id}", daemon=True) for c in cams]
+        mqtt = _Publisher(broker, prefix, impair)
+        threads.append(threading.Thread(target=mqtt.play, args=(run, t0, stop), name="serve-mqtt", daemon=True))
+        if impair.broker_restart_at_s is not None:
+            def restart() -> None:
+                if stop.wait(max(0.0, t0 + impair.broker_restart_at_s - time.time())):
+                    return
+                at = time.time()
+                down = broker.restart()
+                events.append({"event": "broker restart", "wall": round(at, 3), "t": round(at - t0, 3), "down_s": round(down, 3)})
+                log.warning("broker restarted (down %.2f s)", down)
+            threads.append(threading.Thread(target=restart, daemon=True))
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        time.sleep(0.5)     # the last messages on their way
+        summary = {"recorded": str(run), "t0": t0, "cameras": {c.id: {"url": rtsp.url(c.id), "delay_s": round(delay[c.id], 3),
+                                                                      "frames_sent": sent[c.id]} for c in cams},
+                   "broker": {"port": broker.port, "prefix": prefix, "published": mqtt.published, "lost": mqtt.lost,
+                              "duplicated": mqtt.duplicated, "reordered": mqtt.reordered},
+                   "impairments": asdict(impair), "events": events}
+        if impair.dark_camera:
+            summary["events"].append({"event": "camera dark", "camera": impair.dark_camera, "t": impair.dark_at_s,
+                                      "for_s": impair.dark_for_s})
+        if report is not None:
+            Path(report).write_text(json.dumps(summary, indent=1))
+        return summary
+    finally:
+        if rtsp is not None:
+            rtsp.close()
+        broker.close()
+
+
+def _cameras(run: Path, cam: str, fps: float, rtsp: RtspServer, t0: float, delay_s: float, impair: Impairments,
+             sent: dict, stop: threading.Event) -> None:
+    """One camera's frames at their times. Until the recording starts the camera shows its first
+    frame at its rate, as a store's cameras stream all the time, so a consumer that connected
+    early has its stream open when the recording starts."""
+    rng = random.Random(f"{impair.seed}/{cam}")
+    dark = (impair.dark_at_s, impair.dark_at_s + impair.dark_for_s) if impair.dark_camera == cam else None
+    first = True
+    for m in ReplaySource(run, cameras=[cam], weights=False):
+        if stop.is_set():
+            return
+        if not isinstance(m, Frame):
+            continue
+        if first:    # the still store before the recording, on the camera's own beat
+            first = False
+            for k in range(int((t0 + m.t - time.time()) * fps), 0, -1):
+                wait = t0 + m.t - k / fps - time.time()
+                if wait > 0 and stop.wait(wait):
+                    return
+                rtsp.send(cam, m.image)
+        jitter = rng.uniform(-impair.jitter_s, impair.jitter_s) if impair.jitter_s else 0.0
+        if (impair.frame_drop and rng.random() < impair.frame_drop) or (dark and dark[0] <= m.t < dark[1]):
+            continue
+        wait = t0 + m.t + delay_s + jitter - time.time()
+        if wait > 0 and stop.wait(wait):
+            return
+        rtsp.send(cam, m.image)
+        sent[cam] += 1
+
+
+class _Publisher:
+    """The recording's load cells and gates on MQTT at their times on the store clock."""
+
+    def __init__(self, broker: Mosquitto, prefix: str, impair: Impairments):
+        from paho.mqtt import client as mqtt
+
+        self.prefix, self.impair = prefix, impair
+        self.rng = random.Random(f"{impair.seed}/mqtt")
+        self.published = self.lost = self.duplicated = self.reordered = 0
+        c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="storetwin-serve")
+        c.max_queued_messages_set(0)          # while the broker restarts: everything waits, nothing is lost here
+        c.max_inflight_messages_set(100)
+        c.reconnect_delay_set(0.2, 2)
+        c.connect("127.0.0.1", broker.port, keepalive=10)
+        c.loop_start()
+
+    def _send(self, m: WeightSample | GateEvent) -> None:
+        topic, payload = encode(self.prefix, m)
+        self.client.publish(topic, payload, qos=QOS)
+        self.published += 1
+
+    def play(self, run: Path, t0: float, stop: threading.Event) -> None:
+        held = None
+        im = self.impair
+        try:
+            for m in ReplaySource(run, cameras=()):
+                if isinstance(m, WeightSample):
+                    if im.lose_cells and self.rng.random() < im.lose_cells:
+                        self.lost += 1
+                        continue
+                    m = WeightSample(m.cell_id, t0 + m.t, m.grams)
+                elif isinstance(m, GateEvent):
+                    m = GateEvent(m.gate_id, t0 + m.t, m.account_id, m.kind)
+                else:
+                    continue
+                wait = m.t - time.time()
+                if wait > 0 and stop.wait(wait):
+                    return
+                if held is None and im.reorder and self.rng.random() < im.reorder:
+                    held = m       # goes after the next one
+                    self.reordered += 1
+                    continue
+                for x in ([m, held] if held is not None else [m]):
+                    self._send(x)
+                    if im.duplicate and self.rng.random() < im.duplicate:
+                        self._send(x)
+                        self.duplicated += 1
+                held = None
+            if held is not None:
+                self._send(held)
+        finally:
+            deadline = time.time() + 10
+            while self.client.want_write() and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            self.client.disconnect()
+            self.client.loop_stop()
+
+
+def write_devices(path: Path, store: str, broker_port: int, prefix: str, cameras: dict[str, tuple[str, float]]) -> None:
+    """A devices file for the servers of this serve (``storetwin live devices=<path>``); each
+    camera's ``latency_s`` is this server's capture-to-delivery delay, two frames (x264 at zero
+    latency, RTP over TCP and OpenCV's decoder; measured by benchmarks/bench_live.py)."""
+    lines = [f"# The devices of {store} as `storetwin serve` serves them (written by it).", f"store: {store}",
+             "broker:", "  host: 127.0.0.1", f"  port: {broker_port}", f"  prefix: {prefix}",
+             "cameras:                 # latency_s: capture to delivery on this server, two frames"]
+    lines += [f"  {c}: {{url: {u}, latency_s: {lat}}}" for c, (u, lat) in cameras.items()]
+    lines += ["cells: mqtt", "gates: mqtt"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,159 @@
+"""The runtime on a store's own devices (``storetwin live``): cameras, load cells and gates in,
+the event log out, until told to stop.
+
+:class:`LiveStore` opens every device the devices file names (a :class:`runtime.cameras.CameraReader`
+per camera, :class:`runtime.devices.MqttSensors` for the cells and gates), merges them on the store
+clock (:class:`runtime.sources.LiveMerge`) and feeds the runtime. Every ``health_s`` it logs a line
+of health and appends it to ``health.jsonl``: frames per second per camera, cells reporting, the
+merge's depth, frames that made way for newer ones, late and bad messages, the share of the wall
+clock the runtime was busy (its real-time factor is the inverse) and the delay of cart updates.
+
+:meth:`LiveStore.stop` (SIGINT or SIGTERM from the command) closes the devices, lets the merge
+release what it holds, decides what waits and closes the event log. Started again on the same
+folder, the runtime picks up the open carts from the log (``restore``).
+
+Nothing image-like is written: frames live only in the readers and the merge's bounded queues; the
+folder holds the event log (``events.sqlite``, JSONL), ``health.jsonl`` and ``run.json``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from runtime.cameras import CameraReader
+from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.config import RuntimeConfig
+from runtime.devices import Devices, MqttSensors
+from runtime.messages import CartUpdate, WeightSample
+from runtime.pipeline import Runtime
+from runtime.sources import LiveMerge
+from runtime.store import StoreSpec
+
+log = logging.getLogger(__name__)
+
+
+class LiveStore:
+    def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
+                 lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None):
+        self.store, self.devices, self.cfg, self.clock = store, devices, config, clock
+        self.dir = Path(out_dir)
+        resumed = (self.dir / "events.sqlite").is_file()
+        self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock)
+        if resumed:
+            log.warning("%s: resuming from its event log (%d open carts)", self.dir, len(self.runtime.carts.accounts()))
+        self.merge = LiveMerge(lateness_s=lateness_s, clock=clock)
+        self.health_s = health_s
+        self.cameras: dict[str, CameraReader] = {}
+        self.sensors: MqttSensors | None = None
+        self._stopped = threading.Event()
+        self._busy_s = 0.0
+        self._delays: deque = deque(maxlen=2000)     # wall_published − t_interaction of recent cart updates
+        self._cell_seen: dict[str, float] = {}
+        self.health: list[dict] = []
+        self.resumed = resumed
+
+    # -- devices -----------------------------------------------------------------------------------
+    def open(self) -> "LiveStore":
+        d, vision = self.devices, self.cfg.sensing in ("fused", "vision_only")
+        if vision:     # the person model compiled for each camera size before the first frame comes
+            for w, h in sorted({tuple(c.resolution) for c in self.store.cameras}):
+                self.runtime.detector(np.zeros((h, w, 3), np.uint8))
+            for cam in self.store.cameras:
+                url = d.cameras.get(cam.id)
+                if url is None:
+                    log.warning("camera %s: not in %s; the runtime goes on without it", cam.id, d.path)
+                    continue
+                self.cameras[cam.id] = CameraReader(cam.id, url, self.merge.put,
+                                                    latency_s=d.latency_s.get(cam.id, 0.0), clock=self.clock).start()
+        b = d.broker
+        self.sensors = MqttSensors(self.merge, b.host, b.port, b.prefix, cells=set(self.store.load_cells),
+                                   gates={g.id for g in self.store.gates}, username_env=b.username_env,
+                                   password_env=b.password_env, client_id=f"storetwin-{self.store.name}")
+        return self
+
+    def stop(self) -> None:
+        """From any thread or a signal handler: the loop ends after what the merge holds."""
+        self._stopped.set()
+        self.merge.close()
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self, duration_s: float | None = None) -> dict:
+        """Until :meth:`stop` (or ``duration_s`` of wall clock); the run's summary."""
+        rt, wall0 = self.runtime, self.clock.wall_s()
+        next_health = wall0 + self.health_s
+        timer = threading.Timer(duration_s, self.stop) if duration_s is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            for msg in self.merge.stream(idle_s=1.0):     # None: a quiet second (health is still logged)
+                if msg is not None:
+                    if isinstance(msg, WeightSample):
+                        self._cell_seen[msg.cell_id] = self.clock.wall_s()
+                    t = time.perf_counter()
+                    self._published(rt.process(msg))
+                    self._busy_s += time.perf_counter() - t
+                now = self.clock.wall_s()
+                if now >= next_health:
+                    self._log_health(now, now - (next_health - self.health_s))
+                    next_health = now + self.health_s
+        finally:
+            for r in self.cameras.values():
+                r.stop()
+            if self.sensors is not None:
+                self.sensors.close()
+            self.merge.close()
+            for msg in self.merge:          # what the devices sent before they closed
+                self._published(rt.process(msg))
+            self._published(rt.finish())
+            rt.close()
+            summary = self.summary(self.clock.wall_s() - wall0)
+            (self.dir / "run.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+    def _published(self, out: list) -> None:
+        for m in out:
+            if isinstance(m, CartUpdate):
+                self._delays.append(m.wall_published - m.t_interaction)
+
+    # -- health ------------------------------------------------------------------------------------
+    def _log_health(self, now: float, span_s: float) -> None:
+        h = self.snapshot(now, span_s)
+        self.health.append(h)
+        with open(self.dir / "health.jsonl", "a") as f:
+            f.write(json.dumps(h) + "\n")
+        fps = " ".join(f"{c}={v:.1f}" for c, v in h["fps"].items())
+        log.warning("health: fps %s; cells %d/%d; held %d; frames dropped %d; late %d; bad %d; lag %s; busy %.0f %%; "
+                    "update delay p95 %s", fps or "-", h["cells_reporting"], len(self.store.load_cells), h["held"],
+                    h["frames_dropped"], h["late"], h["bad_messages"],
+                    f"{h['lag_s']:.2f} s" if h["lag_s"] is not None else "-", 100 * h["busy"],
+                    f"{h['delay_p95_s']:.2f} s" if h["delay_p95_s"] is not None else "-")
+
+    def snapshot(self, now: float, span_s: float) -> dict:
+        busy = self._busy_s / span_s if span_s > 0 else 0.0
+        self._busy_s = 0.0
+        d = list(self._delays)
+        return {"wall": round(now, 3), "fps": {c: round(r.fps(), 2) for c, r in self.cameras.items()},
+                "cells_reporting": sum(now - w < 5.0 for w in self._cell_seen.values()),
+                "held": self.merge.depth, "frames_dropped": sum(self.merge.frames_dropped.values()),
+                "late": self.merge.late, "bad_messages": sum(self.sensors.bad.values()) if self.sensors else 0,
+                "lag_s": round(now - self.runtime.t, 3) if self.runtime.t > 0 else None, "busy": round(busy, 3),
+                "delay_p95_s": round(float(np.percentile(d, 95)), 3) if d else None}
+
+    def summary(self, wall_s: float) -> dict:
+        rt = self.runtime
+        return {"source": "devices", "devices": self.devices.path, "resumed": self.resumed, "wall_s": round(wall_s, 3),
+                "stream_t_end": rt.t, "sensing": self.cfg.sensing,
+                "cameras": {c: {"frames": r.frames, "opens": r.opens, "failures": r.failures,
+                                "outages_s": [round(o, 3) for o in r.outages]} for c, r in self.cameras.items()},
+                "frames_dropped": dict(self.merge.frames_dropped), "late": self.merge.late,
+                "late_dropped": self.merge.late_dropped,
+                "mqtt": {"received": self.sensors.received, "connects": self.sensors.connects,
+                         "bad": dict(self.sensors.bad)} if self.sensors else None,
+                **rt.stats}

@@ -1,0 +1,169 @@
+"""The live path end to end on real protocols: `storetwin serve` plays a recorded tiny_pick over
+GStreamer's RTSP server (H.264) and mosquitto, `storetwin live` consumes it as it would a store's
+devices, and its receipts equal those of `storetwin run recorded=` on the same recording. Nothing
+image-like is written by the live runtime. Also the pieces: a camera read from a video file at its
+own pace, the merge's bounded frame queues, the devices file's camera entries, serve's options."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.servers import free_port
+from runtime.clock import ManualClock
+from runtime.messages import Frame, WeightSample
+from runtime.sources import LiveMerge
+
+HERE = Path(__file__).parent
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"ftypisom", b"ftypmp4", b"RIFF", b"GIF8", b"BM6")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """tiny_pick simulated once, and the receipts of the runtime replaying it."""
+    root = tmp_path_factory.mktemp("live")
+    run = root / "tiny_pick"
+    assert main(["simulate", f"scenario={HERE / 'scenarios' / 'tiny_pick.yaml'}", f"out={run}"]) == 0
+    assert main(["run", "scenario=tiny_pick", f"recorded={run}", "pacing=asfast", f"out={root / 'replay'}"]) == 0
+    receipts = [json.loads(x) for x in (root / "replay" / "out" / "receipts.jsonl").read_text().splitlines()]
+    return run, receipts
+
+
+def _lines(receipts: list[dict]) -> list[tuple]:
+    return sorted((r["account_id"], tuple(sorted((x["sku"], x["qty"]) for x in r["lines"]))) for r in receipts)
+
+
+def _image_like(folder: Path) -> list[str]:
+    found = []
+    for f in folder.rglob("*"):
+        if f.is_file():
+            head = f.read_bytes()[:64]
+            if f.suffix.lower() in (".mp4", ".jpg", ".jpeg", ".png", ".avi", ".mkv", ".npy", ".npz") or \
+                    any(m in head for m in IMAGE_MAGIC):
+                found.append(str(f))
+    return found
+
+
+def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path) -> None:
+    run, replay_receipts = recorded
+    assert replay_receipts, "the replay charged nobody: nothing to compare"
+    devices, out, tmp = tmp_path / "devices.yaml", tmp_path / "live", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "STORETWIN_LOG": "WARNING"}
+    cli = [sys.executable, "-m", "harness.cli"]
+    serve = subprocess.Popen([*cli, "serve", f"recorded={run}", f"rtsp_port={free_port()}", f"broker_port={free_port()}",
+                              "start_in_s=12", f"devices_out={devices}", f"report={tmp_path / 'serve.json'}"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    live = None
+    try:
+        deadline = time.time() + 30
+        while not devices.is_file():
+            assert serve.poll() is None, f"serve stopped: {serve.stdout.read()}"
+            assert time.time() < deadline, "serve did not start its servers"
+            time.sleep(0.1)
+        live = subprocess.Popen([*cli, "live", "store=tiny_unit", f"devices={devices}", f"out={out}", "health_s=2"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        serve_out, _ = serve.communicate(timeout=90)
+        assert serve.returncode == 0, serve_out
+        time.sleep(1.0)                   # the merge's lateness bound and the last messages on their way
+        live.send_signal(signal.SIGTERM)
+        live_out, _ = live.communicate(timeout=60)
+    finally:
+        for p in (serve, live):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert live.returncode == 0, live_out
+    receipts = [json.loads(x) for x in (out / "receipts.jsonl").read_text().splitlines()]
+    assert _lines(receipts) == _lines(replay_receipts), live_out
+    info = json.loads((out / "run.json").read_text())
+    served = json.loads((tmp_path / "serve.json").read_text())
+    for cam, c in info["cameras"].items():
+        assert c["frames"] >= 0.9 * served["cameras"][cam]["frames_sent"], (cam, c, live_out[:3000])
+    assert info["mqtt"]["received"] == served["broker"]["published"] and not info["mqtt"]["bad"]
+    assert (out / "health.jsonl").read_text().strip(), "no health line was logged"
+    # privacy: frames lived in memory only
+    assert sorted(p.name for p in out.iterdir()) == ["cart_updates.jsonl", "events.sqlite", "health.jsonl",
+                                                     "receipts.jsonl", "run.json", "tracks.jsonl"]
+    assert _image_like(out) == [] and _image_like(tmp) == []
+    assert "Traceback" not in live_out
+
+
+def test_a_camera_from_a_video_file_plays_at_its_own_pace(recorded) -> None:
+    from runtime.cameras import CameraReader
+
+    run, _ = recorded
+    got = []
+    r = CameraReader("cam_01", str(run / "streams" / "cam_01.mp4"), got.append).start()
+    t = time.time()
+    while not r.ended and time.time() - t < 30:
+        time.sleep(0.1)
+    r.stop()
+    n = sum(1 for _ in open(run / "streams" / "cam_01.frames.csv")) - 1
+    assert r.ended and len(got) == n and r.frames == n
+    stamps = np.array([f.t for f in got])
+    assert np.all(np.diff(stamps) > 0) and abs(np.median(np.diff(stamps)) - 0.1) < 0.01, "10 fps, in order"
+    assert time.time() - t >= 0.9 * (stamps[-1] - stamps[0]), "played on the wall clock, not as fast as it decodes"
+
+
+def test_a_stream_that_never_opens_is_retried_with_backoff(caplog) -> None:
+    from runtime.cameras import CameraReader
+
+    r = CameraReader("cam_01", f"rtsp://127.0.0.1:{free_port()}/cam_01", lambda f: None, backoff_s=0.05,
+                     max_backoff_s=0.2, open_timeout_s=0.5).start()
+    time.sleep(1.5)
+    r.stop()
+    assert r.opens == 0 and r.failures >= 3, "nobody listens: refused, tried again, and again"
+
+
+def test_a_camera_s_oldest_waiting_frame_makes_way_when_perception_falls_behind() -> None:
+    clock = ManualClock(100.0)
+    m = LiveMerge(lateness_s=0.1, clock=clock, max_frames=3)
+    img = np.zeros((2, 2, 3), np.uint8)
+    for k in range(5):
+        m.put(Frame("cam_01", 99.0 + 0.1 * k, k, img))
+    m.put(WeightSample("U/0/0", 99.0, 1.0))
+    assert m.frames_dropped == {"cam_01": 2} and m.depth == 4
+    out = m.poll()
+    assert [type(x).__name__ for x in out] == ["WeightSample", "Frame", "Frame", "Frame"]
+    assert [x.seq for x in out[1:]] == [2, 3, 4], "the newest frames stay, in order; readings are never dropped"
+
+
+def test_the_devices_file_takes_a_camera_s_latency(tmp_path) -> None:
+    from runtime.devices import load_devices
+    from runtime.store import SpecError, load_store
+
+    from harness.paths import store_dir
+
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    f = tmp_path / "d.yaml"
+    f.write_text("cameras:\n  cam_01: {url: 'rtsp://h/c1', latency_s: 0.2}\n  cam_02: rtsp://h/c2\n")
+    d = load_devices(f, store)
+    assert d.cameras == {"cam_01": "rtsp://h/c1", "cam_02": "rtsp://h/c2"} and d.latency_s == {"cam_01": 0.2}
+    f.write_text("cameras:\n  cam_01: {url: 'rtsp://h/c1', latency_s: -1}\n")
+    with pytest.raises(SpecError, match="cameras.cam_01.latency_s"):
+        load_devices(f, store)
+    f.write_text("cameras:\n  cam_01: {url: 'rtsp://h/c1', delay: 1}\n")
+    with pytest.raises(SpecError, match="cameras.cam_01.delay"):
+        load_devices(f, store)
+
+
+def test_serve_refuses_bad_options_in_one_line(recorded, capsys) -> None:
+    run, _ = recorded
+    assert main(["serve", f"recorded={run}", "impair.frame_drop=2"]) == 2
+    assert "impair.frame_drop=2.0: expected a share between 0 and 1" in capsys.readouterr().err
+    assert main(["serve", f"recorded={run}", "impair.flicker=1"]) == 2
+    assert "expected one of" in capsys.readouterr().err
+    assert main(["serve", f"recorded={run}", "impair.dark_camera=cam_99"]) == 2
+    assert "impair.dark_camera=cam_99: expected one of cam_01" in capsys.readouterr().err
+    assert main(["serve", f"recorded={run.parent / 'nothing'}"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["live", "store=tiny_unit"]) == 2
+    assert "missing devices, out=" in capsys.readouterr().err
