@@ -75,9 +75,12 @@ class Impairments:
 
 def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, prefix: str = "store",
           start_in_s: float = 2.0, impair: Impairments = Impairments(), devices_out: str | Path | None = None,
-          report: str | Path | None = None, stop: threading.Event | None = None) -> dict:
+          report: str | Path | None = None, stop: threading.Event | None = None, repeat: int = 1) -> dict:
     """Play ``recorded`` (a run folder with ``streams/`` and ``store.yaml``) over RTSP and MQTT on
-    servers started here; returns when the recording has been played (or ``stop`` is set)."""
+    servers started here, ``repeat`` times back to back (a soak); returns when it has been played
+    (or ``stop`` is set)."""
+    if not (isinstance(repeat, int) and repeat >= 1):
+        raise ValueError(f"repeat={repeat}: expected a whole number ≥ 1")
     run = Path(recorded)
     if not (run / "store.yaml").is_file():
         raise FileNotFoundError(f"recorded={run}: not a run folder (expected store.yaml and streams/)")
@@ -87,6 +90,7 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
     if impair.dark_camera is not None and impair.dark_camera not in {c.id for c in cams}:
         raise ValueError(f"impair.dark_camera={impair.dark_camera}: expected one of {', '.join(c.id for c in cams)}")
     stop = stop or threading.Event()
+    period = recording_s(run) + 2.0       # one pass, and a quiet store between passes
     rng = random.Random(impair.seed)
     delay = {c.id: rng.uniform(0, impair.clock_offset_s) for c in cams}
     broker = Mosquitto(broker_port).start()
@@ -103,10 +107,11 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
                     "(topics %s/cells/#, %s/gates/#); the recording starts at %.3f", run, len(cams), rtsp.port,
                     broker.port, prefix, prefix, t0)
         sent = {c.id: 0 for c in cams}
-        threads = [threading.Thread(target=_cameras, args=(run, c.id, c.fps, rtsp, t0, delay[c.id], impair, sent, stop),
+        threads = [threading.Thread(target=_cameras, args=(run, c.id, c.fps, rtsp, t0, delay[c.id], impair, sent, stop, repeat, period),
                                     name=f"serve-{c.id}", daemon=True) for c in cams]
         mqtt = _Publisher(broker, prefix, impair)
-        threads.append(threading.Thread(target=mqtt.play, args=(run, t0, stop), name="serve-mqtt", daemon=True))
+        threads.append(threading.Thread(target=mqtt.play, args=(run, t0, stop, repeat, period), name="serve-mqtt",
+                                       daemon=True))
         if impair.broker_restart_at_s is not None:
             def restart() -> None:
                 if stop.wait(max(0.0, t0 + impair.broker_restart_at_s - time.time())):
@@ -121,7 +126,7 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
         for th in threads:
             th.join()
         time.sleep(0.5)     # the last messages on their way
-        summary = {"recorded": str(run), "t0": t0, "cameras": {c.id: {"url": rtsp.url(c.id), "delay_s": round(delay[c.id], 3),
+        summary = {"recorded": str(run), "t0": t0, "repeat": repeat, "period_s": period, "cameras": {c.id: {"url": rtsp.url(c.id), "delay_s": round(delay[c.id], 3),
                                                                       "frames_sent": sent[c.id]} for c in cams},
                    "broker": {"port": broker.port, "prefix": prefix, "published": mqtt.published, "lost": mqtt.lost,
                               "duplicated": mqtt.duplicated, "reordered": mqtt.reordered},
@@ -138,14 +143,35 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
         broker.close()
 
 
+def recording_s(run: Path) -> float:
+    """The last time any stream of the recording reaches (from the index files, nothing decoded)."""
+    last = 0.0
+    for f in [*(run / "streams").glob("*.frames.csv"), run / "streams" / "weights.csv"]:
+        with open(f, errors="replace") as fh:
+            for line in fh:
+                try:
+                    last = max(last, float(line.split(",")[1 if f.name.endswith(".frames.csv") else 0]))
+                except (ValueError, IndexError):
+                    pass
+    return last
+
+
 def _cameras(run: Path, cam: str, fps: float, rtsp: RtspServer, t0: float, delay_s: float, impair: Impairments,
-             sent: dict, stop: threading.Event) -> None:
+             sent: dict, stop: threading.Event, repeat: int = 1, period: float = 0.0) -> None:
+    for k in range(repeat):
+        if stop.is_set():
+            return
+        _camera_pass(run, cam, fps, rtsp, t0 + k * period, delay_s, impair, sent, stop, preroll=k == 0)
+
+
+def _camera_pass(run: Path, cam: str, fps: float, rtsp: RtspServer, t0: float, delay_s: float, impair: Impairments,
+                 sent: dict, stop: threading.Event, preroll: bool) -> None:
     """One camera's frames at their times. Until the recording starts the camera shows its first
     frame at its rate, as a store's cameras stream all the time, so a consumer that connected
     early has its stream open when the recording starts."""
     rng = random.Random(f"{impair.seed}/{cam}")
     dark = (impair.dark_at_s, impair.dark_at_s + impair.dark_for_s) if impair.dark_camera == cam else None
-    first = True
+    first = preroll
     for m in ReplaySource(run, cameras=[cam], weights=False):
         if stop.is_set():
             return
@@ -189,11 +215,15 @@ class _Publisher:
         self.client.publish(topic, payload, qos=QOS)
         self.published += 1
 
-    def play(self, run: Path, t0: float, stop: threading.Event) -> None:
+    def play(self, run: Path, t0: float, stop: threading.Event, repeat: int = 1, period: float = 0.0) -> None:
         held = None
         im = self.impair
+        passes = ((k, m) for k in range(repeat) for m in ReplaySource(run, cameras=()))
         try:
-            for m in ReplaySource(run, cameras=()):
+            for k, m in passes:
+                if k and isinstance(m, (WeightSample, GateEvent)):
+                    m = (WeightSample(m.cell_id, m.t + k * period, m.grams) if isinstance(m, WeightSample)
+                         else GateEvent(m.gate_id, m.t + k * period, m.account_id, m.kind))
                 if isinstance(m, WeightSample):
                     if im.lose_cells and self.rng.random() < im.lose_cells:
                         self.lost += 1

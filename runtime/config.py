@@ -130,6 +130,8 @@ class IdentityConfig:
     group_slack_s: float = 1.0      # ... at most this long before its group's scan ...
     group_behind_m: float = 0.2     # ... and behind the one who scanned (people pass a gate in single file): first
                                     # seen no more than this farther from the gate than they were then
+    resume_radius_m: float = 2.0    # after a restart, an account goes to the first unnamed track this close to where
+    resume_wait_s: float = 30.0     # it was last shown, looked for this long
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,39 @@ class GateIdentity:
         self._scans: list[Scan] = []
         self._groups: list[tuple[float, str]] = []     # (open until t, account): who may still join
         self._members: dict[int, str] = {}              # track → the account it shares as a group member
+        self._resumes: dict[str, tuple] = {}            # account → (x, y, waiting since t or None): after a restart
         self.unmatched_scans = 0
+        self.resumed = 0
+
+    def resume(self, account: str, xy: tuple[float, float]) -> None:
+        """After a restart: ``account`` was last shown at ``xy``; the first unnamed track seen near
+        there takes it (the shopper is re-acquired without a new scan)."""
+        self._resumes[account] = (float(xy[0]), float(xy[1]), None)
+
+    def _resume(self, t: float, tracker: WorldTracker) -> list[tuple[int, str]]:
+        out = []
+        taken = {k.account for k in tracker.snapshot() if k.account is not None and not k.closed}
+        for account, (x, y, since) in list(self._resumes.items()):
+            since = t if since is None else since
+            if account in taken:          # named again another way (a scan)
+                del self._resumes[account]
+                continue
+            near = sorted((float(((k.xy[0] - x) ** 2 + (k.xy[1] - y) ** 2) ** 0.5), k.id) for k in tracker.snapshot()
+                          if k.account is None and k.confirmed and not k.closed)
+            near = [(d, i) for d, i in near if d <= self.cfg.resume_radius_m]
+            if near:
+                tracker.assign(near[0][1], account)
+                out.append((near[0][1], account))
+                del self._resumes[account]
+                self.resumed += 1
+                log.info("after the restart: track %d is %s again (%.1f m from where it was last shown)",
+                         near[0][1], account, near[0][0])
+            elif t - since > self.cfg.resume_wait_s:
+                del self._resumes[account]
+                log.warning("after the restart: %s was not seen again near (%.1f, %.1f) m", account, x, y)
+            else:
+                self._resumes[account] = (x, y, since)
+        return out
 
     def entry(self, t: float, gate_id: str, account_id: str) -> None:
         self._scans.append(Scan(t, gate_id, account_id))
@@ -50,7 +82,7 @@ class GateIdentity:
         """Give each pending scan the unnamed track nearest its gate at the scan, and group members
         their group's account; the (track, account) pairs assigned now."""
         cfg = self.cfg
-        out: list[tuple[int, str]] = []
+        out: list[tuple[int, str]] = self._resume(t, tracker) if self._resumes else []
         keep = []
         for s in self._scans:
             near = self.near_gate(tracker.snapshot(), s.gate_id, t, cfg.scan_radius_m, born_after=s.t - cfg.scan_born_s,

@@ -40,7 +40,7 @@ from runtime.fusion import Fusion, Unexplained
 from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
 from runtime.motion import MotionGate
-from runtime.messages import Frame, GateEvent, SensorMessage, TrackState, WeightSample
+from runtime.messages import CartUpdate, Frame, GateEvent, SensorMessage, TrackState, WeightSample
 from runtime.perception import Detector, as_detector, load_model
 from runtime.store import StoreSpec
 from runtime.ticks import FrameRef, Tick, TickBuilder
@@ -88,8 +88,40 @@ class Runtime:
         self._shown: dict[int, TrackState] = {}    # the tracks shown at the last tick, by id
         self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0, "dropped": {}}
         self._dropped: Counter = Counter()     # what this dispatcher and the perception step left out
+        self._restored: list = []
         if restore and self.log is not None:
-            self.carts.restore(self.log.open_carts())
+            self._restore()
+
+    def _restore(self) -> None:
+        """Started again on the event log of a run that stopped (or was killed): the open carts,
+        the shelf stock (each cell's settled level and what lies in its bins) and where each
+        shopper was last shown (the first track seen near there takes the account again). A
+        provisional update that nothing settled is taken back: its step is found again against the
+        restored level and decided afresh, so it is charged once."""
+        log_ = self.log
+        self.carts.restore(log_.open_carts())
+        for cell, st in log_.stock().items():
+            if cell in self.cells:
+                self.cells[cell].restore(st["level"], st.get("noise"))
+            for bid, counts in st.get("bins", {}).items():
+                self.fusion.belief.counts[bid] = Counter(counts)
+        back = []
+        for u in log_.unsettled():
+            if self.carts.cart(u["account_id"]) is None:
+                continue       # the visit ended meanwhile: its receipt stands
+            self.carts.restore({u["account_id"]: {u["sku"]: -int(u["delta_qty"])}})
+            back.append(CartUpdate(u["account_id"], u["sku"], -int(u["delta_qty"]), u["t_interaction"], u["t_decided"],
+                                   self.clock.wall_s(), u["confidence"], {"why": "restart: decided again from the shelf"},
+                                   "final", f"{u['update_id']}-restart", u["update_id"]))
+        with log_.batch():
+            for m in back:
+                self._publish(m)
+        self._restored = back
+        if self.vision:
+            for account, (t, x, y) in log_.last_seen(set(self.carts.accounts())).items():
+                self.identity.resume(account, (x, y))
+        log.warning("restored from %s: %d open carts, stock of %d cells, %d provisional updates taken back",
+                    log_.dir, len(self.carts.accounts()), len(log_.stock()), len(back))
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, source: Iterable[SensorMessage]) -> list:
@@ -164,9 +196,13 @@ class Runtime:
                 self.detector.wait(frames)
             self._queue.popleft()
             self.t = max(self.t, t)
-            made = decide()
-            for m in made:
-                self._publish(m)
+            if self.log is None:
+                made = decide()
+            else:
+                with self.log.batch():     # a decision's updates and the stock it leaves: all or nothing
+                    made = decide()
+                    for m in made:
+                        self._publish(m)
             out.extend(made)
         return out
 
@@ -254,6 +290,7 @@ class Runtime:
             self._drop("reading of a load cell the store file does not list", s.cell_id)
             return []
         silent_s = self.cell_health.reading(s.cell_id, s.t)
+        learnt = det.level is not None
         out: list = []
         joins = self.plates.joins(s.cell_id)
         key = self.plates.key(s.cell_id)     # a provisional update is kept per item: its cell, or its joined plates
@@ -278,9 +315,23 @@ class Runtime:
             out += self.weight_event(ev)
         elif self.carts.pending(key) and (self.plates.idle(s.cell_id) if joins else not det.busy):
             out += self.carts.settle(key, None, s.t)    # it settled back: a knock, not an item
+        decided = ev is not None
         for joined in self.plates.ready(s.t) if joins else ():
             out.extend(self.weight_event(joined, key))
+            decided = True
+        if decided or (not learnt and self.cells[s.cell_id].level is not None):
+            self._stock(sorted(self.plates.group[s.cell_id]) if joins else [s.cell_id])
         return out
+
+    def _stock(self, cells) -> None:
+        """The shelf stock of these cells after a decision (or once a cell's level is first known),
+        into the log with the decision itself: what a restart starts from."""
+        for cid in cells:
+            det = self.cells.get(cid)
+            if det is None or det.level is None:
+                continue
+            bins = {b.id: dict(self.fusion.belief.counts.get(b.id, {})) for b in self.store.bins.values() if b.cell_id == cid}
+            self._note("stock", {"t": self.t, "cell": cid, "level": det.level, "noise": det.noise, "bins": bins})
 
     def provisional(self, ev: WeightEvent, key: str) -> list:
         """A step not settled yet (the plate still rings): decided as a settled one would be, into

@@ -51,6 +51,12 @@ class StepDetector:
         self._offer_after = -np.inf          # no provisional step before this (one was declined)
         self._refine = False                 # the level was taken before the reading was still
 
+    def restore(self, level: float, noise: float | None) -> None:
+        """The settled level and noise written to the event log before a restart: a step that
+        happened while the runtime was down is found against it."""
+        self.level, self.noise = float(level), (None if noise is None else float(noise))
+        self._startup = []
+
     def decline(self, t: float) -> None:
         """The provisional step explained nothing (a wandering plate read it too far off): offer
         another once ``provisional_s`` more of readings have come."""

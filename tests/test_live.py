@@ -96,6 +96,84 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
     assert "Traceback" not in live_out
 
 
+def test_killed_and_started_again_the_live_runtime_loses_and_doubles_no_cart_line(recorded, tmp_path) -> None:
+    """SIGKILL right after the pick reached the cart, started again at once on the same folder:
+    the open cart, the shelf stock and the shopper come back from the event log (the cells' and
+    gates' messages meanwhile wait in the broker's persistent session), and the receipt is the
+    replay's, charged once."""
+    import sqlite3
+
+    run, replay_receipts = recorded
+    devices, out = tmp_path / "devices.yaml", tmp_path / "live"
+    cli = [sys.executable, "-m", "harness.cli"]
+    env = {**os.environ, "STORETWIN_LOG": "WARNING"}
+    serve = subprocess.Popen([*cli, "serve", f"recorded={run}", f"rtsp_port={free_port()}", f"broker_port={free_port()}",
+                              "start_in_s=12", f"devices_out={devices}"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    procs = [serve]
+    logs = []
+
+    def start_live():
+        p = subprocess.Popen([*cli, "live", "store=tiny_unit", f"devices={devices}", f"out={out}", "health_s=2"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(p)
+        return p
+
+    try:
+        deadline = time.time() + 30
+        while not devices.is_file():
+            assert serve.poll() is None and time.time() < deadline, "serve did not start its servers"
+            time.sleep(0.1)
+        live = start_live()
+        updates = out / "cart_updates.jsonl"
+        deadline = time.time() + 60
+        while not (updates.is_file() and updates.read_text().strip()):
+            assert time.time() < deadline and serve.poll() is None, "no cart update before the end of the recording"
+            time.sleep(0.05)
+        live.send_signal(signal.SIGKILL)
+        logs.append(live.communicate(timeout=10)[0])
+        live = start_live()
+        serve_out, _ = serve.communicate(timeout=90)
+        assert serve.returncode == 0, serve_out
+        time.sleep(1.0)
+        live.send_signal(signal.SIGTERM)
+        logs.append(live.communicate(timeout=60)[0])
+        assert live.returncode == 0, logs[-1]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert "restored from" in logs[-1], logs[-1]
+    receipts = [json.loads(x) for x in (out / "receipts.jsonl").read_text().splitlines()]
+    assert _lines(receipts) == _lines(replay_receipts), logs
+    db = sqlite3.connect(out / "events.sqlite")
+    for r in receipts:
+        rows = db.execute("SELECT payload FROM events WHERE kind = 'cart_update' AND account_id = ?", (r["account_id"],))
+        total: dict[str, int] = {}
+        for (payload,) in rows:
+            d = json.loads(payload)
+            total[d["sku"]] = total.get(d["sku"], 0) + d["delta_qty"]
+        assert {k: v for k, v in total.items() if v} == {x["sku"]: x["qty"] for x in r["lines"]}, "every update once"
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_event_log_drops_a_line_a_crash_cut_and_copies_what_was_committed(tmp_path) -> None:
+    from runtime.eventlog import EventLog
+    from runtime.messages import CartUpdate
+
+    log = EventLog(tmp_path)
+    for k in range(3):
+        log.append(CartUpdate("a", "cola", 1, float(k), float(k), 0.0, 1.0, update_id=f"u{k}"))
+    log.close()
+    f = tmp_path / "cart_updates.jsonl"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines[:1]) + "\n" + lines[1][:20])     # the copy cut short by a crash
+    log = EventLog(tmp_path)
+    log.close()
+    assert f.read_text().splitlines() == lines, "the cut line is gone and the committed ones are copied again"
+    assert EventLog(tmp_path).open_carts() == {"a": {"cola": 3}}
+
+
 def test_a_camera_from_a_video_file_plays_at_its_own_pace(recorded) -> None:
     from runtime.cameras import CameraReader
 
