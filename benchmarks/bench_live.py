@@ -139,14 +139,15 @@ def cmd_compare(a) -> dict:
                      "frames_received": sum(c["frames"] for c in info["cameras"].values()),
                      "frames_dropped": sum(info["frames_dropped"].values()), "late": info["late"],
                      "mqtt_received": info["mqtt"]["received"], "mqtt_published": served["broker"]["published"],
-                     "mqtt_connects": info["mqtt"]["connects"], "camera_outages_s": [round(o, 2) for o in outages],
+                     "mqtt_connects": info["mqtt"]["connects"], "mqtt_outages_s": info["mqtt"].get("outages_s"),
+                     "camera_outages_s": [round(o, 2) for o in outages],
                      "lag_p50_s": round(sorted(lags)[len(lags) // 2], 2) if lags else None,
                      "lag_max_s": round(max(lags), 2) if lags else None, "impairments": imp,
                      "events": served["events"]})
         r = rows[-1]
         print(f"{name:16s} visits {r['visits']:2d}  exact replay {r['replay_exact']:2d} live {r['live_exact']:2d}  "
               f"same {r['same_as_replay']:2d}  frames {r['frames_received']}/{r['frames_sent']} (dropped {r['frames_dropped']})  "
-              f"reconnects {r['camera_outages_s']}  lag p50 {r['lag_p50_s']} max {r['lag_max_s']}  crashed {r['crashed']}",
+              f"mqtt {r['mqtt_received']}/{r['mqtt_published']} outages {r['mqtt_outages_s']}  cameras' outages {r['camera_outages_s']}  lag p50 {r['lag_p50_s']} max {r['lag_max_s']}  crashed {r['crashed']}",
               flush=True)
     return {"rows": rows}
 

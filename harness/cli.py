@@ -283,7 +283,8 @@ def cmd_table(overrides: list[str]) -> int:
 
 
 SERVE_USAGE = ("storetwin serve recorded=<run folder> [scenario=<name in a suite folder>] [rtsp_port=8554] "
-               "[broker_port=1883] [prefix=store] [start_in_s=2] [repeat=1] [devices_out=<devices.yaml>] [report=<serve.json>] "
+               "[broker_port=1883] [prefix=store] [start_in_s=2] [repeat=1] [batch_s=0.1] [linger_s=3] "
+               "[devices_out=<devices.yaml>] [report=<serve.json>] "
                "[impair.<key>=<value> ...]")
 
 
@@ -292,12 +293,13 @@ def cmd_serve(overrides: list[str]) -> int:
 
     plain = [o for o in overrides if not o.startswith("impair.")]
     args = _key_values(plain, {"recorded", "scenario", "rtsp_port", "broker_port", "prefix", "start_in_s", "devices_out",
-                               "report", "repeat"}, SERVE_USAGE, required=("recorded",))
+                               "report", "repeat", "batch_s", "linger_s"}, SERVE_USAGE, required=("recorded",))
     impair = Impairments.from_strings(_key_values([o[len("impair."):] for o in overrides if o.startswith("impair.")],
                                                   {f for f in Impairments.__dataclass_fields__}, SERVE_USAGE))
     run = Path(args["recorded"]) / args["scenario"] if args.get("scenario") else Path(args["recorded"])
     nums = {}
-    for k, conv in (("rtsp_port", int), ("broker_port", int), ("start_in_s", float), ("repeat", int)):
+    for k, conv in (("rtsp_port", int), ("broker_port", int), ("start_in_s", float), ("repeat", int), ("batch_s", float),
+                      ("linger_s", float)):
         if k in args:
             try:
                 nums[k] = conv(args[k])

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from harness.servers import Mosquitto, RtspServer
-from runtime.devices import QOS, encode
+from runtime.devices import QOS, encode, encode_readings
 from runtime.messages import Frame, GateEvent, WeightSample
 from runtime.sources import ReplaySource
 from runtime.store import load_store
@@ -75,10 +75,13 @@ class Impairments:
 
 def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, prefix: str = "store",
           start_in_s: float = 2.0, impair: Impairments = Impairments(), devices_out: str | Path | None = None,
-          report: str | Path | None = None, stop: threading.Event | None = None, repeat: int = 1) -> dict:
+          report: str | Path | None = None, stop: threading.Event | None = None, repeat: int = 1,
+          linger_s: float = 3.0, batch_s: float = 0.1) -> dict:
     """Play ``recorded`` (a run folder with ``streams/`` and ``store.yaml``) over RTSP and MQTT on
-    servers started here, ``repeat`` times back to back (a soak); returns when it has been played
-    (or ``stop`` is set)."""
+    servers started here, ``repeat`` times back to back (a soak); returns ``linger_s`` after it has
+    been played (a consumer that lags behind gets the last messages), or when ``stop`` is set.
+    A cell's readings go out together every ``batch_s`` (``{"readings": [...]}``, as a board that
+    samples at 80 Hz would send them; 0: one message per reading)."""
     if not (isinstance(repeat, int) and repeat >= 1):
         raise ValueError(f"repeat={repeat}: expected a whole number ≥ 1")
     run = Path(recorded)
@@ -109,7 +112,7 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
         sent = {c.id: 0 for c in cams}
         threads = [threading.Thread(target=_cameras, args=(run, c.id, c.fps, rtsp, t0, delay[c.id], impair, sent, stop, repeat, period),
                                     name=f"serve-{c.id}", daemon=True) for c in cams]
-        mqtt = _Publisher(broker, prefix, impair)
+        mqtt = _Publisher(broker, prefix, impair, batch_s)
         threads.append(threading.Thread(target=mqtt.play, args=(run, t0, stop, repeat, period), name="serve-mqtt",
                                        daemon=True))
         if impair.broker_restart_at_s is not None:
@@ -125,10 +128,11 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
             th.start()
         for th in threads:
             th.join()
-        time.sleep(0.5)     # the last messages on their way
+        stop.wait(linger_s)     # the last messages on their way to a consumer that lags behind
         summary = {"recorded": str(run), "t0": t0, "repeat": repeat, "period_s": period, "cameras": {c.id: {"url": rtsp.url(c.id), "delay_s": round(delay[c.id], 3),
                                                                       "frames_sent": sent[c.id]} for c in cams},
-                   "broker": {"port": broker.port, "prefix": prefix, "published": mqtt.published, "lost": mqtt.lost,
+                   "broker": {"port": broker.port, "prefix": prefix, "published": mqtt.published,
+                              "readings": mqtt.readings, "scans": mqtt.scans, "lost": mqtt.lost,
                               "duplicated": mqtt.duplicated, "reordered": mqtt.reordered},
                    "impairments": asdict(impair), "events": events}
         if impair.dark_camera:
@@ -197,12 +201,14 @@ def _camera_pass(run: Path, cam: str, fps: float, rtsp: RtspServer, t0: float, d
 class _Publisher:
     """The recording's load cells and gates on MQTT at their times on the store clock."""
 
-    def __init__(self, broker: Mosquitto, prefix: str, impair: Impairments):
+    def __init__(self, broker: Mosquitto, prefix: str, impair: Impairments, batch_s: float = 0.1):
         from paho.mqtt import client as mqtt
 
-        self.prefix, self.impair = prefix, impair
+        self.prefix, self.impair, self.batch_s = prefix, impair, batch_s
         self.rng = random.Random(f"{impair.seed}/mqtt")
         self.published = self.lost = self.duplicated = self.reordered = 0
+        self.readings = self.scans = 0                # what the published messages carry
+        self._held = None                             # a message held back to go after the next (reorder)
         c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="storetwin-serve")
         c.max_queued_messages_set(0)          # while the broker restarts: everything waits, nothing is lost here
         c.max_inflight_messages_set(100)
@@ -210,44 +216,60 @@ class _Publisher:
         c.connect("127.0.0.1", broker.port, keepalive=10)
         c.loop_start()
 
-    def _send(self, m: WeightSample | GateEvent) -> None:
-        topic, payload = encode(self.prefix, m)
+    def _out(self, msgs: list) -> None:
+        """One MQTT message (a cell's readings, or a scan), with the impairments."""
+        im = self.impair
+        if isinstance(msgs[0], WeightSample) and im.lose_cells and self.rng.random() < im.lose_cells:
+            self.lost += 1
+            return
+        if self._held is None and im.reorder and self.rng.random() < im.reorder:
+            self._held = msgs      # goes after the next one
+            self.reordered += 1
+            return
+        for x in ([msgs, self._held] if self._held is not None else [msgs]):
+            self._send(x)
+            if im.duplicate and self.rng.random() < im.duplicate:
+                self._send(x)
+                self.duplicated += 1
+        self._held = None
+
+    def _send(self, msgs: list) -> None:
+        m = msgs[0]
+        topic, payload = encode(self.prefix, m) if len(msgs) == 1 else encode_readings(self.prefix, m.cell_id, msgs)
         self.client.publish(topic, payload, qos=QOS)
         self.published += 1
+        if isinstance(m, WeightSample):
+            self.readings += len(msgs)
+        else:
+            self.scans += 1
 
     def play(self, run: Path, t0: float, stop: threading.Event, repeat: int = 1, period: float = 0.0) -> None:
-        held = None
-        im = self.impair
+        batches: dict[str, list[WeightSample]] = {}
         passes = ((k, m) for k in range(repeat) for m in ReplaySource(run, cameras=()))
         try:
             for k, m in passes:
-                if k and isinstance(m, (WeightSample, GateEvent)):
-                    m = (WeightSample(m.cell_id, m.t + k * period, m.grams) if isinstance(m, WeightSample)
-                         else GateEvent(m.gate_id, m.t + k * period, m.account_id, m.kind))
                 if isinstance(m, WeightSample):
-                    if im.lose_cells and self.rng.random() < im.lose_cells:
-                        self.lost += 1
-                        continue
-                    m = WeightSample(m.cell_id, t0 + m.t, m.grams)
+                    m = WeightSample(m.cell_id, t0 + k * period + m.t, m.grams)
                 elif isinstance(m, GateEvent):
-                    m = GateEvent(m.gate_id, t0 + m.t, m.account_id, m.kind)
+                    m = GateEvent(m.gate_id, t0 + k * period + m.t, m.account_id, m.kind)
                 else:
                     continue
                 wait = m.t - time.time()
                 if wait > 0 and stop.wait(wait):
                     return
-                if held is None and im.reorder and self.rng.random() < im.reorder:
-                    held = m       # goes after the next one
-                    self.reordered += 1
+                if isinstance(m, GateEvent):
+                    self._out([m])
                     continue
-                for x in ([m, held] if held is not None else [m]):
-                    self._send(x)
-                    if im.duplicate and self.rng.random() < im.duplicate:
-                        self._send(x)
-                        self.duplicated += 1
-                held = None
-            if held is not None:
-                self._send(held)
+                b = batches.setdefault(m.cell_id, [])
+                b.append(m)
+                if m.t - b[0].t >= self.batch_s - 1e-9:
+                    self._out(b)
+                    batches[m.cell_id] = []
+            for b in batches.values():
+                if b:
+                    self._out(b)
+            if self._held is not None:
+                self._send(self._held)
         finally:
             deadline = time.time() + 10
             while self.client.want_write() and time.time() < deadline:

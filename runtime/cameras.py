@@ -17,8 +17,8 @@ played at its own pace.
 
 **Reconnects.** A stream that does not open, or gives no frame for ``read_timeout_s``, is closed
 and opened again after a pause that doubles from ``backoff_s`` up to ``max_backoff_s``; each
-reconnect is counted and timed (:attr:`CameraReader.outages`: seconds from the last frame before
-the gap to the first after it).
+reconnect is counted; every outage, reconnected or ridden out by the stream, is timed
+(:attr:`CameraReader.outages`: seconds from the last frame before the gap to the first after it).
 
 No frame is written anywhere: frames live in the reader and the merge's bounded queues only.
 """
@@ -55,6 +55,7 @@ class CameraReader:
     """One camera's frames into ``put`` (a merge's :meth:`put`), on a thread of its own."""
 
     MAX_HELD = 50      # frames held while catching up, at most
+    GAP_S = 1.0        # a stream silent this long (and back) counts as an outage
 
     def __init__(self, camera_id: str, url: str, put, latency_s: float = 0.0, clock: Clock = SYSTEM_CLOCK,
                  read_timeout_s: float = 3.0, open_timeout_s: float = 20.0, backoff_s: float = 0.5,
@@ -138,9 +139,13 @@ class CameraReader:
                         self.put(Frame(self.camera_id, start + p - self.latency_s, k, img))
                     break
                 pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                if not got and self.last_frame_wall is not None and self.opens > 1:
-                    self.outages.append(arrival - self.last_frame_wall)
-                    log.warning("camera %s: frames again after %.1f s", self.camera_id, arrival - self.last_frame_wall)
+                gap = arrival - self.last_frame_wall if self.last_frame_wall is not None else 0.0
+                # frames again after a reconnect, or after a silence the stream itself rode out (its
+                # clock jumped too: a frame the decoder held back and gives up late is no outage)
+                if (not got and self.opens > 1 and self.last_frame_wall is not None) or \
+                        (gap > self.GAP_S and got and pts - last_pts > self.GAP_S):
+                    self.outages.append(gap)
+                    log.warning("camera %s: frames again after %.1f s", self.camera_id, gap)
                 got = True
                 backoff = self.backoff_s
                 self.frames += 1

@@ -3,7 +3,10 @@
 The payloads (one JSON object per message, UTF-8; the topic names the device):
 
 - a load cell's reading: topic ``<prefix>/cells/<cell_id>`` (the id as the store file writes it,
-  slashes and all: ``store/cells/U1/0/2``), ``{"t": <s>, "grams": <g>}``;
+  slashes and all: ``store/cells/U1/0/2``), ``{"t": <s>, "grams": <g>}``, or several readings of
+  that cell at once, oldest first: ``{"readings": [[<s>, <g>], ...]}`` (a board sampling at 80 Hz
+  sends ten messages a second, not eighty: a store's worth of cells is then a few hundred
+  messages a second, not thousands);
 - a gate event: topic ``<prefix>/gates/<gate_id>``, ``{"t": <s>, "account_id": "...", "kind": "enter" | "exit"}``.
 
 ``t`` is the store clock (seconds; the clock the cameras' stamps use). Readings are published and
@@ -50,6 +53,26 @@ def encode(prefix: str, msg: WeightSample | GateEvent) -> tuple[str, bytes]:
             json.dumps({"t": msg.t, "account_id": msg.account_id, "kind": msg.kind}).encode())
 
 
+def encode_readings(prefix: str, cell_id: str, readings: list[WeightSample]) -> tuple[str, bytes]:
+    """The topic and payload of several readings of one cell, oldest first."""
+    return f"{prefix}/cells/{cell_id}", json.dumps({"readings": [[m.t, m.grams] for m in readings]}).encode()
+
+
+def decode_all(prefix: str, topic: str, payload: bytes) -> list[WeightSample | GateEvent]:
+    """The messages a device sent (several readings of a cell at once, or one message), or
+    :class:`BadMessage` saying what is wrong with them."""
+    if b'"readings"' in payload and topic.startswith(f"{prefix}/cells/"):
+        try:
+            d = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise BadMessage("not JSON", f"not a JSON object ({type(e).__name__})") from None
+        rows = d.get("readings") if isinstance(d, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 2 for r in rows):
+            raise BadMessage("bad value", "readings: expected a list of [t, grams] pairs")
+        return [decode(prefix, topic, json.dumps({"t": t, "grams": g}).encode()) for t, g in rows]
+    return [decode(prefix, topic, payload)]
+
+
 def decode(prefix: str, topic: str, payload: bytes) -> WeightSample | GateEvent:
     """The message a device sent, or :class:`BadMessage` saying what is wrong with it."""
     kind, device = None, ""
@@ -84,10 +107,16 @@ def decode(prefix: str, topic: str, payload: bytes) -> WeightSample | GateEvent:
 class MqttSensors:
     """A store's load cells and gates from an MQTT broker into ``merge``.
 
+    A device's clock that jumps back (a message stamped more than ``BACKWARDS_S`` before that
+    device's previous one) is a bad message too (``time backwards``): the runtime's step detectors
+    take each cell's readings in time order.
+
     ``cells`` and ``gates``: the ids the store file lists (others are counted as unknown).
     Credentials come from the environment (``username_env``, ``password_env``: the variables'
     names), never from a file. The client reconnects by itself (1 s, doubling to 30 s) and
     subscribes again on every connection; :attr:`connects` counts them."""
+
+    BACKWARDS_S = 0.05
 
     def __init__(self, merge: LiveMerge, host: str = "localhost", port: int = 1883, prefix: str = "store",
                  cells: set[str] | None = None, gates: set[str] | None = None,
@@ -97,8 +126,12 @@ class MqttSensors:
         self.merge, self.prefix = merge, prefix
         self.cells, self.gates = cells, gates
         self.bad: Counter = Counter()     # kind (topic, not JSON, field missing, bad value, unknown device) → messages left out
-        self.received = 0
+        self.received = 0                 # MQTT messages
+        self.taken = 0                    # readings and scans handed to the merge
         self.connects = 0
+        self.outages: list[float] = []    # seconds from a lost connection to the next one
+        self._last_t: dict[tuple[str, str], float] = {}   # (cells|gates, device) → its newest reading's time
+        self._lost_at: float | None = None
         c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         if username_env:
             user = os.environ.get(username_env)
@@ -107,6 +140,7 @@ class MqttSensors:
             c.username_pw_set(user, os.environ.get(password_env) if password_env else None)
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._connected
+        c.on_disconnect = self._disconnected
         c.on_message = self._message
         c.connect_async(host, port, keepalive=10)
         c.loop_start()
@@ -116,23 +150,53 @@ class MqttSensors:
             log.warning("MQTT broker refused the connection: %s", reason)
             return
         self.connects += 1
+        if self._lost_at is not None:
+            import time
+
+            self.outages.append(time.time() - self._lost_at)
+            log.warning("MQTT broker connected again after %.1f s", self.outages[-1])
+            self._lost_at = None
         client.subscribe([(f"{self.prefix}/cells/#", QOS), (f"{self.prefix}/gates/#", QOS)])
+
+    def _disconnected(self, client, userdata, flags, reason, properties) -> None:
+        import time
+
+        if self._lost_at is None:
+            self._lost_at = time.time()
+            log.warning("MQTT broker connection lost (%s); reconnecting", reason)
 
     def _message(self, client, userdata, m) -> None:
         self.received += 1
         try:
-            msg = decode(self.prefix, m.topic, m.payload)
-            known = self.cells if isinstance(msg, WeightSample) else self.gates
-            device = msg.cell_id if isinstance(msg, WeightSample) else msg.gate_id
-            if known is not None and device not in known:
-                raise BadMessage("unknown device", f"{device!r} is not a "
-                                 f"{'load cell' if isinstance(msg, WeightSample) else 'gate'} of the store file")
+            msgs = decode_all(self.prefix, m.topic, m.payload)
         except BadMessage as e:
-            self.bad[e.kind] += 1
-            if self.bad[e.kind] <= LOGGED:
-                log.warning("MQTT %s: %s; left out (counted as %r)", m.topic, e, e.kind)
+            self._bad(m.topic, e)
             return
-        self.merge.put(msg)
+        for msg in msgs:
+            try:
+                self._check(msg)
+            except BadMessage as e:
+                self._bad(m.topic, e)
+                continue
+            self.taken += 1
+            self.merge.put(msg)
+
+    def _check(self, msg: WeightSample | GateEvent) -> None:
+        known = self.cells if isinstance(msg, WeightSample) else self.gates
+        device = msg.cell_id if isinstance(msg, WeightSample) else msg.gate_id
+        if known is not None and device not in known:
+            raise BadMessage("unknown device", f"{device!r} is not a "
+                             f"{'load cell' if isinstance(msg, WeightSample) else 'gate'} of the store file")
+        key = (type(msg).__name__, device)
+        if msg.t < self._last_t.get(key, -float("inf")) - self.BACKWARDS_S:
+            raise BadMessage("time backwards", f"t={msg.t:.3f} s is {self._last_t[key] - msg.t:.3f} s before "
+                             f"{device!r}'s previous message")
+        self._last_t[key] = max(msg.t, self._last_t.get(key, msg.t))
+
+    def _bad(self, topic: str, e: BadMessage) -> None:
+        self.bad[e.kind] += 1
+        if self.bad[e.kind] <= LOGGED:
+            log.warning("MQTT %s: %s; left out (counted as %r)", topic, e, e.kind)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -154,6 +154,7 @@ class LiveStore:
                                 "outages_s": [round(o, 3) for o in r.outages]} for c, r in self.cameras.items()},
                 "frames_dropped": dict(self.merge.frames_dropped), "late": self.merge.late,
                 "late_dropped": self.merge.late_dropped,
-                "mqtt": {"received": self.sensors.received, "connects": self.sensors.connects,
-                         "bad": dict(self.sensors.bad)} if self.sensors else None,
+                "mqtt": {"received": self.sensors.received, "taken": self.sensors.taken, "connects": self.sensors.connects,
+                         "outages_s": [round(o, 3) for o in self.sensors.outages], "bad": dict(self.sensors.bad)}
+                if self.sensors else None,
                 **rt.stats}

@@ -98,12 +98,13 @@ def test_load_cells_and_gates_over_a_real_broker(broker) -> None:
         for m in good:
             pub.publish(*encode("shop", m), qos=1).wait_for_publish(5)
         for topic, payload in [("shop/cells/U1/0/0", b"garbage"), ("shop/cells/U9/0/0", b'{"t": 1, "grams": 5}'),
-                               ("shop/cells/U1/0/1", b'{"t": 1, "grams": "nan"}')]:
+                               ("shop/cells/U1/0/1", b'{"t": 1, "grams": "nan"}'),
+                               ("shop/cells/U1/0/0", b'{"t": 0.5, "grams": 480}')]:   # its clock jumped back
             pub.publish(topic, payload, qos=1).wait_for_publish(5)
-        assert _wait(lambda: sensors.received == len(good) + 3)
+        assert _wait(lambda: sensors.received == len(good) + 4)
         got = merge.poll()
         assert sorted(got, key=lambda m: (m.t, type(m).__name__)) == sorted(good, key=lambda m: (m.t, type(m).__name__))
-        assert sensors.bad == {"not JSON": 1, "unknown device": 1, "bad value": 1}
+        assert sensors.bad == {"not JSON": 1, "unknown device": 1, "bad value": 1, "time backwards": 1}
         pub.loop_stop()
         pub.disconnect()
     finally:

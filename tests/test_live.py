@@ -88,6 +88,7 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
     for cam, c in info["cameras"].items():
         assert c["frames"] >= 0.9 * served["cameras"][cam]["frames_sent"], (cam, c, live_out[:3000])
     assert info["mqtt"]["received"] == served["broker"]["published"] and not info["mqtt"]["bad"]
+    assert info["mqtt"]["taken"] == served["broker"]["readings"] + served["broker"]["scans"], "every reading and scan"
     assert (out / "health.jsonl").read_text().strip(), "no health line was logged"
     # privacy: frames lived in memory only
     assert sorted(p.name for p in out.iterdir()) == ["cart_updates.jsonl", "events.sqlite", "health.jsonl",
@@ -199,6 +200,45 @@ def test_a_stream_that_never_opens_is_retried_with_backoff(caplog) -> None:
     time.sleep(1.5)
     r.stop()
     assert r.opens == 0 and r.failures >= 3, "nobody listens: refused, tried again, and again"
+
+
+def test_a_stream_of_garbage_bytes_is_counted_and_retried_never_taken(tmp_path) -> None:
+    """A camera URL whose server answers with garbage: the reader counts the failed opens, tries
+    again with backoff, and hands on nothing; the process goes on."""
+    import socket
+    import threading
+
+    from runtime.cameras import CameraReader
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port, stop = srv.getsockname()[1], threading.Event()
+
+    def garbage():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            try:
+                conn.sendall(bytes(range(256)) * 64)
+            except OSError:
+                pass
+            conn.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    got = []
+    for url in (f"rtsp://127.0.0.1:{port}/cam_01", f"http://127.0.0.1:{port}/cam_01.mjpg"):
+        r = CameraReader("cam_01", url, got.append, backoff_s=0.05, max_backoff_s=0.2, open_timeout_s=1.0,
+                         read_timeout_s=1.0).start()
+        time.sleep(2.5)
+        r.stop()
+        assert r.failures >= 2 and r.frames == 0, url
+    stop.set()
+    srv.close()
+    assert got == []
 
 
 def test_a_camera_s_oldest_waiting_frame_makes_way_when_perception_falls_behind() -> None:
