@@ -100,17 +100,21 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
     rtsp = None
     events: list[dict] = []
     try:
-        rtsp = RtspServer([{"id": c.id, "width": c.resolution[0], "height": c.resolution[1], "fps": c.fps} for c in cams],
-                          port=rtsp_port)
+        fps = {c.id: recorded_fps(run, c.id, c.fps) for c in cams}
+        w, h = cams[0].resolution
+        rtsp = RtspServer([{"id": c.id, "width": c.resolution[0], "height": c.resolution[1], "fps": fps[c.id]} for c in cams]
+                          + [{"id": PROBE, "width": w, "height": h, "fps": fps[cams[0].id]}], port=rtsp_port)
+        latency = measure_latency(rtsp, w, h, fps[cams[0].id])
+        log.warning("the streams' delay from capture to a reader's frame, measured: %.3f s", latency)
         if devices_out is not None:
             write_devices(Path(devices_out), store.name, broker.port, prefix,
-                          {c.id: (rtsp.url(c.id), round(2.0 / c.fps, 3)) for c in cams})
+                          {c.id: (rtsp.url(c.id), round(latency, 3)) for c in cams})
         t0 = time.time() + start_in_s
         log.warning("serving %s: %d cameras at rtsp://127.0.0.1:%d/<camera>, cells and gates on mqtt://127.0.0.1:%d "
                     "(topics %s/cells/#, %s/gates/#); the recording starts at %.3f", run, len(cams), rtsp.port,
                     broker.port, prefix, prefix, t0)
         sent = {c.id: 0 for c in cams}
-        threads = [threading.Thread(target=_cameras, args=(run, c.id, c.fps, rtsp, t0, delay[c.id], impair, sent, stop, repeat, period),
+        threads = [threading.Thread(target=_cameras, args=(run, c.id, fps[c.id], rtsp, t0, delay[c.id], impair, sent, stop, repeat, period),
                                     name=f"serve-{c.id}", daemon=True) for c in cams]
         mqtt = _Publisher(broker, prefix, impair, batch_s)
         threads.append(threading.Thread(target=mqtt.play, args=(run, t0, stop, repeat, period), name="serve-mqtt",
@@ -129,7 +133,8 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
         for th in threads:
             th.join()
         stop.wait(linger_s)     # the last messages on their way to a consumer that lags behind
-        summary = {"recorded": str(run), "t0": t0, "repeat": repeat, "period_s": period, "cameras": {c.id: {"url": rtsp.url(c.id), "delay_s": round(delay[c.id], 3),
+        summary = {"recorded": str(run), "t0": t0, "repeat": repeat, "period_s": period, "latency_s": round(latency, 3),
+                   "cameras": {c.id: {"url": rtsp.url(c.id), "delay_s": round(delay[c.id], 3),
                                                                       "frames_sent": sent[c.id]} for c in cams},
                    "broker": {"port": broker.port, "prefix": prefix, "published": mqtt.published,
                               "readings": mqtt.readings, "scans": mqtt.scans, "lost": mqtt.lost,
@@ -145,6 +150,61 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
         if rtsp is not None:
             rtsp.close()
         broker.close()
+
+
+PROBE = "probe"       # a stream of counter frames: the delay from capture to a reader's frame, measured
+
+
+def recorded_fps(run: Path, cam: str, nominal: float) -> float:
+    """The rate the recording holds of a camera (a recording of the perceived frames only holds fewer
+    than the camera's nominal rate)."""
+    ts = []
+    with open(run / "streams" / f"{cam}.frames.csv", errors="replace") as f:
+        for line in f:
+            try:
+                ts.append(float(line.split(",")[1]))
+            except (ValueError, IndexError):
+                pass
+    d = sorted(b - a for a, b in zip(ts, ts[1:]) if b > a)
+    return round(1.0 / d[len(d) // 2], 3) if d else nominal
+
+
+def measure_latency(rtsp: RtspServer, width: int, height: int, fps: float, frames: int = 30) -> float:
+    """The delay from a frame's push (its capture) to the runtime's camera reader returning it, on
+    these servers: frames carrying a counter on the probe stream, read as the runtime reads
+    (OpenCV's FFmpeg with the runtime's options); the median over ``frames``."""
+    import cv2
+    import numpy as np
+
+    from runtime.cameras import CameraReader
+
+    pushed: dict[int, float] = {}
+    got: list[tuple[float, int]] = []
+
+    def mark(k: int) -> np.ndarray:
+        img = np.zeros((height, width, 3), np.uint8)
+        for b in range(8):                     # the counter in eight blocks of black or white
+            if k >> b & 1:
+                img[: height // 4, b * width // 8:(b + 1) * width // 8] = 255
+        return img
+
+    def read(f) -> None:
+        bits = f.image[: height // 4].reshape(height // 4, 8, width // 8, 3).mean(axis=(0, 2, 3)) > 127
+        got.append((time.time(), int(sum(1 << b for b in range(8) if bits[b]))))
+
+    reader = CameraReader(PROBE, rtsp.url(PROBE), read, open_timeout_s=10).start()
+    try:
+        for k in range(int(frames + 3 * fps)):      # a few seconds for the reader to open, then the counted frames
+            pushed[k % 256] = time.time()
+            rtsp.send(PROBE, mark(k % 256))
+            time.sleep(1.0 / fps)
+        time.sleep(1.0)
+    finally:
+        reader.stop()
+    d = sorted(w - pushed[k] for w, k in got[-frames:] if k in pushed and w >= pushed[k])
+    if not d:
+        raise RuntimeError(f"{rtsp.url(PROBE)}: no frame came back from the RTSP server")
+    return d[len(d) // 2]
 
 
 def recording_s(run: Path) -> float:
@@ -281,11 +341,11 @@ class _Publisher:
 
 def write_devices(path: Path, store: str, broker_port: int, prefix: str, cameras: dict[str, tuple[str, float]]) -> None:
     """A devices file for the servers of this serve (``storetwin live devices=<path>``); each
-    camera's ``latency_s`` is this server's capture-to-delivery delay, two frames (x264 at zero
-    latency, RTP over TCP and OpenCV's decoder; measured by benchmarks/bench_live.py)."""
+    camera's ``latency_s`` is the capture-to-delivery delay these servers were measured at
+    (:func:`measure_latency`: x264 at zero latency, RTP over TCP, OpenCV's decoder)."""
     lines = [f"# The devices of {store} as `storetwin serve` serves them (written by it).", f"store: {store}",
              "broker:", "  host: 127.0.0.1", f"  port: {broker_port}", f"  prefix: {prefix}",
-             "cameras:                 # latency_s: capture to delivery on this server, two frames"]
+             "cameras:                 # latency_s: capture to delivery on these servers, measured at start"]
     lines += [f"  {c}: {{url: {u}, latency_s: {lat}}}" for c, (u, lat) in cameras.items()]
     lines += ["cells: mqtt", "gates: mqtt"]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,10 @@ class LiveStore:
         self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock)
         if resumed:
             log.warning("%s: resuming from its event log (%d open carts)", self.dir, len(self.runtime.carts.accounts()))
-        self.merge = LiveMerge(lateness_s=lateness_s, clock=clock)
+        # a camera's frames reach the merge its latency_s after their stamps (and the cells' and gates'
+        # messages come stamped on capture): the bound waits for the slowest camera too
+        self.lateness_s = lateness_s + max(devices.latency_s.values(), default=0.0)
+        self.merge = LiveMerge(lateness_s=self.lateness_s, clock=clock)
         self.health_s = health_s
         self.cameras: dict[str, CameraReader] = {}
         self.sensors: MqttSensors | None = None
