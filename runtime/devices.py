@@ -1,4 +1,4 @@
-"""Device protocols: a store's load cells and gates over MQTT.
+"""Device protocols: a store's load cells and gates over MQTT (or a serial line, an HTTP POST).
 
 The payloads (one JSON object per message, UTF-8; the topic names the device):
 
@@ -203,6 +203,142 @@ class MqttSensors:
         self.client.loop_stop()
 
 
+class SerialCells:
+    """Load cells on a serial line: the HX711 boards that shelves are wired with, one reader thread
+    per port. Line format (ASCII, one reading a line): ``<channel>,<grams>\n``, the channel indexing
+    the port's ``cells`` (``0,512.3`` is the first cell's reading). A board has no store clock:
+    each reading is stamped when its line arrives. A line that does not read is counted in
+    :attr:`bad` and logged (the first few); a port that fails is opened again with backoff.
+    ``port`` is anything pyserial opens: ``/dev/ttyUSB0``, ``socket://host:port``, a pty."""
+
+    def __init__(self, merge: LiveMerge, port: str, cells: list[str], baud: int = 115200, clock=None,
+                 backoff_s: float = 0.5, max_backoff_s: float = 10.0):
+        import threading
+
+        from runtime.clock import SYSTEM_CLOCK
+
+        self.merge, self.port, self.cells, self.baud = merge, port, list(cells), baud
+        self.clock = clock or SYSTEM_CLOCK
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.bad: Counter = Counter()
+        self.lines = self.taken = self.opens = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"serial-{port}", daemon=True)
+        self._thread.start()
+
+    def _bad(self, kind: str, text: str) -> None:
+        self.bad[kind] += 1
+        if self.bad[kind] <= LOGGED:
+            log.warning("serial %s: %s; left out (counted as %r)", self.port, text, kind)
+
+    def parse(self, line: bytes, t: float) -> WeightSample | None:
+        self.lines += 1
+        try:
+            ch, grams = line.decode("ascii").strip().split(",")
+            cell, g = self.cells[int(ch)], float(grams)
+        except (UnicodeDecodeError, ValueError):
+            self._bad("not a reading", f"{line[:40]!r}: expected <channel>,<grams>")
+            return None
+        except IndexError:
+            self._bad("unknown device", f"channel {ch} (the port has {len(self.cells)} cells)")
+            return None
+        msg = WeightSample(cell, t, g)
+        why = implausible(msg)
+        if why:
+            self._bad("bad value", why)
+            return None
+        return msg
+
+    def _run(self) -> None:
+        import serial
+
+        backoff = self.backoff_s
+        while not self._stop.is_set():
+            try:
+                with serial.serial_for_url(self.port, self.baud, timeout=0.5) as line_in:
+                    self.opens += 1
+                    backoff = self.backoff_s
+                    while not self._stop.is_set():
+                        raw = line_in.readline()
+                        if not raw:
+                            continue
+                        msg = self.parse(raw, self.clock.wall_s())
+                        if msg is not None:
+                            self.taken += 1
+                            self.merge.put(msg)
+            except (OSError, serial.SerialException) as e:
+                self._bad("port", f"{e}; opening again in {backoff:.1f} s")
+                self._stop.wait(backoff)
+                backoff = min(2 * backoff, self.max_backoff_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class HttpGates:
+    """Gate scans as HTTP POSTs: ``POST /gates/<gate_id>`` with ``{"account_id": "...", "kind":
+    "enter" | "exit", "t": <s>}`` (``t`` optional: stamped on arrival when the gate has no store
+    clock). Answers 202 (taken), 400 (what is wrong with the body), 404 (no such gate). Runs on a
+    thread of its own (the standard library's threading HTTP server)."""
+
+    def __init__(self, merge: LiveMerge, port: int = 8080, host: str = "0.0.0.0", gates: set[str] | None = None,
+                 clock=None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from runtime.clock import SYSTEM_CLOCK
+
+        self.merge, self.gates, self.clock = merge, gates, clock or SYSTEM_CLOCK
+        self.bad: Counter = Counter()
+        self.taken = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):   # noqa: N802 (the standard library's name)
+                code, body = outer.handle(self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):   # requests are counted, not logged one by one
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="http-gates", daemon=True)
+        self._thread.start()
+
+    def handle(self, path: str, payload: bytes) -> tuple[int, dict]:
+        gate = path[len("/gates/"):] if path.startswith("/gates/") else ""
+        if not gate or (self.gates is not None and gate not in self.gates):
+            self.bad["unknown device"] += 1
+            return 404, {"error": f"{path}: expected /gates/<gate id of the store file>"}
+        try:
+            d = json.loads(payload.decode("utf-8"))
+            if not isinstance(d, dict):
+                raise ValueError("not an object")
+            if "t" not in d:
+                d = {**d, "t": self.clock.wall_s()}
+            msg = decode("http", f"http/gates/{gate}", json.dumps(d).encode())
+        except BadMessage as e:
+            self.bad[e.kind] += 1
+            return 400, {"error": str(e)}
+        except (UnicodeDecodeError, ValueError) as e:
+            self.bad["not JSON"] += 1
+            return 400, {"error": f"expected a JSON object with account_id and kind ({e})"}
+        self.taken += 1
+        self.merge.put(msg)
+        return 202, {"taken": True, "t": msg.t}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # -- the devices file --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -221,9 +357,11 @@ class Devices:
     path: str
     broker: Broker
     cameras: dict[str, str]     # camera id → a stream URL (rtsp://, http://), a video file, or a USB index ("0")
-    cells: str                  # "mqtt": every load cell of the store file on the broker
-    gates: str                  # "mqtt": every gate on the broker
+    cells: str                  # "mqtt": every load cell of the store file on the broker, or "serial" (below)
+    gates: str                  # "mqtt": every gate on the broker, or "http" (below)
     latency_s: dict = field(default_factory=dict)   # camera id → capture-to-delivery delay (runtime.cameras), where given
+    serial: dict = field(default_factory=dict)      # port → {"baud": int, "cells": [cell id by channel]} (cells: serial)
+    http_port: int | None = None                    # gates: http: the port POSTs come to
 
 
 SECRET_WORDS = ("password", "passwd", "secret", "token")
@@ -275,7 +413,28 @@ def load_devices(path: str | Path, store: StoreSpec) -> Devices:
         if urlsplit(str(url)).password is not None:
             raise SpecError(path, f"cameras.{cam}", "a URL without credentials (they come from the environment)")
         urls[cam] = str(url)
-    for k in ("cells", "gates"):
-        if data.get(k, "mqtt") != "mqtt":
-            raise SpecError(path, k, "mqtt (the only transport so far)", data.get(k))
-    return Devices(str(path), broker, urls, "mqtt", "mqtt", latency)
+    cells, serial_ports = data.get("cells", "mqtt"), {}
+    if isinstance(cells, dict) and set(cells) == {"serial"} and isinstance(cells["serial"], dict):
+        for port, spec in cells["serial"].items():
+            where = f"cells.serial.{port}"
+            if not isinstance(spec, dict) or not isinstance(spec.get("cells"), list) or not spec["cells"]:
+                raise SpecError(path, where, "a mapping with cells: [cell ids, by channel] and baud", spec)
+            for c in spec["cells"]:
+                if c not in store.load_cells:
+                    raise SpecError(path, f"{where}.cells", "load cells of the store file", c)
+            baud = spec.get("baud", 115200)
+            if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+                raise SpecError(path, f"{where}.baud", "a baud rate", baud)
+            serial_ports[str(port)] = {"baud": baud, "cells": [str(c) for c in spec["cells"]]}
+        cells = "serial"
+    elif cells != "mqtt":
+        raise SpecError(path, "cells", "mqtt, or serial: {<port>: {cells: [...], baud: 115200}}", cells)
+    gates, http_port = data.get("gates", "mqtt"), None
+    if isinstance(gates, dict) and set(gates) == {"http"}:
+        http_port = gates["http"].get("port", 8080) if isinstance(gates["http"], dict) else None
+        if isinstance(http_port, bool) or not isinstance(http_port, int) or not 0 < http_port < 65536:
+            raise SpecError(path, "gates.http.port", "a port number 1-65535", http_port)
+        gates = "http"
+    elif gates != "mqtt":
+        raise SpecError(path, "gates", "mqtt, or http: {port: 8080}", gates)
+    return Devices(str(path), broker, urls, cells, gates, latency, serial_ports, http_port)

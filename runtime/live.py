@@ -29,7 +29,7 @@ import numpy as np
 from runtime.cameras import CameraReader
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import RuntimeConfig
-from runtime.devices import Devices, MqttSensors
+from runtime.devices import Devices, HttpGates, MqttSensors, SerialCells
 from runtime.messages import CartUpdate, WeightSample
 from runtime.pipeline import Runtime
 from runtime.sources import LiveMerge
@@ -54,6 +54,8 @@ class LiveStore:
         self.health_s = health_s
         self.cameras: dict[str, CameraReader] = {}
         self.sensors: MqttSensors | None = None
+        self.serial: list[SerialCells] = []
+        self.http: HttpGates | None = None
         self._stopped = threading.Event()
         self._busy_s = 0.0
         self._delays: deque = deque(maxlen=2000)     # wall_published − t_interaction of recent cart updates
@@ -74,10 +76,16 @@ class LiveStore:
                     continue
                 self.cameras[cam.id] = CameraReader(cam.id, url, self.merge.put,
                                                     latency_s=d.latency_s.get(cam.id, 0.0), clock=self.clock).start()
-        b = d.broker
-        self.sensors = MqttSensors(self.merge, b.host, b.port, b.prefix, cells=set(self.store.load_cells),
-                                   gates={g.id for g in self.store.gates}, username_env=b.username_env,
-                                   password_env=b.password_env, client_id=f"storetwin-{self.store.name}")
+        b, gates = d.broker, {g.id for g in self.store.gates}
+        if "mqtt" in (d.cells, d.gates):     # what the broker carries: the rest counts as unknown there
+            self.sensors = MqttSensors(self.merge, b.host, b.port, b.prefix,
+                                       cells=set(self.store.load_cells) if d.cells == "mqtt" else set(),
+                                       gates=gates if d.gates == "mqtt" else set(), username_env=b.username_env,
+                                       password_env=b.password_env, client_id=f"storetwin-{self.store.name}")
+        for port, spec in d.serial.items():
+            self.serial.append(SerialCells(self.merge, port, spec["cells"], spec["baud"], clock=self.clock))
+        if d.gates == "http":
+            self.http = HttpGates(self.merge, d.http_port, gates=gates, clock=self.clock)
         return self
 
     def stop(self) -> None:
@@ -109,8 +117,9 @@ class LiveStore:
         finally:
             for r in self.cameras.values():
                 r.stop()
-            if self.sensors is not None:
-                self.sensors.close()
+            for dev in [self.sensors, *self.serial, self.http]:
+                if dev is not None:
+                    dev.close()
             self.merge.close()
             for msg in self.merge:          # what the devices sent before they closed
                 self._published(rt.process(msg))
@@ -145,7 +154,8 @@ class LiveStore:
         return {"wall": round(now, 3), "fps": {c: round(r.fps(), 2) for c, r in self.cameras.items()},
                 "cells_reporting": sum(now - w < 5.0 for w in self._cell_seen.values()),
                 "held": self.merge.depth, "frames_dropped": sum(self.merge.frames_dropped.values()),
-                "late": self.merge.late, "bad_messages": sum(self.sensors.bad.values()) if self.sensors else 0,
+                "late": self.merge.late,
+                "bad_messages": sum(sum(x.bad.values()) for x in [self.sensors, *self.serial, self.http] if x is not None),
                 "lag_s": round(now - self.runtime.t, 3) if self.runtime.t > 0 else None, "busy": round(busy, 3),
                 "delay_p95_s": round(float(np.percentile(d, 95)), 3) if d else None}
 
@@ -160,4 +170,7 @@ class LiveStore:
                 "mqtt": {"received": self.sensors.received, "taken": self.sensors.taken, "connects": self.sensors.connects,
                          "outages_s": [round(o, 3) for o in self.sensors.outages], "bad": dict(self.sensors.bad)}
                 if self.sensors else None,
+                "serial": {x.port: {"lines": x.lines, "taken": x.taken, "opens": x.opens, "bad": dict(x.bad)}
+                           for x in self.serial},
+                "http_gates": {"taken": self.http.taken, "bad": dict(self.http.bad)} if self.http else None,
                 **rt.stats}

@@ -158,6 +158,9 @@ def test_a_devices_file_is_read_against_the_store(tmp_path) -> None:
     ("cameras: {cam_99: rtsp://x/y}", "cameras.cam_99"),
     ("cameras: {CAM: 'rtsp://admin:pw@10.0.0.11/s'}", "cameras.CAM"),
     ("cells: serial", "cells"),
+    ("cells: {serial: {/dev/ttyUSB0: {cells: [U/9/9]}}}", "cells.serial./dev/ttyUSB0.cells"),
+    ("cells: {serial: {/dev/ttyUSB0: {cells: [U/0/0], baud: fast}}}", "cells.serial./dev/ttyUSB0.baud"),
+    ("gates: {http: {port: 0}}", "gates.http.port"),
     ("store: corner_shop", "store"),
     ("lights: on", "lights"),
 ])
@@ -185,3 +188,56 @@ def test_every_shipped_devices_file_fits_its_store() -> None:
         store = load_store(store_dir() / f.name)
         d = load_devices(f, store)
         assert set(d.cameras) == {c.id for c in store.cameras}, f"{f.name}: every camera has a stream"
+
+
+def test_load_cells_on_a_serial_line(tmp_path) -> None:
+    """An HX711 board's lines through a pseudo-terminal (the kernel's serial line pair): good readings
+    reach the merge stamped on arrival, bad lines are counted."""
+    import os
+
+    from runtime.devices import SerialCells
+
+    master, slave = os.openpty()
+    merge = LiveMerge(lateness_s=0.0, clock=ManualClock(start_s=1e9))
+    cells = SerialCells(merge, os.ttyname(slave), ["U/0/0", "U/0/1"], baud=115200, clock=ManualClock(start_s=5.0))
+    try:
+        assert _wait(lambda: cells.opens == 1), "the port opened (what came before is flushed)"
+        os.write(master, b"0,512.5\n1,480.0\ngarbage\n7,1.0\n0,nan\n0,511.9\n")
+        assert _wait(lambda: cells.lines == 6)
+        got = merge.poll()
+        assert [(m.cell_id, m.grams) for m in got] == [("U/0/0", 512.5), ("U/0/1", 480.0), ("U/0/0", 511.9)]
+        assert cells.bad == {"not a reading": 1, "unknown device": 1, "bad value": 1}
+    finally:
+        cells.close()
+        os.close(master)
+        os.close(slave)
+
+
+def test_gates_over_http_post() -> None:
+    import urllib.error
+    import urllib.request
+
+    from runtime.devices import HttpGates
+
+    merge = LiveMerge(lateness_s=0.0, clock=ManualClock(start_s=1e9))
+    gates = HttpGates(merge, port=0, host="127.0.0.1", gates={"gate_in"}, clock=ManualClock(start_s=500.0))
+
+    def post(path: str, body: bytes) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{gates.port}{path}", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        assert post("/gates/gate_in", b'{"account_id": "a1", "kind": "enter", "t": 12.5}') == 202
+        assert post("/gates/gate_in", b'{"account_id": "a2", "kind": "enter"}') == 202     # stamped on arrival
+        assert post("/gates/gate_in", b"garbage") == 400
+        assert post("/gates/gate_in", b'{"account_id": "a3", "kind": "in"}') == 400
+        assert post("/gates/gate_x", b'{"account_id": "a4", "kind": "enter"}') == 404
+        got = merge.poll()
+        assert [(m.account_id, m.t) for m in got] == [("a1", 12.5), ("a2", 500.0)]
+        assert gates.bad == {"not JSON": 1, "bad value": 1, "unknown device": 1}
+    finally:
+        gates.close()
