@@ -13,7 +13,9 @@
 
 Each writes ``<out>/bench_live_<mode>.json`` and prints a table. The replay receipts are those the
 recorded run's own ``out/`` holds (``storetwin run recorded=…``); "exact" compares each receipt with
-the twin's true cart (``gt/carts.json``), which the runtime never sees.
+the twin's true cart (``gt/carts.json``), which the runtime never sees. `storetwin serve` runs at
+the lowest priority (``nice -n 19``): its H.264 encoding of every camera shares this machine's
+cores with the runtime, where a store's cameras encode on their own chips.
 """
 from __future__ import annotations
 
@@ -75,7 +77,9 @@ class Served:
         self.serve_json = out / "serve.json"
         for f in (self.devices, self.serve_json):
             f.unlink(missing_ok=True)
-        self.serve = subprocess.Popen([*CLI, "serve", f"recorded={run}", f"rtsp_port={free_port()}",
+        # the twin's cameras encode on this machine's cores too; in a store they encode on their own
+        # chips: serve runs at the lowest priority, so the runtime has the cores first
+        self.serve = subprocess.Popen(["nice", "-n", "19", *CLI, "serve", f"recorded={run}", f"rtsp_port={free_port()}",
                                        f"broker_port={free_port()}", f"start_in_s={start_in_s}", f"repeat={repeat}",
                                        f"devices_out={self.devices}", f"report={self.serve_json}", *impair],
                                       env=ENV, stdout=open(out / "serve.log", "w"), stderr=subprocess.STDOUT)

@@ -8,6 +8,7 @@ hands it frames to serve as H.264 streams.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import socket
@@ -53,7 +54,9 @@ class Mosquitto:
         self.dir = Path(folder if folder is not None else self._tmp.name)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} {host}\nallow_anonymous true\npersistence true\n"
+        # run as this user (started as root, mosquitto would switch to its own user, which cannot
+        # write the persistence file here: sessions would be lost on a restart)
+        self.conf.write_text(f"user {getpass.getuser()}\nlistener {self.port} {host}\nallow_anonymous true\npersistence true\n"
                              f"persistence_location {self.dir}/\nautosave_interval 1\nmax_queued_messages 100000\n")
         self.proc: subprocess.Popen | None = None
 
