@@ -139,11 +139,15 @@ class CameraReader:
                         self.put(Frame(self.camera_id, start + p - self.latency_s, k, img))
                     break
                 pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                gap = arrival - self.last_frame_wall if self.last_frame_wall is not None else 0.0
-                # frames again after a reconnect, or after a silence the stream itself rode out (its
-                # clock jumped too: a frame the decoder held back and gives up late is no outage)
-                if (not got and self.opens > 1 and self.last_frame_wall is not None) or \
-                        (gap > self.GAP_S and got and pts - last_pts > self.GAP_S):
+                # frames again after a reconnect (the wall clock's gap), or after a silence the stream
+                # rode out (its own clock's gap: the frames the decoder held back come late, but
+                # the first frame after the silence comes with the others at once)
+                gap = None
+                if not got and self.opens > 1 and self.last_frame_wall is not None:
+                    gap = arrival - self.last_frame_wall
+                elif got and math.isfinite(pts) and pts - last_pts > self.GAP_S:
+                    gap = pts - last_pts
+                if gap is not None:
                     self.outages.append(gap)
                     log.warning("camera %s: frames again after %.1f s", self.camera_id, gap)
                 got = True

@@ -192,6 +192,33 @@ def test_a_camera_from_a_video_file_plays_at_its_own_pace(recorded) -> None:
     assert time.time() - t >= 0.9 * (stamps[-1] - stamps[0]), "played on the wall clock, not as fast as it decodes"
 
 
+def test_a_camera_that_goes_quiet_and_comes_back_is_timed_and_stamped_right() -> None:
+    """Through GStreamer's RTSP server: a camera silent for 2.5 s. The reader rides it out, times the
+    outage from the stream's own clock, and stamps the frames after it at their capture, not where
+    a frame count would put them."""
+    from harness.servers import RtspServer
+    from runtime.cameras import CameraReader
+
+    srv = RtspServer([{"id": "c", "width": 160, "height": 120, "fps": 10}])
+    got, pushed = [], {}
+    r = CameraReader("c", srv.url("c"), lambda f: got.append((time.time(), f.t, int(f.image[60, 80, 0])))).start()
+    img = np.zeros((120, 160, 3), np.uint8)
+    try:
+        for k in range(70):
+            if not 30 <= k < 55:
+                img[:] = 3 * k
+                pushed[3 * k] = time.time()
+                srv.send("c", img)
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        r.stop()
+        srv.close()
+    assert len(r.outages) == 1 and 2.4 <= r.outages[0] <= 3.0, r.outages
+    after = [(t, pushed[v]) for _, t, v in got if v in pushed and v >= 3 * 56]
+    assert after and all(abs(t - p) < 0.5 for t, p in after), "stamped at capture (within the stream's latency)"
+
+
 def test_a_stream_that_never_opens_is_retried_with_backoff(caplog) -> None:
     from runtime.cameras import CameraReader
 
