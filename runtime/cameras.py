@@ -145,8 +145,15 @@ class CameraReader:
                 gap = None
                 if not got and self.opens > 1 and self.last_frame_wall is not None:
                     gap = arrival - self.last_frame_wall
-                elif got and math.isfinite(pts) and pts - last_pts > self.GAP_S:
-                    gap = pts - last_pts
+                elif got and math.isfinite(pts) and abs(pts - last_pts) > self.GAP_S and math.isfinite(start):
+                    # the stream's clock jumped (a silence, or a discontinuity after one): the silence
+                    # is from the last frame's capture to now, and the stamps start again from this
+                    # frame, so one odd pts cannot move every later stamp
+                    gap = max(0.0, arrival - (start + last_pts))
+                    for p, k, img in held:      # what came before the jump, on the old footing
+                        self.put(Frame(self.camera_id, start + p - self.latency_s, k, img))
+                    held.clear()
+                    start = math.inf
                 if gap is not None:
                     self.outages.append(gap)
                     log.warning("camera %s: frames again after %.1f s", self.camera_id, gap)
