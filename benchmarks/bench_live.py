@@ -198,7 +198,11 @@ def cmd_crash(a) -> dict:
         passes.setdefault(r["account_id"], []).append({x["sku"]: x["qty"] for x in r["lines"]})
     live_exact = sum(sum(c == gt.get(acc) for c in cs) for acc, cs in passes.items())
     same = sum(sum(c == rep.get(acc) for c in cs) for acc, cs in passes.items())
-    res = {"kills": len(kills), "restarts": len(s.lives) - 1, "receipts": visits,
+    items_live = sum(sum(c.values()) for cs in passes.values() for c in cs)
+    items_replay = sum(sum(c.values()) for c in rep.values())
+    restored = sum("restored from" in (out / f"live-{k}.log").read_text() for k in range(1, len(s.lives)))
+    res = {"kills": len(kills), "restarts": len(s.lives) - 1, "restarts_that_restored": restored, "receipts": visits,
+           "items_charged": items_live, "items_charged_by_replay_per_pass": items_replay, "passes": a.repeat,
            "receipts_not_equal_to_their_updates": len(bad), "bad": bad[:10], "live_exact": live_exact,
            "same_as_replay": same, "visits_served": len(gt) * a.repeat, "replay_exact_per_pass": exact(rep, gt),
            "served": served["broker"]}

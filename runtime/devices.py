@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runtime.messages import GateEvent, WeightSample
+from runtime.messages import GateEvent, WeightSample, gate_key
 from runtime.sources import LiveMerge, implausible
 from runtime.store import SpecError, StoreSpec, read_yaml
 
@@ -120,7 +120,8 @@ class MqttSensors:
 
     def __init__(self, merge: LiveMerge, host: str = "localhost", port: int = 1883, prefix: str = "store",
                  cells: set[str] | None = None, gates: set[str] | None = None,
-                 username_env: str | None = None, password_env: str | None = None, client_id: str = "storetwin"):
+                 username_env: str | None = None, password_env: str | None = None, client_id: str = "storetwin",
+                 hold_gates: bool = False):
         from paho.mqtt import client as mqtt
 
         self.merge, self.prefix = merge, prefix
@@ -132,7 +133,12 @@ class MqttSensors:
         self.outages: list[float] = []    # seconds from a lost connection to the next one
         self._last_t: dict[tuple[str, str], float] = {}   # (cells|gates, device) → its newest reading's time
         self._lost_at: float | None = None
-        c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        # hold_gates: a gate scan is acknowledged to the broker only once the runtime has decided it
+        # (ack_gate): a runtime killed before that gets it again from the broker when it restarts
+        self.hold_gates = hold_gates
+        self._held: dict[tuple, tuple[int, int]] = {}
+        c = self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                                      manual_ack=hold_gates)
         if username_env:
             user = os.environ.get(username_env)
             if user is None:
@@ -167,11 +173,12 @@ class MqttSensors:
 
     def _message(self, client, userdata, m) -> None:
         self.received += 1
+        held = False
         try:
             msgs = decode_all(self.prefix, m.topic, m.payload)
         except BadMessage as e:
             self._bad(m.topic, e)
-            return
+            msgs = []
         for msg in msgs:
             try:
                 self._check(msg)
@@ -179,7 +186,18 @@ class MqttSensors:
                 self._bad(m.topic, e)
                 continue
             self.taken += 1
+            if self.hold_gates and isinstance(msg, GateEvent):
+                self._held[gate_key(msg)] = (m.mid, m.qos)
+                held = True
             self.merge.put(msg)
+        if self.hold_gates and not held:
+            client.ack(m.mid, m.qos)     # readings (and what could not be taken) at once
+
+    def ack_gate(self, g: GateEvent) -> None:
+        """The runtime has decided this scan (and its event log has it): the broker may forget it."""
+        held = self._held.pop(gate_key(g), None)
+        if held is not None:
+            self.client.ack(*held)
 
     def _check(self, msg: WeightSample | GateEvent) -> None:
         known = self.cells if isinstance(msg, WeightSample) else self.gates

@@ -128,6 +128,10 @@ class EventLog:
             out[d["cell"]] = d
         return out
 
+    def gate_scans(self) -> list[dict]:
+        """Every gate scan the runtime decided (its enter and exit notes)."""
+        return [json.loads(p) for (p,) in self.db.execute("SELECT payload FROM events WHERE kind IN ('enter', 'exit') ORDER BY seq")]
+
     def unsettled(self) -> list[dict]:
         """Provisional cart updates that no final update settled (the runtime stopped between)."""
         ups, settled = {}, set()

@@ -81,7 +81,8 @@ class LiveStore:
             self.sensors = MqttSensors(self.merge, b.host, b.port, b.prefix,
                                        cells=set(self.store.load_cells) if d.cells == "mqtt" else set(),
                                        gates=gates if d.gates == "mqtt" else set(), username_env=b.username_env,
-                                       password_env=b.password_env, client_id=f"storetwin-{self.store.name}")
+                                       password_env=b.password_env, client_id=f"storetwin-{self.store.name}",
+                                       hold_gates=True)
         for port, spec in d.serial.items():
             self.serial.append(SerialCells(self.merge, port, spec["cells"], spec["baud"], clock=self.clock))
         if d.gates == "http":
@@ -117,19 +118,26 @@ class LiveStore:
         finally:
             for r in self.cameras.values():
                 r.stop()
-            for dev in [self.sensors, *self.serial, self.http]:
+            for dev in [*self.serial, self.http]:
                 if dev is not None:
                     dev.close()
-            self.merge.close()
-            for msg in self.merge:          # what the devices sent before they closed
+            self.merge.close()              # a gate scan after this stays unacknowledged: the next start gets it
+            for msg in self.merge:          # what the devices sent before
                 self._published(rt.process(msg))
             self._published(rt.finish())
             rt.close()
+            if self.sensors is not None:    # after the last scans were acknowledged
+                self.sensors.close()
             summary = self.summary(self.clock.wall_s() - wall0)
             (self.dir / "run.json").write_text(json.dumps(summary, indent=1))
         return summary
 
     def _published(self, out: list) -> None:
+        rt = self.runtime
+        while rt.decided_gates:     # decided and in the event log: the broker may forget them
+            g = rt.decided_gates.popleft()
+            if self.sensors is not None:
+                self.sensors.ack_gate(g)
         for m in out:
             if isinstance(m, CartUpdate):
                 self._delays.append(m.wall_published - m.t_interaction)

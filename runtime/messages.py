@@ -43,6 +43,11 @@ class GateEvent:
 SensorMessage = Union[Frame, WeightSample, GateEvent]
 
 
+def gate_key(g: GateEvent) -> tuple:
+    """A gate scan's identity: the same scan delivered twice (QoS 1, a restart) has the same key."""
+    return (g.gate_id, g.account_id, g.kind, round(g.t, 3))
+
+
 @dataclass(frozen=True, slots=True)
 class TrackState:
     """A shopper on the floor plane, metres. ``ended``: the track is no longer shown from ``t`` on

@@ -40,7 +40,7 @@ from runtime.fusion import Fusion, Unexplained
 from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
 from runtime.motion import MotionGate
-from runtime.messages import CartUpdate, Frame, GateEvent, SensorMessage, TrackState, WeightSample
+from runtime.messages import CartUpdate, Frame, GateEvent, SensorMessage, TrackState, WeightSample, gate_key
 from runtime.perception import Detector, as_detector, load_model
 from runtime.store import StoreSpec
 from runtime.ticks import FrameRef, Tick, TickBuilder
@@ -89,6 +89,8 @@ class Runtime:
         self.stats = {"frames_seen": 0, "frames_processed": 0, "weight_events": 0, "unexplained": 0, "dropped": {}}
         self._dropped: Counter = Counter()     # what this dispatcher and the perception step left out
         self._restored: list = []
+        self._gates_seen: set = set()          # the scans decided (a redelivered one is decided once)
+        self.decided_gates: deque = deque()    # scans decided, for the caller to acknowledge to their source
         if restore and self.log is not None:
             self._restore()
 
@@ -99,6 +101,7 @@ class Runtime:
         provisional update that nothing settled is taken back: its step is found again against the
         restored level and decided afresh, so it is charged once."""
         log_ = self.log
+        self._gates_seen = {gate_key(GateEvent(d["gate_id"], d["t"], d["account_id"], d["kind"])) for d in log_.gate_scans()}
         self.carts.restore(log_.open_carts())
         for cell, st in log_.stock().items():
             if cell in self.cells:
@@ -271,6 +274,12 @@ class Runtime:
 
     # -- gates -------------------------------------------------------------------------------------
     def _gate(self, g: GateEvent) -> list:
+        self.decided_gates.append(g)
+        key = gate_key(g)
+        if key in self._gates_seen:
+            self._drop("gate scan decided before (delivered again)", f"{g.kind} {g.account_id}")
+            return []
+        self._gates_seen.add(key)
         self._note(g.kind, {"t": g.t, "account_id": g.account_id, "gate_id": g.gate_id})
         if g.kind == "enter":
             self.carts.enter(g.account_id, g.t)

@@ -241,3 +241,40 @@ def test_gates_over_http_post() -> None:
         assert gates.bad == {"not JSON": 1, "bad value": 1, "unknown device": 1}
     finally:
         gates.close()
+
+
+def test_a_gate_scan_is_acknowledged_only_once_decided(tmp_path) -> None:
+    """With hold_gates, a scan the runtime never decided (it was killed) comes again from the broker
+    to the next client of the same session; one acknowledged does not. A reading is acknowledged at
+    once."""
+    from harness.servers import Mosquitto
+
+    b = Mosquitto(folder=tmp_path / "mq").start()
+    try:
+        def client():
+            merge = LiveMerge(lateness_s=0.0, clock=ManualClock(start_s=1e9))
+            s = MqttSensors(merge, port=b.port, prefix="shop", client_id="edge", hold_gates=True)
+            assert _wait(lambda: s.connects == 1)
+            return merge, s
+
+        merge, s = client()
+        pub = _publisher(b.port)
+        g = GateEvent("gate_in", 5.0, "acc", "enter")
+        pub.publish(*encode("shop", g), qos=1).wait_for_publish(5)
+        pub.publish(*encode("shop", WeightSample("c", 5.0, 1.0)), qos=1).wait_for_publish(5)
+        assert _wait(lambda: s.received == 2)
+        s.close()                                  # killed before deciding the scan
+        merge, s = client()
+        assert _wait(lambda: s.received == 1), "the scan again; the reading not"
+        assert merge.poll() == [g]
+        s.ack_gate(g)
+        time.sleep(0.3)
+        s.close()
+        merge, s = client()
+        time.sleep(1.0)
+        assert s.received == 0, "acknowledged: not again"
+        s.close()
+        pub.loop_stop()
+        pub.disconnect()
+    finally:
+        b.close()

@@ -312,3 +312,21 @@ def test_serve_refuses_bad_options_in_one_line(recorded, capsys) -> None:
     assert "not a run folder" in capsys.readouterr().err
     assert main(["live", "store=tiny_unit"]) == 2
     assert "missing devices, out=" in capsys.readouterr().err
+
+
+def test_a_gate_scan_delivered_twice_is_decided_once_even_across_a_restart(tmp_path) -> None:
+    from harness.paths import store_dir
+    from runtime.config import RuntimeConfig
+    from runtime.messages import GateEvent
+    from runtime.pipeline import Runtime
+    from runtime.store import load_store
+
+    store = load_store(store_dir() / "tiny_unit.yaml")
+    cfg = RuntimeConfig(sensing="weight_only")
+    enter, leave = GateEvent("gate_in", 1.0, "a1", "enter"), GateEvent("gate_out", 9.0, "a1", "exit")
+    rt = Runtime(store, cfg, tmp_path)
+    out = rt.run([enter, enter, leave, leave])
+    assert [type(m).__name__ for m in out] == ["Receipt"] and rt.stats["dropped"] == {"gate scan decided before (delivered again)": 2}
+    rt = Runtime(store, cfg, tmp_path, restore=True)      # the broker delivers the exit once more after a restart
+    assert rt.run([leave]) == []
+    assert len((tmp_path / "receipts.jsonl").read_text().splitlines()) == 1
