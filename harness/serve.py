@@ -5,11 +5,14 @@ consumer) would meet them in a store.
 
 The recording's time ``t`` becomes the store clock ``t0 + t`` (epoch seconds; ``t0`` is when the
 play starts): the payloads carry it, and each frame is pushed to the RTSP server at that moment.
+The cameras' frames are encoded (H.264) before the play starts, as each camera's own chip encodes
+them in a store, so the play itself costs this machine little beside the runtime it feeds.
 
-Impairments (:class:`Impairments`, all off by default) make the store less kind: cameras whose
-frames reach the network later than they were taken (a fixed delay per camera, drawn up to
-``clock_offset_s``, as a camera whose clock runs behind looks once its frames are stamped on
-arrival) with ``jitter_s`` more or less on each frame, a share of frames dropped, one camera dark
+Every frame is stamped with its capture, as a camera's own clock stamps it (RTP time): a frame this
+machine hands to the server late, when it is busy, keeps its stamp. Impairments
+(:class:`Impairments`, all off by default) make the store less kind: cameras whose clocks run behind
+the store's (a fixed delay per camera, drawn up to ``clock_offset_s``, in the frames' stamps and
+their sending) with ``jitter_s`` more or less on each frame, a share of frames dropped, one camera dark
 for a while, the broker restarted once, and MQTT messages duplicated, reordered or lost (load
 cells only: a lost gate scan is a different failure). What was done, and when, goes in the
 summary (``serve.json`` with ``report=``).
@@ -21,10 +24,13 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from harness.servers import Mosquitto, RtspServer
+from tqdm import tqdm
+
+from harness.servers import EncodedStream, Mosquitto, RtspServer, encode_h264
 from runtime.devices import QOS, encode, encode_readings
 from runtime.messages import Frame, GateEvent, WeightSample
 from runtime.sources import ReplaySource
@@ -98,11 +104,17 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
     delay = {c.id: rng.uniform(0, impair.clock_offset_s) for c in cams}
     broker = Mosquitto(broker_port).start()
     rtsp = None
+    encoded: list[_Camera] = []
     events: list[dict] = []
     try:
         fps = {c.id: recorded_fps(run, c.id, c.fps) for c in cams}
         w, h = cams[0].resolution
-        rtsp = RtspServer([{"id": c.id, "width": c.resolution[0], "height": c.resolution[1], "fps": fps[c.id]} for c in cams]
+        total = sum(_frame_count(run, c.id) for c in cams)
+        with tqdm(total=total, desc="encoding the cameras (H.264, as their own chips would)", unit="frame",
+                  disable=None) as bar, ThreadPoolExecutor(max_workers=2) as pool:
+            encoded = list(pool.map(lambda c: _encode(run, c, fps[c.id], delay[c.id], impair, bar), cams))
+        rtsp = RtspServer([{"id": c.id, "width": c.resolution[0], "height": c.resolution[1], "fps": fps[c.id],
+                            "codec": "h264"} for c in cams]
                           + [{"id": PROBE, "width": w, "height": h, "fps": fps[cams[0].id]}], port=rtsp_port)
         latency = measure_latency(rtsp, w, h, fps[cams[0].id])
         log.warning("the streams' delay from capture to a reader's frame, measured: %.3f s", latency)
@@ -114,8 +126,8 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
                     "(topics %s/cells/#, %s/gates/#); the recording starts at %.3f", run, len(cams), rtsp.port,
                     broker.port, prefix, prefix, t0)
         sent = {c.id: 0 for c in cams}
-        threads = [threading.Thread(target=_cameras, args=(run, c.id, fps[c.id], rtsp, t0, delay[c.id], impair, sent, stop, repeat, period),
-                                    name=f"serve-{c.id}", daemon=True) for c in cams]
+        threads = [threading.Thread(target=_cameras, args=(c, rtsp, t0, sent, stop, repeat, period),
+                                    name=f"serve-{c.id}", daemon=True) for c in encoded]
         mqtt = _Publisher(broker, prefix, impair, batch_s)
         threads.append(threading.Thread(target=mqtt.play, args=(run, t0, stop, repeat, period), name="serve-mqtt",
                                        daemon=True))
@@ -149,6 +161,8 @@ def serve(recorded: str | Path, rtsp_port: int = 8554, broker_port: int = 1883, 
     finally:
         if rtsp is not None:
             rtsp.close()
+        for c in encoded:
+            c.close()
         broker.close()
 
 
@@ -207,6 +221,11 @@ def measure_latency(rtsp: RtspServer, width: int, height: int, fps: float, frame
     return d[len(d) // 2]
 
 
+def _frame_count(run: Path, cam: str) -> int:
+    with open(run / "streams" / f"{cam}.frames.csv", errors="replace") as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
 def recording_s(run: Path) -> float:
     """The last time any stream of the recording reaches (from the index files, nothing decoded)."""
     last = 0.0
@@ -220,42 +239,76 @@ def recording_s(run: Path) -> float:
     return last
 
 
-def _cameras(run: Path, cam: str, fps: float, rtsp: RtspServer, t0: float, delay_s: float, impair: Impairments,
-             sent: dict, stop: threading.Event, repeat: int = 1, period: float = 0.0) -> None:
+@dataclass
+class _Camera:
+    """One camera's frames as they will go out: encoded ahead of time, with their times."""
+
+    id: str
+    fps: float
+    still: EncodedStream          # the first frame for one key-frame interval, looped before the recording
+    frames: EncodedStream         # the frames sent, in order (drops and the dark stretch left out)
+    times: list[float]            # each one's capture on the recording's clock (+ the camera's delay and jitter)
+
+    def close(self) -> None:
+        self.still.close()
+        self.frames.close()
+
+
+def _encode(run: Path, cam, fps: float, delay_s: float, impair: Impairments, progress) -> _Camera:
+    """Decide which of the camera's frames go out and when (drops, the dark stretch, delay and
+    jitter), and encode them, before anything is played."""
+    rng = random.Random(f"{impair.seed}/{cam.id}")
+    dark = (impair.dark_at_s, impair.dark_at_s + impair.dark_for_s) if impair.dark_camera == cam.id else None
+    times: list[float] = []
+    first: list = []
+
+    def sent():
+        for m in ReplaySource(run, cameras=[cam.id], weights=False):
+            if not isinstance(m, Frame):
+                continue
+            progress.update(1)
+            if not first:
+                first.append(m.image)
+            jitter = rng.uniform(-impair.jitter_s, impair.jitter_s) if impair.jitter_s else 0.0
+            if (impair.frame_drop and rng.random() < impair.frame_drop) or (dark and dark[0] <= m.t < dark[1]):
+                continue
+            times.append(m.t + delay_s + jitter)
+            yield m.image
+
+    w, h = cam.resolution
+    frames = encode_h264(sent(), w, h, fps)
+    key_int = max(1, round(fps))
+    still = encode_h264([first[0]] * key_int if first else [], w, h, fps, key_int)
+    return _Camera(cam.id, fps, still, frames, times)
+
+
+def _cameras(c: _Camera, rtsp: RtspServer, t0: float, sent: dict, stop: threading.Event, repeat: int = 1,
+             period: float = 0.0) -> None:
     for k in range(repeat):
         if stop.is_set():
             return
-        _camera_pass(run, cam, fps, rtsp, t0 + k * period, delay_s, impair, sent, stop, preroll=k == 0)
+        _camera_pass(c, rtsp, t0 + k * period, sent, stop, preroll=k == 0)
 
 
-def _camera_pass(run: Path, cam: str, fps: float, rtsp: RtspServer, t0: float, delay_s: float, impair: Impairments,
-                 sent: dict, stop: threading.Event, preroll: bool) -> None:
+def _camera_pass(c: _Camera, rtsp: RtspServer, t0: float, sent: dict, stop: threading.Event, preroll: bool) -> None:
     """One camera's frames at their times. Until the recording starts the camera shows its first
     frame at its rate, as a store's cameras stream all the time, so a consumer that connected
     early has its stream open when the recording starts."""
-    rng = random.Random(f"{impair.seed}/{cam}")
-    dark = (impair.dark_at_s, impair.dark_at_s + impair.dark_for_s) if impair.dark_camera == cam else None
-    first = preroll
-    for m in ReplaySource(run, cameras=[cam], weights=False):
-        if stop.is_set():
+    if not c.times:
+        return
+    if preroll and len(c.still):       # the still store before the recording, on the camera's own beat
+        n = int((t0 + c.times[0] - time.time()) * c.fps)
+        for j, k in enumerate(range(n, 0, -1)):
+            at = t0 + c.times[0] - k / c.fps
+            if at > time.time() and stop.wait(at - time.time()):
+                return
+            rtsp.send(c.id, c.still[j % len(c.still)], at=at)
+    for i, t in enumerate(c.times):
+        at = t0 + t
+        if at > time.time() and stop.wait(at - time.time()):
             return
-        if not isinstance(m, Frame):
-            continue
-        if first:    # the still store before the recording, on the camera's own beat
-            first = False
-            for k in range(int((t0 + m.t - time.time()) * fps), 0, -1):
-                wait = t0 + m.t - k / fps - time.time()
-                if wait > 0 and stop.wait(wait):
-                    return
-                rtsp.send(cam, m.image)
-        jitter = rng.uniform(-impair.jitter_s, impair.jitter_s) if impair.jitter_s else 0.0
-        if (impair.frame_drop and rng.random() < impair.frame_drop) or (dark and dark[0] <= m.t < dark[1]):
-            continue
-        wait = t0 + m.t + delay_s + jitter - time.time()
-        if wait > 0 and stop.wait(wait):
-            return
-        rtsp.send(cam, m.image)
-        sent[cam] += 1
+        rtsp.send(c.id, c.frames[i], at=at)     # stamped at its capture, even when this machine hands it over late
+        sent[c.id] += 1
 
 
 class _Publisher:

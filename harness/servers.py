@@ -4,7 +4,9 @@
 this machine, with persistence on, so that the runtime's session and its queued messages survive a
 broker restart as they would in a store. :class:`RtspServer` runs GStreamer's RTSP server
 (``harness/rtsp_server.py``, under the system Python that has Debian's GStreamer bindings) and
-hands it frames to serve as H.264 streams.
+hands it frames to serve as H.264 streams: raw frames it encodes as they come, or access units
+encoded ahead of time by :func:`encode_h264` (``harness/h264_encoder.py``), as a camera's own
+encoder chip would, so that serving a recording costs this machine no encoding while it plays.
 """
 from __future__ import annotations
 
@@ -92,12 +94,14 @@ class Mosquitto:
 
 class RtspServer:
     """GStreamer's RTSP server serving ``cameras`` (id, width, height, fps) at
-    ``rtsp://127.0.0.1:<port>/<id>``; :meth:`send` hands it one camera's frame, now."""
+    ``rtsp://127.0.0.1:<port>/<id>``; :meth:`send` hands it one camera's frame, stamped with its
+    capture (``at``, epoch seconds; default now)."""
 
     def __init__(self, cameras: list[dict], port: int | None = None):
         self.port = port or free_port()
         self.index = {c["id"]: i for i, c in enumerate(cameras)}
         self.shape = {c["id"]: (c["height"], c["width"], 3) for c in cameras}
+        self.codec = {c["id"]: c.get("codec", "raw") for c in cameras}
         script = Path(__file__).with_name("rtsp_server.py")
         check = subprocess.run([GST_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
                                 "from gi.repository import GstRtspServer"], capture_output=True, text=True)
@@ -117,12 +121,19 @@ class RtspServer:
     def url(self, camera_id: str, host: str = "127.0.0.1") -> str:
         return f"rtsp://{host}:{self.port}/{camera_id}"
 
-    def send(self, camera_id: str, image: np.ndarray) -> None:
-        if image.shape != self.shape[camera_id]:
-            raise ValueError(f"camera {camera_id}: a frame of {image.shape}, expected {self.shape[camera_id]}")
-        data = np.ascontiguousarray(image).tobytes()
+    def send(self, camera_id: str, image: np.ndarray | bytes, at: float = 0.0) -> None:
+        """One frame of ``camera_id``: BGR pixels, or an H.264 access unit for a camera served with
+        ``"codec": "h264"``; ``at`` its capture."""
+        if self.codec[camera_id] == "h264":
+            if not isinstance(image, (bytes, bytearray, memoryview)):
+                raise ValueError(f"camera {camera_id}: served as H.264, expected an access unit's bytes")
+            data = bytes(image)
+        else:
+            if image.shape != self.shape[camera_id]:
+                raise ValueError(f"camera {camera_id}: a frame of {image.shape}, expected {self.shape[camera_id]}")
+            data = np.ascontiguousarray(image).tobytes()
         with self._lock:
-            self.proc.stdin.write(struct.pack("<HI", self.index[camera_id], len(data)))
+            self.proc.stdin.write(struct.pack("<HId", self.index[camera_id], len(data), at))
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
         self.sent += 1
@@ -140,3 +151,69 @@ class RtspServer:
                 self.proc.wait()
 
 
+
+
+class EncodedStream:
+    """A camera's frames as H.264 access units, one per frame, in an unnamed temporary file (gone
+    when closed; never a named file beside the runtime's)."""
+
+    def __init__(self, fh, index: list[tuple[int, int]]):
+        self._fh, self.index = fh, index
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> bytes:
+        offset, size = self.index[k]
+        with self._lock:
+            self._fh.seek(offset)
+            return self._fh.read(size)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def encode_h264(frames, width: int, height: int, fps: float, key_int: int | None = None) -> EncodedStream:
+    """``frames`` (BGR arrays of ``width``×``height``) encoded by GStreamer's x264 (``harness/h264_encoder.py``,
+    under the system Python): one access unit per frame, a key frame every ``key_int`` frames (default
+    one a second)."""
+    script = Path(__file__).with_name("h264_encoder.py")
+    proc = subprocess.Popen([GST_PYTHON, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    cfg = {"width": width, "height": height, "fps": fps, "key_int": key_int or max(1, round(fps))}
+    fed, failed = [0], []
+
+    def feed() -> None:
+        try:
+            proc.stdin.write((json.dumps(cfg) + "\n").encode())
+            for img in frames:
+                if img.shape != (height, width, 3):
+                    raise ValueError(f"a frame of {img.shape}, expected {(height, width, 3)}")
+                data = np.ascontiguousarray(img).tobytes()
+                proc.stdin.write(struct.pack("<I", len(data)) + data)
+                fed[0] += 1
+            proc.stdin.write(struct.pack("<I", 0))
+            proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError) as e:
+            failed.append(e)
+            proc.stdin.close()
+
+    th = threading.Thread(target=feed, daemon=True)
+    th.start()
+    fh = tempfile.TemporaryFile()
+    index: list[tuple[int, int]] = []
+    offset = 0
+    while len(head := proc.stdout.read(4)) == 4:
+        n = struct.unpack("<I", head)[0]
+        fh.write(proc.stdout.read(n))
+        index.append((offset, n))
+        offset += n
+    th.join()
+    err = proc.stderr.read().decode(errors="replace").strip()
+    rc = proc.wait()
+    if failed or rc != 0 or len(index) != fed[0]:
+        fh.close()
+        why = failed[0] if failed else err.splitlines()[-1] if err else f"exit {rc}"
+        raise RuntimeError(f"H.264 encoding failed: {len(index)} access units for {fed[0]} frames ({why})")
+    return EncodedStream(fh, index)
