@@ -319,7 +319,7 @@ def cmd_serve(overrides: list[str]) -> int:
 
 
 LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
-              "[lateness_s=0.3] [health_s=5] [runtime.<key>=<value> ...]")
+              "[lateness_s=0.3] [max_lateness_s=1.5] [health_s=5] [runtime.<key>=<value> ...]")
 
 
 def cmd_live(overrides: list[str]) -> int:
@@ -332,21 +332,22 @@ def cmd_live(overrides: list[str]) -> int:
     from runtime.store import load_store
 
     plain = [o for o in overrides if not o.startswith("runtime.")]
-    args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "health_s"}, LIVE_USAGE,
+    args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "max_lateness_s", "health_s"}, LIVE_USAGE,
                        required=("store", "devices", "out"))
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
     store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)
     devices = load_devices(args["devices"], store)
     nums = {}
-    for k in ("duration_s", "lateness_s", "health_s"):
+    for k in ("duration_s", "lateness_s", "max_lateness_s", "health_s"):
         if k in args:
             try:
                 nums[k] = float(args[k])
             except ValueError:
                 raise ValueError(f"{k}={args[k]}: expected seconds; usage: {LIVE_USAGE}") from None
-    live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
-                     health_s=nums.get("health_s", 5.0))
+    lateness = nums.get("lateness_s", 0.3)
+    live = LiveStore(store, devices, args["out"], cfg, lateness_s=lateness,
+                     max_lateness_s=nums.get("max_lateness_s", max(1.5, lateness)), health_s=nums.get("health_s", 5.0))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
     live.open()

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 class LiveStore:
     def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
-                 lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None):
+                 lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None,
+                 max_lateness_s: float = 1.5):
         self.store, self.devices, self.cfg, self.clock = store, devices, config, clock
         self.dir = Path(out_dir)
         resumed = (self.dir / "events.sqlite").is_file()
@@ -49,8 +50,13 @@ class LiveStore:
             log.warning("%s: resuming from its event log (%d open carts)", self.dir, len(self.runtime.carts.accounts()))
         # a camera's frames reach the merge its latency_s after their stamps (and the cells' and gates'
         # messages come stamped on capture): the bound waits for the slowest camera too
-        self.lateness_s = lateness_s + max(devices.latency_s.values(), default=0.0)
-        self.merge = LiveMerge(lateness_s=self.lateness_s, clock=clock)
+        # messages come later than that on a busy network or box: the bound is learnt from their delays,
+        # up to ``max_lateness_s`` (equal to lateness_s: a fixed bound)
+        latency = max(devices.latency_s.values(), default=0.0)
+        if not max_lateness_s >= lateness_s:
+            raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
+        self.lateness_s = lateness_s + latency
+        self.merge = LiveMerge(lateness_s=self.lateness_s, clock=clock, max_lateness_s=max_lateness_s + latency)
         self.health_s = health_s
         self.cameras: dict[str, CameraReader] = {}
         self.sensors: MqttSensors | None = None
@@ -149,9 +155,9 @@ class LiveStore:
         with open(self.dir / "health.jsonl", "a") as f:
             f.write(json.dumps(h) + "\n")
         fps = " ".join(f"{c}={v:.1f}" for c, v in h["fps"].items())
-        log.warning("health: fps %s; cells %d/%d; held %d; frames dropped %d; late %d; bad %d; lag %s; busy %.0f %%; "
-                    "update delay p95 %s", fps or "-", h["cells_reporting"], len(self.store.load_cells), h["held"],
-                    h["frames_dropped"], h["late"], h["bad_messages"],
+        log.warning("health: fps %s; cells %d/%d; held %d; bound %.2f s; frames dropped %d; late %d; bad %d; lag %s; "
+                    "busy %.0f %%; update delay p95 %s", fps or "-", h["cells_reporting"], len(self.store.load_cells),
+                    h["held"], h["bound_s"], h["frames_dropped"], h["late"], h["bad_messages"],
                     f"{h['lag_s']:.2f} s" if h["lag_s"] is not None else "-", 100 * h["busy"],
                     f"{h['delay_p95_s']:.2f} s" if h["delay_p95_s"] is not None else "-")
 
@@ -161,8 +167,9 @@ class LiveStore:
         d = list(self._delays)
         return {"wall": round(now, 3), "fps": {c: round(r.fps(), 2) for c, r in self.cameras.items()},
                 "cells_reporting": sum(now - w < 5.0 for w in self._cell_seen.values()),
-                "held": self.merge.depth, "frames_dropped": sum(self.merge.frames_dropped.values()),
-                "late": self.merge.late,
+                "held": self.merge.depth, "bound_s": round(self.merge.lateness_s, 3),
+                "delay_q_s": {k: round(v, 3) for k, v in self.merge.delay_q.items()}, "frames_dropped": sum(self.merge.frames_dropped.values()),
+                "late": self.merge.late, "late_by": dict(self.merge.late_by),
                 "bad_messages": sum(sum(x.bad.values()) for x in [self.sensors, *self.serial, self.http] if x is not None),
                 "lag_s": round(now - self.runtime.t, 3) if self.runtime.t > 0 else None, "busy": round(busy, 3),
                 "delay_p95_s": round(float(np.percentile(d, 95)), 3) if d else None}
@@ -174,6 +181,7 @@ class LiveStore:
                 "cameras": {c: {"frames": r.frames, "opens": r.opens, "failures": r.failures,
                                 "outages_s": [round(o, 3) for o in r.outages]} for c, r in self.cameras.items()},
                 "frames_dropped": dict(self.merge.frames_dropped), "late": self.merge.late,
+                "late_by": dict(self.merge.late_by),
                 "late_dropped": self.merge.late_dropped,
                 "mqtt": {"received": self.sensors.received, "taken": self.sensors.taken, "connects": self.sensors.connects,
                          "outages_s": [round(o, 3) for o in self.sensors.outages], "bad": dict(self.sensors.bad)}

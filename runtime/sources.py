@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import cv2
+import numpy as np
 
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.messages import Frame, GateEvent, SensorMessage, WeightSample
@@ -184,6 +185,10 @@ def paced(source: Iterable[SensorMessage], wall_t0: float | None = None,
         yield m
 
 
+def _stream(msg: SensorMessage) -> str:
+    return msg.camera_id if isinstance(msg, Frame) else "cells" if isinstance(msg, WeightSample) else "gates"
+
+
 class LiveMerge:
     """Live device streams merged in time order, for a store's cameras, scales and gates.
 
@@ -198,13 +203,22 @@ class LiveMerge:
     is held. ``now_t`` reads the store clock (default: the wall clock's epoch seconds, as devices
     stamp them).
 
-    Frames wait in one queue per camera of at most ``max_frames`` (the frames of the last few
-    tenths of a second): when perception falls behind, a camera's oldest waiting frame makes way
-    for its newest, counted in :attr:`frames_dropped` by camera, so the runtime always works on
-    the present and memory stays bounded; readings and gate scans are small and never dropped."""
+    Frames wait in one queue per camera: when perception falls behind (``max_frames`` of a camera
+    wait and the oldest is past the bound, free to go but not taken), a camera's oldest waiting
+    frame makes way for its newest, counted in :attr:`frames_dropped` by camera, so the runtime
+    always works on the present and memory stays bounded (by ``max_frames`` and the frames within
+    the bound); readings and gate scans are small and never dropped.
+
+    With ``max_lateness_s`` above ``lateness_s`` the bound is learnt: every second it becomes the
+    ``quantile`` of each stream's delays (arrival on the store clock less the stamp) over the last
+    ``learn_s``, the largest of the streams', plus ``margin_s``, kept between the two; it rises at
+    once and comes down by at most ``margin_s`` a second. A machine whose cameras' frames come in
+    bunches, or a network that holds messages back for a while, then costs the runtime that much
+    more lag instead of the late frames. :attr:`delay_q` holds each stream's learnt quantile."""
 
     def __init__(self, lateness_s: float = 0.3, late: str = "deliver", clock: Clock = SYSTEM_CLOCK,
-                 now_t=None, max_frames: int = 8):
+                 now_t=None, max_frames: int = 8, max_lateness_s: float | None = None, learn_s: float = 10.0,
+                 quantile: float = 0.99, margin_s: float = 0.05):
         import threading
 
         if late not in ("deliver", "drop"):
@@ -213,7 +227,17 @@ class LiveMerge:
             raise ValueError(f"lateness_s={lateness_s!r}: expected seconds ≥ 0")
         if not (isinstance(max_frames, int) and max_frames >= 1):
             raise ValueError(f"max_frames={max_frames!r}: expected a whole number ≥ 1")
+        if max_lateness_s is not None and not max_lateness_s >= lateness_s:
+            raise ValueError(f"max_lateness_s={max_lateness_s!r}: expected seconds ≥ lateness_s={lateness_s}")
+        if not 0 < quantile <= 1:
+            raise ValueError(f"quantile={quantile!r}: expected a share in (0, 1]")
         self.lateness_s, self.policy, self.clock = lateness_s, late, clock
+        self.min_lateness_s = lateness_s
+        self.max_lateness_s = lateness_s if max_lateness_s is None else max_lateness_s
+        self.learn_s, self.quantile, self.margin_s = learn_s, quantile, margin_s
+        self._delays: dict[str, deque] = {}         # stream → (arrival, delay) of the last learn_s
+        self._learnt_at = -math.inf
+        self.delay_q: dict[str, float] = {}         # stream → its delays' quantile, as last learnt
         self.now_t = now_t or clock.wall_s
         self.max_frames = max_frames
         self._heap: list = []                       # readings and scans: (t, order, n, msg)
@@ -223,6 +247,7 @@ class LiveMerge:
         self._closed = False
         self._cond = threading.Condition()
         self.late = 0            # messages that came after a later one was released
+        self.late_by: Counter = Counter()           # ... by stream: a camera's id, "cells" or "gates"
         self.late_dropped = 0
         self.frames_dropped: Counter = Counter()    # camera → frames that made way for newer ones
 
@@ -232,16 +257,20 @@ class LiveMerge:
             if self._closed:
                 return
             self._n += 1
+            if self.max_lateness_s > self.min_lateness_s:
+                now = self.now_t()
+                self._delays.setdefault(_stream(msg), deque()).append((now, now - msg.t))
             if msg.t < self._released_t:
                 self.late += 1
+                self.late_by[_stream(msg)] += 1
                 if self.policy == "drop":
                     self.late_dropped += 1
                     return
                 heapq.heappush(self._heap, (-math.inf, 0, self._n, msg))   # at once, ahead of the held ones
             elif isinstance(msg, Frame):
                 q = self._frames.setdefault(msg.camera_id, deque())
-                if len(q) >= self.max_frames:
-                    q.popleft()
+                if len(q) >= self.max_frames and q[0][0] <= self.now_t() - self.lateness_s:
+                    q.popleft()       # free to go and not taken: the consumer is behind
                     self.frames_dropped[msg.camera_id] += 1
                 q.append((msg.t, self._n, msg))
             else:
@@ -281,10 +310,28 @@ class LiveMerge:
             self._released_t = max(self._released_t, msg.t)
         return msg
 
+    def _learn(self) -> None:
+        """The bound from the streams' recent delays (at most once a second); under the lock."""
+        now = self.now_t()
+        if self.max_lateness_s <= self.min_lateness_s or now - self._learnt_at < 1.0:
+            return
+        self._learnt_at = now
+        for stream, q in self._delays.items():
+            while q and now - q[0][0] > self.learn_s:
+                q.popleft()
+            if q:
+                self.delay_q[stream] = float(np.quantile(np.fromiter((d for _, d in q), float, len(q)), self.quantile))
+            else:
+                self.delay_q.pop(stream, None)
+        want = max(self.delay_q.values(), default=0.0) + self.margin_s
+        want = min(self.max_lateness_s, max(self.min_lateness_s, want))
+        self.lateness_s = want if want >= self.lateness_s else max(want, self.lateness_s - self.margin_s)
+
     def poll(self) -> list[SensorMessage]:
         """What may go now (never waits)."""
         out = []
         with self._cond:
+            self._learn()
             horizon = math.inf if self._closed else self.now_t() - self.lateness_s
             while (msg := self._pop_ready(horizon)) is not None:
                 out.append(msg)
@@ -301,6 +348,7 @@ class LiveMerge:
         waited = 0.0
         while True:
             with self._cond:
+                self._learn()
                 horizon = math.inf if self._closed else self.now_t() - self.lateness_s
                 msg = self._pop_ready(horizon)
                 if msg is None:

@@ -279,6 +279,9 @@ def test_a_camera_s_oldest_waiting_frame_makes_way_when_perception_falls_behind(
     out = m.poll()
     assert [type(x).__name__ for x in out] == ["WeightSample", "Frame", "Frame", "Frame"]
     assert [x.seq for x in out[1:]] == [2, 3, 4], "the newest frames stay, in order; readings are never dropped"
+    for k in range(5):        # frames still within the bound wait for it, however many: none is dropped
+        m.put(Frame("cam_01", 99.95 + 0.01 * k, 10 + k, img))
+    assert m.frames_dropped == {"cam_01": 2} and m.depth == 5
 
 
 def test_the_devices_file_takes_a_camera_s_latency(tmp_path) -> None:

@@ -323,6 +323,41 @@ def test_late_messages_are_counted_and_delivered_or_dropped_by_policy() -> None:
         LiveMerge(late="keep")
 
 
+def test_the_learnt_bound_follows_the_streams_delays_within_its_limits() -> None:
+    """A camera whose frames start arriving 0.6 s after their stamps: with a fixed bound they are
+    late; with a learnt one the bound rises to cover them (and no further than its ceiling), then
+    comes back down slowly once they are on time again."""
+    from runtime.sources import LiveMerge
+
+    def play(m: LiveMerge, clock: ManualClock, delay: float, seconds: float) -> list:
+        out = []
+        for _ in range(int(seconds * 10)):       # a reading on time and a frame ``delay`` late, every 0.1 s
+            m.put(_weight(clock.now_s))
+            m.put(_frame(clock.now_s - delay, 0))
+            clock.advance(0.1)
+            out += m.poll()
+        return out
+
+    fixed_clock, learnt_clock = ManualClock(start_s=100.0), ManualClock(start_s=100.0)
+    fixed = LiveMerge(lateness_s=0.2, clock=fixed_clock)
+    learnt = LiveMerge(lateness_s=0.2, clock=learnt_clock, max_lateness_s=1.0)
+    play(fixed, fixed_clock, 0.6, 20)
+    play(learnt, learnt_clock, 0.6, 20)
+    assert fixed.late > 150 and fixed.lateness_s == 0.2
+    assert learnt.late_by["cam_01"] <= 10, "late only until the first second's delays were learnt"
+    assert 0.6 <= learnt.lateness_s <= 0.7 and learnt.delay_q["cam_01"] >= 0.59
+    assert play(learnt, learnt_clock, 0.6, 5) and learnt.late == learnt.late_by["cam_01"]
+    high = learnt.lateness_s
+    play(learnt, learnt_clock, 0.0, 12)         # on time again: the old delays age out, the bound sinks
+    assert 0.2 <= learnt.lateness_s < high
+    capped_clock = ManualClock(start_s=100.0)
+    capped = LiveMerge(lateness_s=0.2, clock=capped_clock, max_lateness_s=0.4)
+    play(capped, capped_clock, 3.0, 5)
+    assert capped.lateness_s == 0.4, "never above the ceiling, however late a stream"
+    with pytest.raises(ValueError, match="max_lateness_s=0.1"):
+        LiveMerge(lateness_s=0.2, max_lateness_s=0.1)
+
+
 def test_live_merge_from_reader_threads_ends_when_closed() -> None:
     """Real threads and the real clock: two devices push, one goes quiet; iteration yields every
     message in order and ends once closed."""
