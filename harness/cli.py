@@ -288,6 +288,19 @@ SERVE_USAGE = ("storetwin serve recorded=<run folder> [scenario=<name in a suite
                "[impair.<key>=<value> ...]")
 
 
+def _numbers(args: dict[str, str], kinds: dict[str, type], usage: str) -> dict:
+    """The given ones of ``kinds`` (key → int or float) read from ``args``, or a one-line error."""
+    out = {}
+    for k, conv in kinds.items():
+        if k in args:
+            try:
+                out[k] = conv(args[k])
+            except ValueError:
+                what = "a whole number" if conv is int else "seconds" if k.endswith("_s") else "a number"
+                raise ValueError(f"{k}={args[k]}: expected {what}; usage: {usage}") from None
+    return out
+
+
 def cmd_serve(overrides: list[str]) -> int:
     from harness.serve import Impairments, serve
 
@@ -297,14 +310,8 @@ def cmd_serve(overrides: list[str]) -> int:
     impair = Impairments.from_strings(_key_values([o[len("impair."):] for o in overrides if o.startswith("impair.")],
                                                   {f for f in Impairments.__dataclass_fields__}, SERVE_USAGE))
     run = Path(args["recorded"]) / args["scenario"] if args.get("scenario") else Path(args["recorded"])
-    nums = {}
-    for k, conv in (("rtsp_port", int), ("broker_port", int), ("start_in_s", float), ("repeat", int), ("batch_s", float),
-                      ("linger_s", float)):
-        if k in args:
-            try:
-                nums[k] = conv(args[k])
-            except ValueError:
-                raise ValueError(f"{k}={args[k]}: expected a number; usage: {SERVE_USAGE}") from None
+    nums = _numbers(args, {"rtsp_port": int, "broker_port": int, "start_in_s": float, "repeat": int, "batch_s": float,
+                           "linger_s": float}, SERVE_USAGE)
     import signal
     import threading
 
@@ -338,13 +345,7 @@ def cmd_live(overrides: list[str]) -> int:
     store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)
     devices = load_devices(args["devices"], store)
-    nums = {}
-    for k in ("duration_s", "lateness_s", "max_lateness_s", "health_s"):
-        if k in args:
-            try:
-                nums[k] = float(args[k])
-            except ValueError:
-                raise ValueError(f"{k}={args[k]}: expected seconds; usage: {LIVE_USAGE}") from None
+    nums = _numbers(args, dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s"), float), LIVE_USAGE)
     lateness = nums.get("lateness_s", 0.3)
     live = LiveStore(store, devices, args["out"], cfg, lateness_s=lateness,
                      max_lateness_s=nums.get("max_lateness_s", max(1.5, lateness)), health_s=nums.get("health_s", 5.0))

@@ -104,6 +104,20 @@ def decode(prefix: str, topic: str, payload: bytes) -> WeightSample | GateEvent:
     return msg
 
 
+class BadMessages(Counter):
+    """Messages a device source left out, by kind; the first :data:`LOGGED` of each kind logged
+    with what was wrong (a device that sends garbage all day fills no disk)."""
+
+    def __init__(self, source: str):
+        super().__init__()
+        self.source = source
+
+    def note(self, kind: str, text: str | None = None) -> None:
+        self[kind] += 1
+        if text is not None and self[kind] <= LOGGED:
+            log.warning("%s: %s; left out (counted as %r)", self.source, text, kind)
+
+
 class MqttSensors:
     """A store's load cells and gates from an MQTT broker into ``merge``.
 
@@ -126,7 +140,7 @@ class MqttSensors:
 
         self.merge, self.prefix = merge, prefix
         self.cells, self.gates = cells, gates
-        self.bad: Counter = Counter()     # kind (topic, not JSON, field missing, bad value, unknown device) → messages left out
+        self.bad = BadMessages("MQTT")     # kind (topic, not JSON, field missing, bad value, unknown device) → messages left out
         self.received = 0                 # MQTT messages
         self.taken = 0                    # readings and scans handed to the merge
         self.connects = 0
@@ -212,9 +226,7 @@ class MqttSensors:
         self._last_t[key] = max(msg.t, self._last_t.get(key, msg.t))
 
     def _bad(self, topic: str, e: BadMessage) -> None:
-        self.bad[e.kind] += 1
-        if self.bad[e.kind] <= LOGGED:
-            log.warning("MQTT %s: %s; left out (counted as %r)", topic, e, e.kind)
+        self.bad.note(e.kind, f"{topic}: {e}")
 
     def close(self) -> None:
         self.client.disconnect()
@@ -238,16 +250,11 @@ class SerialCells:
         self.merge, self.port, self.cells, self.baud = merge, port, list(cells), baud
         self.clock = clock or SYSTEM_CLOCK
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.bad: Counter = Counter()
+        self.bad = BadMessages(f"serial {port}")
         self.lines = self.taken = self.opens = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"serial-{port}", daemon=True)
         self._thread.start()
-
-    def _bad(self, kind: str, text: str) -> None:
-        self.bad[kind] += 1
-        if self.bad[kind] <= LOGGED:
-            log.warning("serial %s: %s; left out (counted as %r)", self.port, text, kind)
 
     def parse(self, line: bytes, t: float) -> WeightSample | None:
         self.lines += 1
@@ -255,15 +262,15 @@ class SerialCells:
             ch, grams = line.decode("ascii").strip().split(",")
             cell, g = self.cells[int(ch)], float(grams)
         except (UnicodeDecodeError, ValueError):
-            self._bad("not a reading", f"{line[:40]!r}: expected <channel>,<grams>")
+            self.bad.note("not a reading", f"{line[:40]!r}: expected <channel>,<grams>")
             return None
         except IndexError:
-            self._bad("unknown device", f"channel {ch} (the port has {len(self.cells)} cells)")
+            self.bad.note("unknown device", f"channel {ch} (the port has {len(self.cells)} cells)")
             return None
         msg = WeightSample(cell, t, g)
         why = implausible(msg)
         if why:
-            self._bad("bad value", why)
+            self.bad.note("bad value", why)
             return None
         return msg
 
@@ -285,7 +292,7 @@ class SerialCells:
                             self.taken += 1
                             self.merge.put(msg)
             except (OSError, serial.SerialException) as e:
-                self._bad("port", f"{e}; opening again in {backoff:.1f} s")
+                self.bad.note("port", f"{e}; opening again in {backoff:.1f} s")
                 self._stop.wait(backoff)
                 backoff = min(2 * backoff, self.max_backoff_s)
 
@@ -308,7 +315,7 @@ class HttpGates:
         from runtime.clock import SYSTEM_CLOCK
 
         self.merge, self.gates, self.clock = merge, gates, clock or SYSTEM_CLOCK
-        self.bad: Counter = Counter()
+        self.bad = BadMessages("HTTP gates")
         self.taken = 0
         outer = self
 
@@ -333,7 +340,7 @@ class HttpGates:
     def handle(self, path: str, payload: bytes) -> tuple[int, dict]:
         gate = path[len("/gates/"):] if path.startswith("/gates/") else ""
         if not gate or (self.gates is not None and gate not in self.gates):
-            self.bad["unknown device"] += 1
+            self.bad.note("unknown device")
             return 404, {"error": f"{path}: expected /gates/<gate id of the store file>"}
         try:
             d = json.loads(payload.decode("utf-8"))
@@ -343,10 +350,10 @@ class HttpGates:
                 d = {**d, "t": self.clock.wall_s()}
             msg = decode("http", f"http/gates/{gate}", json.dumps(d).encode())
         except BadMessage as e:
-            self.bad[e.kind] += 1
+            self.bad.note(e.kind)
             return 400, {"error": str(e)}
         except (UnicodeDecodeError, ValueError) as e:
-            self.bad["not JSON"] += 1
+            self.bad.note("not JSON")
             return 400, {"error": f"expected a JSON object with account_id and kind ({e})"}
         self.taken += 1
         self.merge.put(msg)

@@ -42,6 +42,8 @@ class LiveStore:
     def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
                  lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None,
                  max_lateness_s: float = 1.5):
+        if not max_lateness_s >= lateness_s:
+            raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
         self.store, self.devices, self.cfg, self.clock = store, devices, config, clock
         self.dir = Path(out_dir)
         resumed = (self.dir / "events.sqlite").is_file()
@@ -53,8 +55,6 @@ class LiveStore:
         # messages come later than that on a busy network or box: the bound is learnt from their delays,
         # up to ``max_lateness_s`` (equal to lateness_s: a fixed bound)
         latency = max(devices.latency_s.values(), default=0.0)
-        if not max_lateness_s >= lateness_s:
-            raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
         self.lateness_s = lateness_s + latency
         self.merge = LiveMerge(lateness_s=self.lateness_s, clock=clock, max_lateness_s=max_lateness_s + latency)
         self.health_s = health_s

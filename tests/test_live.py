@@ -315,6 +315,16 @@ def test_serve_refuses_bad_options_in_one_line(recorded, capsys) -> None:
     assert "not a run folder" in capsys.readouterr().err
     assert main(["live", "store=tiny_unit"]) == 2
     assert "missing devices, out=" in capsys.readouterr().err
+    assert main(["serve", f"recorded={run}", "repeat=two"]) == 2
+    assert "repeat=two: expected a whole number" in capsys.readouterr().err
+    devices = run.parent / "devices.yaml"
+    devices.write_text("cameras: {}\ncells: mqtt\ngates: mqtt\nbroker: {host: 127.0.0.1, port: 1}\n")
+    out = run.parent / "live-bad"
+    assert main(["live", "store=tiny_unit", f"devices={devices}", f"out={out}", "lateness_s=soon"]) == 2
+    assert "lateness_s=soon: expected seconds" in capsys.readouterr().err
+    assert main(["live", "store=tiny_unit", f"devices={devices}", f"out={out}", "max_lateness_s=0.1"]) == 2
+    assert "max_lateness_s=0.1: expected seconds ≥ lateness_s=0.3" in capsys.readouterr().err
+    assert not out.exists(), "nothing written for a run refused"
 
 
 def test_a_gate_scan_delivered_twice_is_decided_once_even_across_a_restart(tmp_path) -> None:
