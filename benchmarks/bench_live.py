@@ -10,12 +10,14 @@
     .venv/bin/python benchmarks/bench_live.py soak --recorded runs/p6/busy_store --minutes 30 --out runs/bench-soak
     # decoding RTSP H.264 per camera (640x480, 10 fps) and how many cameras this machine takes
     .venv/bin/python benchmarks/bench_live.py decode --recorded runs/p6/busy_store --out runs/bench-decode
+    # the replay with every camera through serve's H.264 encoding and back: what the codec alone costs
+    .venv/bin/python benchmarks/bench_live.py codec --recorded runs/p6 --scenarios busy_store --out runs/bench-codec
 
 Each writes ``<out>/bench_live_<mode>.json`` and prints a table. The replay receipts are those the
 recorded run's own ``out/`` holds (``storetwin run recorded=…``); "exact" compares each receipt with
 the twin's true cart (``gt/carts.json``), which the runtime never sees. `storetwin serve` runs at
-the lowest priority (``nice -n 19``): its H.264 encoding of every camera shares this machine's
-cores with the runtime, where a store's cameras encode on their own chips.
+the lowest priority (``nice -n 19``) on the same cores as the runtime; it encodes the cameras
+before the play, as a store's cameras encode on their own chips.
 """
 from __future__ import annotations
 
@@ -282,9 +284,49 @@ def cmd_decode(a) -> dict:
     return {"resolution": [w, h], "rows": rows}
 
 
+def cmd_codec(a) -> dict:
+    """The replay of each scenario with its cameras transcoded as serve sends them (GStreamer's x264,
+    one access unit a frame) and decoded again: what H.264 alone costs the receipts, apart from
+    timing and protocols."""
+    import shutil
+
+    import cv2
+
+    from harness.servers import encode_h264
+    from runtime.sources import ReplaySource
+
+    rows = []
+    for name in a.scenarios.split(","):
+        run, dst = Path(a.recorded) / name, Path(a.out) / name
+        rec = dst / "h264"
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(run, rec, ignore=shutil.ignore_patterns("out", "*.mp4", "report.html"))
+        for video in sorted((run / "streams").glob("*.mp4")):
+            cam = video.name[: -len(".mp4")]
+            frames = (m.image for m in ReplaySource(run, cameras=[cam], weights=False) if hasattr(m, "image"))
+            cap = cv2.VideoCapture(str(video))
+            w, h, fps = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), cap.get(cv2.CAP_PROP_FPS) or 10
+            cap.release()
+            enc = encode_h264(frames, w, h, fps)
+            with open(rec / "streams" / video.name, "wb") as f:     # an H.264 elementary stream: FFmpeg reads it by its content
+                for k in range(len(enc)):
+                    f.write(enc[k])
+            enc.close()
+        r = subprocess.run([*CLI, "run", f"recorded={rec}", "pacing=asfast", f"out={dst / 'replay'}"], env=ENV,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{name}: the replay failed: {r.stderr[-2000:]}")
+        got = receipts(next((dst / "replay").rglob("receipts.jsonl")))
+        gt, rep = truth(run), receipts(run / "out" / "receipts.jsonl")
+        rows.append({"scenario": name, "visits": len(gt), "replay_exact": exact(rep, gt), "h264_replay_exact": exact(got, gt),
+                     "same_as_replay": sum(got.get(k) == v for k, v in rep.items())})
+        print(rows[-1], flush=True)
+    return {"rows": rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["compare", "crash", "soak", "decode"])
+    ap.add_argument("mode", choices=["compare", "crash", "soak", "decode", "codec"])
     ap.add_argument("--recorded", required=True, help="a suite folder (compare) or a run folder")
     ap.add_argument("--scenarios", default="single_pick,group_entry,occlusion,camera_dropout,busy_store")
     ap.add_argument("--out", required=True)
@@ -298,7 +340,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     a = ap.parse_args()
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    res = {"compare": cmd_compare, "crash": cmd_crash, "soak": cmd_soak, "decode": cmd_decode}[a.mode](a)
+    res = {"compare": cmd_compare, "crash": cmd_crash, "soak": cmd_soak, "decode": cmd_decode, "codec": cmd_codec}[a.mode](a)
     res["command"] = " ".join(sys.argv)
     (Path(a.out) / f"bench_live_{a.mode}.json").write_text(json.dumps(res, indent=1))
     return 0

@@ -326,7 +326,7 @@ def cmd_serve(overrides: list[str]) -> int:
 
 
 LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
-              "[lateness_s=0.3] [max_lateness_s=1.5] [health_s=5] [runtime.<key>=<value> ...]")
+              "[lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [runtime.<key>=<value> ...]")
 
 
 def cmd_live(overrides: list[str]) -> int:
@@ -346,9 +346,8 @@ def cmd_live(overrides: list[str]) -> int:
     store = load_store(store_file)
     devices = load_devices(args["devices"], store)
     nums = _numbers(args, dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s"), float), LIVE_USAGE)
-    lateness = nums.get("lateness_s", 0.3)
-    live = LiveStore(store, devices, args["out"], cfg, lateness_s=lateness,
-                     max_lateness_s=nums.get("max_lateness_s", max(1.5, lateness)), health_s=nums.get("health_s", 5.0))
+    live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
+                     max_lateness_s=nums.get("max_lateness_s"), health_s=nums.get("health_s", 5.0))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
     live.open()

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 class LiveStore:
     def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
                  lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None,
-                 max_lateness_s: float = 1.5):
+                 max_lateness_s: float | None = None):
+        max_lateness_s = lateness_s if max_lateness_s is None else max_lateness_s
         if not max_lateness_s >= lateness_s:
             raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
         self.store, self.devices, self.cfg, self.clock = store, devices, config, clock
@@ -52,8 +53,8 @@ class LiveStore:
             log.warning("%s: resuming from its event log (%d open carts)", self.dir, len(self.runtime.carts.accounts()))
         # a camera's frames reach the merge its latency_s after their stamps (and the cells' and gates'
         # messages come stamped on capture): the bound waits for the slowest camera too
-        # messages come later than that on a busy network or box: the bound is learnt from their delays,
-        # up to ``max_lateness_s`` (equal to lateness_s: a fixed bound)
+        # with ``max_lateness_s`` above ``lateness_s`` the bound is learnt from the messages' delays up to
+        # it (a network whose delays are not known beforehand); by default it is fixed
         latency = max(devices.latency_s.values(), default=0.0)
         self.lateness_s = lateness_s + latency
         self.merge = LiveMerge(lateness_s=self.lateness_s, clock=clock, max_lateness_s=max_lateness_s + latency)
