@@ -85,7 +85,7 @@ class Served:
                                        f"broker_port={free_port()}", f"start_in_s={start_in_s}", f"repeat={repeat}",
                                        f"devices_out={self.devices}", f"report={self.serve_json}", *impair],
                                       env=ENV, stdout=open(out / "serve.log", "w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
+        deadline = time.time() + 900      # it encodes every camera first (a minute or two for busy_store)
         while not self.devices.is_file():
             if self.serve.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"serve did not start: {(out / 'serve.log').read_text()[-2000:]}")

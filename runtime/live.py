@@ -73,9 +73,7 @@ class LiveStore:
     # -- devices -----------------------------------------------------------------------------------
     def open(self) -> "LiveStore":
         d, vision = self.devices, self.cfg.sensing in ("fused", "vision_only")
-        if vision:     # the person model compiled for each camera size before the first frame comes
-            for w, h in sorted({tuple(c.resolution) for c in self.store.cameras}):
-                self.runtime.detector(np.zeros((h, w, 3), np.uint8))
+        if vision:     # the readers connect (seconds for an RTSP camera) while the person model warms up
             for cam in self.store.cameras:
                 url = d.cameras.get(cam.id)
                 if url is None:
@@ -94,6 +92,9 @@ class LiveStore:
             self.serial.append(SerialCells(self.merge, port, spec["cells"], spec["baud"], clock=self.clock))
         if d.gates == "http":
             self.http = HttpGates(self.merge, d.http_port, gates=gates, clock=self.clock)
+        if vision:     # the person model compiled for each camera size before the first frame is taken
+            for w, h in sorted({tuple(c.resolution) for c in self.store.cameras}):
+                self.runtime.detector(np.zeros((h, w, 3), np.uint8))
         return self
 
     def stop(self) -> None:
