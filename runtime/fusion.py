@@ -73,7 +73,8 @@ class Fusion:
         was per bin) and that shopper's cart (None: no open visit). ``commit=False`` (a provisional
         step) leaves the bin belief as it was: the settled step decides again."""
         bins = tuple(self.store.load_cells[ev.cell_id].bins)
-        put_skus = [s for s, q in cart.items() if q > 0] if (cart is not None and ev.delta_g > 0) else None
+        # a put-back is of what the shopper carries, no more of it than they carry (never a credit below zero)
+        put_skus = {s: q for s, q in cart.items() if q > 0} if (cart is not None and ev.delta_g > 0) else None
         cands = self.belief.candidates(ev, list(bins), put_skus=put_skus)
         evidence = {"cell": ev.cell_id, "delta_g": round(ev.delta_g, 1), "t_start": round(ev.t_start, 3),
                     "t_settled": round(ev.t_end, 3), "attribution": attribution,

@@ -212,13 +212,14 @@ class BinBelief:
         c = self.counts.setdefault(bin_id, Counter())
         c[sku] = max(c[sku] + qty, 0)
 
-    def candidates(self, event: WeightEvent, bins: list[str], put_skus: list[str] | None = None,
+    def candidates(self, event: WeightEvent, bins: list[str], put_skus: dict[str, int] | list[str] | None = None,
                    max_qty: int = 4, tol_g: float | None = None) -> list[Candidate]:
         """Explanations of ``event`` on ``bins`` (those its cell carries), best first.
 
         A removal is explained by items that the belief says lie in one of the bins; a put-back by
-        ``put_skus`` (what the shoppers nearby carry) or, without them, any SKU of the catalog.
-        Tolerance: :func:`mass_tolerance_g`."""
+        ``put_skus`` (what the shopper carries: SKU → how many, or a list of SKUs; empty: nothing,
+        so no put-back of theirs explains it) or, when nobody's cart is known (None), any SKU of the
+        catalog. Tolerance: :func:`mass_tolerance_g`."""
         mass = {p.sku: p.mass_g for p in self.store.catalog}
         dg = abs(event.delta_g)
         tol = tol_g if tol_g is not None else mass_tolerance_g(self.cfg, event.delta_g, event.noise_g)
@@ -227,8 +228,10 @@ class BinBelief:
             if event.delta_g < 0:
                 stock = {s: n for s, n in self.counts.get(bid, Counter()).items() if n > 0}
             else:
-                skus = put_skus if put_skus else list(mass)
-                stock = {s: max_qty for s in skus}
+                if isinstance(put_skus, dict):
+                    stock = {s: n for s, n in put_skus.items() if n > 0 and s in mass}
+                else:
+                    stock = {s: max_qty for s in (list(mass) if put_skus is None else put_skus)}
             skus = sorted(stock)
             for k in (1, 2):   # one SKU, or a mix of two in one reach
                 for combo in itertools.combinations(skus, k):

@@ -74,6 +74,12 @@ def test_candidates_from_the_belief_and_the_cart() -> None:
     put = WeightEvent("U/0/1", 0.0, 1.0, +161.0, 1.0)
     c = belief.candidates(put, ["U/0/1"], put_skus=["crisps_salted_150", "water_still_500"])
     assert c[0].items == (("crisps_salted_150", 1),)
+    # no more put back than the shopper carries, and nothing from an empty cart (no credit below zero)
+    two_crisps = WeightEvent("U/0/1", 0.0, 1.0, +322.0, 1.0)
+    assert [c.items for c in belief.candidates(two_crisps, ["U/0/1"], put_skus={"crisps_salted_150": 1})] == []
+    assert belief.candidates(two_crisps, ["U/0/1"], put_skus={"crisps_salted_150": 2})[0].items == (("crisps_salted_150", 2),)
+    assert belief.candidates(put, ["U/0/1"], put_skus={}) == []
+    assert belief.candidates(put, ["U/0/1"])[0].items == (("crisps_salted_150", 1),), "nobody's cart known: any SKU"
     belief.apply("U/0/1", "crisps_salted_150", +1)
     take = WeightEvent("U/0/1", 5.0, 6.0, -159.0, 1.0)
     assert belief.candidates(take, ["U/0/1"])[0].items == (("crisps_salted_150", 1),)
