@@ -72,8 +72,9 @@ def rss_mb(pid: int) -> float | None:
 class Served:
     """`storetwin serve` and `storetwin live` as subprocesses, as a store would run them."""
 
-    def __init__(self, run: Path, out: Path, impair: list[str], start_in_s: float = 15, repeat: int = 1):
-        self.out, self.store = out, run / "store.yaml"
+    def __init__(self, run: Path, out: Path, impair: list[str], start_in_s: float = 15, repeat: int = 1,
+                 live_args: list[str] = ()):
+        self.out, self.store, self.live_args = out, run / "store.yaml", list(live_args)
         out.mkdir(parents=True, exist_ok=True)
         self.devices = out / "devices.yaml"
         self.serve_json = out / "serve.json"
@@ -94,7 +95,7 @@ class Served:
 
     def start_live(self) -> subprocess.Popen:
         p = subprocess.Popen([*CLI, "live", f"store={self.store}", f"devices={self.devices}",
-                              f"out={self.out / 'live'}", "health_s=5"], env=ENV,
+                              f"out={self.out / 'live'}", "health_s=5", *self.live_args], env=ENV,
                              stdout=open(self.out / f"live-{len(self.lives)}.log", "w"), stderr=subprocess.STDOUT)
         self.lives.append(p)
         return p
@@ -129,7 +130,7 @@ def cmd_compare(a) -> dict:
         dur = recording_s(run)
         imp = impairments(dur, cams, a.seed) if not a.no_impair else []
         t = time.time()
-        s = Served(run, out, imp)
+        s = Served(run, out, imp, live_args=[f"max_lateness_s={a.max_lateness_s}"] if a.max_lateness_s else [])
         s.start_live()
         served = s.finish()
         info = json.loads((out / "live" / "run.json").read_text())
@@ -332,6 +333,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-impair", action="store_true")
+    ap.add_argument("--max-lateness-s", type=float, default=None, help="compare: live learns its lateness bound up to this")
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=2, help="crash: passes of the recording")
     ap.add_argument("--min-up-s", type=float, default=8.0)
