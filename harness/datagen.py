@@ -72,6 +72,7 @@ class DatagenConfig:
     cameras: tuple[str, ...] = ()                # empty = all of the store's
     min_shift_px: float = 12.0                   # near-duplicate: nothing moved this far since the camera's last kept frame
     background_p: float = 0.05                   # keep a frame with nobody in it with this probability
+    bodies: str = "anny"                         # people: anny (smooth, dressed) | blocks (low-poly segments)
     min_person_pixels: int = 150                 # smaller (or more hidden) people are not labelled
     min_product_pixels: int = 25
     exact_product_masks: bool = True             # product boxes from per-item masks (slower, exact)
@@ -278,6 +279,7 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
             skus = [i.sku for i in sim.world.instances]
             renderer = StoreRenderer(cam_store, skus, light, seed=seed,
                                      packaging_rng=np.random.default_rng(seed) if r.packaging_jitter else None)
+            renderer.bodies = cfg.bodies
             n_props = int(rng.integers(r.clutter[0], r.clutter[1] + 1))
             renderer.add_props(clutter(store, rng, n_props))
             last: dict[str, dict] = {}

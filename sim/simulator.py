@@ -43,8 +43,12 @@ class CameraConfig:
     # nearest each tick, DESIGN.md "Time, as a store gives it"); the others are neither drawn nor
     # written. 0: every frame. `storetwin run` sets it to the runtime's rate: it reads nothing else.
     perceive_hz: float = 0.0
+    bodies: str = "anny"         # "anny": smooth skinned people (twin.people); "blocks": the old low-poly segments
+    shadows: bool = True         # a contact shadow on the floor under each shopper
 
     def __post_init__(self) -> None:
+        if self.bodies not in ("anny", "blocks"):
+            raise ValueError(f"sim.camera.bodies={self.bodies!r}: expected 'anny' or 'blocks'")
         if not isinstance(self.perceive_hz, (int, float)) or isinstance(self.perceive_hz, bool) or self.perceive_hz < 0:
             raise ValueError(f"sim.camera.perceive_hz={self.perceive_hz!r}: expected a rate ≥ 0 (0: every frame)")
         for name in ("clock_offset_s", "jitter_s"):
@@ -164,6 +168,8 @@ class Simulator:
         if config.camera.render and self.camera_ids:
             self.renderer = StoreRenderer(store, [i.sku for i in self.world.instances], scenario.lighting,
                                           seed=scenario.seed)
+            self.renderer.bodies = cam_cfg.bodies
+            self.renderer.shadows = cam_cfg.shadows
         self._dropouts = [f.params for f in faults if f.kind == "camera_dropout"]
         self._drop_rate = {c: 0.0 for c in self.camera_ids}
         for f in faults:

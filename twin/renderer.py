@@ -24,6 +24,7 @@ from scipy import ndimage  # noqa: E402
 from runtime.geometry import in_image, project  # noqa: E402
 from runtime.store import Camera, StoreSpec  # noqa: E402
 from twin.bodies import BodyShape, Skeleton, body_segments, segment_poses  # noqa: E402
+from twin.people import body_mesh, shadow_mesh  # noqa: E402
 from twin.fixtures import floor_mesh, shelf_unit_meshes, walls_meshes  # noqa: E402
 from twin.lighting import GAIN_FLOOR, LightingPreset, light_rig  # noqa: E402
 from twin.products import product_mesh  # noqa: E402
@@ -35,6 +36,10 @@ KEYPOINT_SURFACE_TOL_M = 0.25   # a joint lies inside its limb: its own surface 
 HIDDEN = np.diag([1.0, 1.0, 1.0, 1.0])
 HIDDEN[2, 3] = -50.0
 BASKET_RGB = (190, 25, 25)
+SHADOW_RGB = (52, 50, 48)
+GLTF_TRIANGLES = 4
+_BODY_MATERIAL = pyrender.MetallicRoughnessMaterial(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.2,
+                                                   roughnessFactor=0.8)   # as pyrender gives a coloured trimesh    # the contact shadow under a shopper (lit like the floor, so darker than any floor)
 
 
 def _set_msaa_samples(samples: int) -> None:
@@ -344,6 +349,10 @@ class StoreRenderer:
         self._shopper_nodes: dict[int, pyrender.Node] = {}
         self._shopper_parts: dict[int, list] = {}
         self._baskets_node: pyrender.Node | None = None
+        self._shadow_node: pyrender.Node | None = None
+        # People: "anny" smooth skinned bodies (twin.people) or "blocks", the low-poly segments.
+        self.bodies = "anny"
+        self.shadows = True
         self._shopper_verts: dict[int, np.ndarray] = {}
         self._state: SceneState | None = None
         self._cam_node = None
@@ -468,26 +477,37 @@ class StoreRenderer:
     def _sync_shoppers(self, state: SceneState) -> None:
         """One merged, vertex-coloured body mesh per shopper (a node each, for the person masks)
         and one mesh for all the baskets, rebuilt per state."""
-        for node in [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else [])]:
+        for node in [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else []),
+                     *([self._shadow_node] if self._shadow_node else [])]:
             self.scene.remove_node(node)
+        self._shadow_node = None
         self._shopper_nodes = {}
         self._shopper_verts = {}
         self._baskets_node = None
         basket = trimesh.creation.box([0.36, 0.26, 0.2])
         bverts, bfaces = [], []
+        shadows = []
         for v in state.shoppers:
-            if v.id not in self._shopper_parts:
-                self._shopper_parts[v.id] = [(np.asarray(sg.mesh.vertices), np.asarray(sg.mesh.faces), sg.rgb)
-                                             for sg in body_segments(v.shape)]
-            verts, faces, cols, n = [], [], [], 0
-            for (vt, fc, rgb), P in zip(self._shopper_parts[v.id], segment_poses(v.shape, v.skeleton)):
-                verts.append(vt @ P[:3, :3].T + P[:3, 3])
-                faces.append(fc + n)
-                cols.append(np.tile([*rgb, 255], (len(vt), 1)))
-                n += len(vt)
-            V = np.concatenate(verts)
-            tm = trimesh.Trimesh(V, np.concatenate(faces), vertex_colors=np.concatenate(cols).astype(np.uint8), process=False)
-            self._shopper_nodes[v.id] = self.scene.add(_vertex_lit(pyrender.Mesh.from_trimesh(tm, smooth=False)))
+            if self.bodies == "anny":
+                V, N, C = body_mesh(v.shape, v.skeleton)
+                mesh = pyrender.Mesh([pyrender.Primitive(positions=V, normals=N, color_0=C, mode=GLTF_TRIANGLES,
+                                                         material=_BODY_MATERIAL)])
+                if self.shadows:
+                    shadows.append(shadow_mesh(V))
+            else:
+                if v.id not in self._shopper_parts:
+                    self._shopper_parts[v.id] = [(np.asarray(sg.mesh.vertices), np.asarray(sg.mesh.faces), sg.rgb)
+                                                 for sg in body_segments(v.shape)]
+                verts, faces, cols, n = [], [], [], 0
+                for (vt, fc, rgb), P in zip(self._shopper_parts[v.id], segment_poses(v.shape, v.skeleton)):
+                    verts.append(vt @ P[:3, :3].T + P[:3, 3])
+                    faces.append(fc + n)
+                    cols.append(np.tile([*rgb, 255], (len(vt), 1)))
+                    n += len(vt)
+                V = np.concatenate(verts)
+                tm = trimesh.Trimesh(V, np.concatenate(faces), vertex_colors=np.concatenate(cols).astype(np.uint8), process=False)
+                mesh = pyrender.Mesh.from_trimesh(tm, smooth=False)
+            self._shopper_nodes[v.id] = self.scene.add(_vertex_lit(mesh))
             self._shopper_verts[v.id] = V
             if v.basket_xyz is not None:
                 c, sn = math.cos(v.heading_rad), math.sin(v.heading_rad)
@@ -495,6 +515,13 @@ class StoreRenderer:
                 bfaces.append(np.asarray(basket.faces) + 8 * len(bverts))
                 bverts.append(np.asarray(basket.vertices) @ R.T + v.basket_xyz)
         self._basket_verts = np.concatenate(bverts) if bverts else None
+        if shadows:
+            offs = np.cumsum([0] + [len(sv) for sv, _ in shadows])
+            V = np.concatenate([sv for sv, _ in shadows])
+            F = np.concatenate([sf + o for (_, sf), o in zip(shadows, offs)])
+            tm = trimesh.Trimesh(V, F, process=False, face_colors=np.tile([*SHADOW_RGB, 255], (len(F), 1)).astype(np.uint8))
+            self._shadow_node = self.scene.add(_vertex_lit(pyrender.Mesh.from_trimesh(tm, smooth=False)))
+            self._shopper_verts[-1] = V      # in the moving rectangle; not a shopper (ids are ≥ 0)
         if bverts:
             tm = trimesh.Trimesh(np.concatenate(bverts), np.concatenate(bfaces), process=False,
                                  face_colors=np.tile([*BASKET_RGB, 255], (12 * len(bverts), 1)).astype(np.uint8))
@@ -525,7 +552,7 @@ class StoreRenderer:
         if not self.share_static_view:
             return r.render(self.scene)
         moving = [*self._shopper_nodes.values(), *([self._baskets_node] if self._baskets_node else []),
-                  *self._single.values()]
+                  *([self._shadow_node] if self._shadow_node else []), *self._single.values()]
         flickers = bool(self.lighting.flicker_depth)
         key = (self._static_version,) if flickers else (self._static_version, self._gain)
         kept = self._static_view.get(cam.id)
