@@ -58,6 +58,9 @@ class Randomisation:
     motion_blur_p: float = 0.3                         # share of images with linear motion blur
     motion_blur_px: tuple[int, int] = (3, 9)           # its length
     jpeg_quality: tuple[int, int] = (80, 95)
+    free_views: tuple[int, int] = (1, 3)                # extra cameras anywhere in the store, eye level to ceiling
+    free_view_height_m: tuple[float, float] = (1.1, 3.0)  # ... mounted this high
+    free_view_hfov_deg: tuple[float, float] = (40.0, 95.0)  # ... with this horizontal field of view
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,39 @@ def jitter_cameras(store: StoreSpec, rng: np.random.Generator, pos_m: float, loo
     for c in d["cameras"]:
         c["position_m"] = list(np.asarray(c["position_m"]) + rng.normal(0, pos_m, 3))
         c["look_at_m"] = list(np.asarray(c["look_at_m"]) + rng.normal(0, look_m, 3))
+    return type(store).model_validate(d)
+
+
+def free_views(store: StoreSpec, rng: np.random.Generator, r: Randomisation) -> StoreSpec:
+    """The store with a few extra cameras ``view_1`` … placed anywhere on the floor (never inside a
+    shelf unit), from eye level to the ceiling, looking across the store at a point 0.6–1.4 m high
+    at least 1.5 m away: people seen from the side and the front, as photographs and other stores'
+    cameras see them, and not only from the ceiling."""
+    n = int(rng.integers(r.free_views[0], r.free_views[1] + 1))
+    if n <= 0:
+        return store
+    W, D = store.floor.width_m, store.floor.depth_m
+    units = [(u.world_to_local(), u.width_m / 2 + 0.3, u.depth_m / 2 + 0.3) for u in store.units]
+
+    def free(xy: np.ndarray) -> bool:
+        for M, hw, hd in units:
+            p = M @ np.array([xy[0], xy[1], 0.0, 1.0])
+            if abs(p[0]) < hw and abs(p[1]) < hd:
+                return False
+        return True
+
+    d = store.model_dump()
+    d["cameras"] = list(d["cameras"])
+    res = store.cameras[0].resolution     # one GL context per image size: the store's own size
+    for k in range(n):
+        for _ in range(30):
+            eye = np.array([rng.uniform(0.3, W - 0.3), rng.uniform(0.3, D - 0.3)])
+            at = np.array([rng.uniform(0.5, W - 0.5), rng.uniform(0.5, D - 0.5)])
+            if np.linalg.norm(at - eye) >= 1.5 and free(eye):
+                break
+        d["cameras"].append({"id": f"view_{k + 1}", "position_m": [*eye, float(rng.uniform(*r.free_view_height_m))],
+                             "look_at_m": [*at, float(rng.uniform(0.6, 1.4))], "resolution": list(res),
+                             "hfov_deg": float(rng.uniform(*r.free_view_hfov_deg))})
     return type(store).model_validate(d)
 
 
@@ -275,6 +311,8 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
             unknown = [c for c in cams if c not in store.camera_by_id]
             if unknown:
                 raise ValueError(f"datagen.cameras: {unknown} are not cameras of store '{store.name}'")
+            cam_store = free_views(cam_store, rng, r)
+            cams += [c.id for c in cam_store.cameras if c.id not in store.camera_by_id]
             sim = Simulator(store, sc, SimConfig(camera=CameraConfig(render=False), load_cells=False))
             skus = [i.sku for i in sim.world.instances]
             renderer = StoreRenderer(cam_store, skus, light, seed=seed,
