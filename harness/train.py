@@ -48,6 +48,8 @@ class TrainConfig:
     optimizer: str = "AdamW"           # Ultralytics' optimizer name, or auto (its own choice; see conf/train.yaml)
     lr0: float = 0.002                 # initial learning rate (ignored by optimizer=auto)
     val: bool = True                   # validate after every epoch (false: only after the last; faster)
+    hours: Optional[float] = None      # train for this long instead (epochs then fit the time; Ultralytics' time=)
+    cache: bool = False                # keep the decoded images in memory (faster epochs where memory allows)
     resume: bool = False               # continue models/runs/<name> from its last epoch
     export: tuple[str, ...] = ("onnx", "openvino")  # openvino is skipped (and said in the card) where it does not install
     out: str = "models"
@@ -80,6 +82,8 @@ def train_config_from(d: dict) -> TrainConfig:
     cfg = TrainConfig(**tuples(checked_fields(TrainConfig, d)))
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r}: expected one of {sorted(TASKS)}")
+    if cfg.hours is not None and not 0 < cfg.hours <= 240:
+        raise ValueError(f"hours={cfg.hours}: expected a training time in (0, 240] hours, or null for epochs")
     if cfg.epochs < 1 or cfg.imgsz < 32 or cfg.imgsz % 32 or cfg.batch < 1:
         raise ValueError(f"epochs={cfg.epochs}, imgsz={cfg.imgsz}, batch={cfg.batch}: expected epochs ≥ 1, "
                          "imgsz a multiple of 32, batch ≥ 1")
@@ -109,14 +113,42 @@ class TrainResult:
     wall_s: float
 
 
+def fit(cfg: TrainConfig, command: str = "storetwin train") -> Path:
+    """Train from the start into models/runs/<name> (the run folder, returned), recording the command
+    and the training time in its storetwin.json. ``train`` ships a finished run (export, scores, card);
+    a run made elsewhere (on a GPU machine, say) is shipped here by ``storetwin train ... resume=true``."""
+    from ultralytics import YOLO
+
+    run = (Path(cfg.out) / "runs").resolve() / cfg.model_name
+    data_yaml = (Path(cfg.data) / cfg.data_layout / "data.yaml").resolve()
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    meta = run / "storetwin.json"
+    t0 = time.perf_counter()
+    device = _device(cfg.device)
+    info = {"command": command, "train_s": 0.0, "device": device}
+    if device != "cpu":
+        import torch
+
+        info["device"] = f"{device} ({torch.cuda.get_device_name(0)})"
+    else:
+        info["device"] = f"cpu ({os.cpu_count()} cores)"
+    meta.write_text(json.dumps(info))
+    YOLO(cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
+                         deterministic=True, device=_device(cfg.device), workers=cfg.workers, patience=cfg.patience,
+                         optimizer=cfg.optimizer, lr0=cfg.lr0, val=cfg.val, cache=cfg.cache,
+                         **({"time": cfg.hours} if cfg.hours else {}),
+                         project=str(run.parent), name=cfg.model_name, exist_ok=True, plots=False, amp=False, verbose=True)
+    info["train_s"] = time.perf_counter() - t0
+    meta.write_text(json.dumps(info))
+    return run
+
+
 def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
     from ultralytics import YOLO
 
     out = Path(cfg.out)
-    runs = (out / "runs").resolve()
-    run = runs / cfg.model_name
-    data_yaml = (Path(cfg.data) / cfg.data_layout / "data.yaml").resolve()
-    t0 = time.perf_counter()
+    run = (out / "runs").resolve() / cfg.model_name
     meta = run / "storetwin.json"       # the command that started this run, and its training time so far
     if cfg.resume:
         last = run / "weights" / "last.pt"
@@ -127,18 +159,13 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
 
         finished = torch.load(last, map_location="cpu", weights_only=False).get("epoch", -1) == -1
         if not finished:   # a finished run is only shipped again (export, scores, card)
+            t0 = time.perf_counter()
             YOLO(str(last)).train(resume=True)
+            info["train_s"] = info.get("train_s", 0.0) + time.perf_counter() - t0
+            meta.write_text(json.dumps(info))
     else:
-        shutil.rmtree(run, ignore_errors=True)
-        run.mkdir(parents=True)
-        info = {"command": command, "train_s": 0.0}
-        meta.write_text(json.dumps(info))
-        YOLO(cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
-                             deterministic=True, device=_device(cfg.device), workers=cfg.workers, patience=cfg.patience,
-                             optimizer=cfg.optimizer, lr0=cfg.lr0, val=cfg.val,
-                             project=str(runs), name=cfg.model_name, exist_ok=True, plots=False, amp=False, verbose=True)
-    info["train_s"] = info.get("train_s", 0.0) + time.perf_counter() - t0
-    meta.write_text(json.dumps(info))
+        fit(cfg, command)
+        info = json.loads(meta.read_text())
     wall, command = info["train_s"], info["command"]
     best = run / "weights" / "best.pt"
     if not best.is_file():
@@ -163,7 +190,7 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
             exported[fmt] = f"failed: {str(e).splitlines()[0]}"
     scores = evaluate(weights, Path(cfg.data), cfg.task, cfg.imgsz, splits=("val",), layout=cfg.data_layout)
     scores["sim_to_real"] = sim_to_real(weights, cfg.imgsz)
-    card = write_card(cfg, weights, scores, exported, wall, command, run)
+    card = write_card(cfg, weights, scores, exported, wall, command, run, device=info.get("device"))
     return TrainResult(weights, onnx, card, scores, wall)
 
 
@@ -254,7 +281,7 @@ def sim_to_real(weights: Path, imgsz: int, conf: float = 0.25) -> dict:
 
 # -- the card ---------------------------------------------------------------------------------------
 def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wall_s: float, command: str,
-               run: Path) -> Path:
+               run: Path, device: str | None = None) -> Path:
     data = Path(cfg.data)
     dg = json.loads((data / "datagen.json").read_text()) if (data / "datagen.json").is_file() else {}
     settings = dg.get("settings", {})
@@ -277,7 +304,7 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
               f"`{dg.get('settings_hash')}`",
               f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, optimizer "
               f"{cfg.optimizer}" + ("" if cfg.optimizer == "auto" else f" at lr0 {cfg.lr0}") + f", device "
-              f"{_device(cfg.device)}, {wall_s / 60:.1f} min wall",
+              f"{device or _device(cfg.device)}, {wall_s / 60:.1f} min wall",
               "", "## Scores (measured after training, on the dataset's validation scenarios)", "",
               "| metric | value |", "| --- | ---: |",
               f"| box mAP50 | {s['box_map50']:.3f} |", f"| box mAP50-95 | {s['box_map50_95']:.3f} |"]
