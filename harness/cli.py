@@ -16,6 +16,8 @@ commands:
   datagen    synthetic training data (YOLO detect + pose, COCO) from randomised scenarios;
              sharded (hydra multirun on joblib, or Ray) and resumable: rerun to finish
              e.g. storetwin datagen out=data/sc-v1 shards=16 jobs=2 duration_s=60
+  import     a COCO-keypoints dataset (person_keypoints JSON + images) as a dataset in datagen's pose layout
+             e.g. storetwin import src=coco/annotations/person_keypoints_val2017.json out=data/coco-val
   train      train a perception model from scratch on a datagen dataset; ships models/<name>.pt,
              .onnx and a card
              e.g. storetwin train task=pose data=data/sc-train epochs=40 imgsz=416
@@ -162,6 +164,28 @@ def cmd_datagen(overrides: list[str]) -> int:
     print(f"  YOLO pose:   {res.out / 'pose' / 'data.yaml'}")
     print(f"  COCO:        {res.out / 'coco'}")
     print(f"  card: {res.card}   samples: {res.mosaic}")
+    return 0
+
+
+IMPORT_USAGE = ("storetwin import src=<COCO keypoints JSON, or a folder of them> out=<new dataset folder> "
+                "[images=<image folder>] [val_fraction=0.2] [min_keypoints=1] [background=keep|drop] [link=copy|hardlink]")
+
+
+def cmd_import(overrides: list[str]) -> int:
+    from harness.coco_import import ImportConfig, import_coco
+
+    args = _key_values(overrides, {"src", "out", "images", "val_fraction", "min_keypoints", "background", "link"},
+                       IMPORT_USAGE, required=("src", "out"))
+    nums = _numbers(args, {"val_fraction": float, "min_keypoints": int}, IMPORT_USAGE)
+    cfg = ImportConfig(**nums, **{k: args[k] for k in ("background", "link") if k in args})
+    res = import_coco(args["src"], args["out"], args.get("images"), cfg,
+                      command=" ".join(["storetwin import", *overrides]))
+    print(f"dataset: {res.out}  ({res.wall_s:.0f} s)")
+    for split, c in res.counts.items():
+        print(f"  {split:5s}: {c['images']} images, {c['persons']} persons, {c['backgrounds']} background images")
+    if res.skipped:
+        print("  left out: " + "; ".join(f"{k}: {v}" for k, v in res.skipped.items()))
+    print(f"  YOLO pose: {res.out / 'pose' / 'data.yaml'}")
     return 0
 
 
@@ -357,9 +381,9 @@ def cmd_live(overrides: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
-            "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize, "run": cmd_run, "compare": cmd_compare,
-            "serve": cmd_serve, "live": cmd_live}
+COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen,
+            "import": cmd_import, "train": cmd_train, "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize,
+            "run": cmd_run, "compare": cmd_compare, "serve": cmd_serve, "live": cmd_live}
 
 
 def main(argv: list[str] | None = None) -> int:
