@@ -16,9 +16,12 @@ commands:
   datagen    synthetic training data (YOLO detect + pose, COCO) from randomised scenarios;
              sharded (hydra multirun on joblib, or Ray) and resumable: rerun to finish
              e.g. storetwin datagen out=data/sc-v1 shards=16 jobs=2 duration_s=60
-  train      train a perception model from scratch on a datagen dataset; ships models/<name>.pt,
-             .onnx and a card
+  import     a COCO-keypoints dataset (person_keypoints JSON + images) as a dataset in datagen's pose layout
+             e.g. storetwin import src=coco/annotations/person_keypoints_val2017.json out=data/coco-val
+  train      train a perception model on a datagen (or imported) dataset, from scratch or from init= weights;
+             ships models/<name>.pt, .onnx and a card
              e.g. storetwin train task=pose data=data/sc-train epochs=40 imgsz=416
+             e.g. storetwin train task=pose data=[data/sc-train,data/coco-val] init=models/person_pose.pt epochs=10
   evaluate-model
              score a model on a (held-out) datagen dataset: mAP, keypoint mAP, look-alike recall
              e.g. storetwin evaluate-model model=models/person_pose.pt data=data/heldout
@@ -165,6 +168,28 @@ def cmd_datagen(overrides: list[str]) -> int:
     return 0
 
 
+IMPORT_USAGE = ("storetwin import src=<COCO keypoints JSON, or a folder of them> out=<new dataset folder> "
+                "[images=<image folder>] [val_fraction=0.2] [min_keypoints=1] [background=keep|drop] [link=copy|hardlink]")
+
+
+def cmd_import(overrides: list[str]) -> int:
+    from harness.coco_import import ImportConfig, import_coco
+
+    args = _key_values(overrides, {"src", "out", "images", "val_fraction", "min_keypoints", "background", "link"},
+                       IMPORT_USAGE, required=("src", "out"))
+    nums = _numbers(args, {"val_fraction": float, "min_keypoints": int}, IMPORT_USAGE)
+    cfg = ImportConfig(**nums, **{k: args[k] for k in ("background", "link") if k in args})
+    res = import_coco(args["src"], args["out"], args.get("images"), cfg,
+                      command=" ".join(["storetwin import", *overrides]))
+    print(f"dataset: {res.out}  ({res.wall_s:.0f} s)")
+    for split, c in res.counts.items():
+        print(f"  {split:5s}: {c['images']} images, {c['persons']} persons, {c['backgrounds']} background images")
+    if res.skipped:
+        print("  left out: " + "; ".join(f"{k}: {v}" for k, v in res.skipped.items()))
+    print(f"  YOLO pose: {res.out / 'pose' / 'data.yaml'}")
+    return 0
+
+
 def cmd_train(overrides: list[str]) -> int:
     from harness.train import train, train_config_from
 
@@ -184,17 +209,18 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
     from harness.train import evaluate
 
     args = _key_values(overrides, {"model", "data", "imgsz", "task", "json", "layout"},
-                       "storetwin evaluate-model model=models/<name>.pt data=<datagen dataset> "
+                       "storetwin evaluate-model model=models/<name>.pt data=<datagen or imported dataset> "
                        "[imgsz=320] [task=pose|detect] [layout=pose|products|detect] [json=out.json]", ("model", "data"))
     model, data = Path(args["model"]), Path(args["data"])
     if not (model.is_file() or (model.is_dir() and any(model.glob("*.xml")))):
         raise ValueError(f"model={model}: expected an Ultralytics .pt, a .onnx file or an OpenVINO model folder")
-    from harness.train import default_layout
+    from harness.train import default_layout, model_task
 
-    task = args.get("task") or ("pose" if "pose" in model.stem else "detect")
+    task = args.get("task") or model_task(model)
     layout = args.get("layout") or default_layout(task, data)
     if not (data / layout / "data.yaml").is_file():
-        raise ValueError(f"data={data}: expected a `storetwin datagen` dataset folder with {layout}/data.yaml")
+        raise ValueError(f"data={data}: expected a `storetwin datagen` or `storetwin import` dataset folder with "
+                         f"{layout}/data.yaml")
     s = evaluate(model, data, task, int(args.get("imgsz", 320)), layout=layout)
     print(f"{model} on {data} ({', '.join(s['splits'])}; {s['images']} images)")
     rows = [("box mAP50", s["box_map50"]), ("box mAP50-95", s["box_map50_95"])]
@@ -357,9 +383,9 @@ def cmd_live(overrides: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen, "train": cmd_train,
-            "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize, "run": cmd_run, "compare": cmd_compare,
-            "serve": cmd_serve, "live": cmd_live}
+COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen,
+            "import": cmd_import, "train": cmd_train, "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize,
+            "run": cmd_run, "compare": cmd_compare, "serve": cmd_serve, "live": cmd_live}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 Models are trained from scratch (an Ultralytics architecture YAML, no downloaded weights) on a
 `storetwin datagen` dataset, then shipped in ``models/`` as ``<name>.pt`` and ``<name>.onnx``
 with a card ``<name>.md`` that records the commands that made the data and the model, the seeds,
-the settings and the scores.
+the settings and the scores. ``data`` may also be a list of datasets (datagen's, or COCO data
+brought in by `storetwin import`): the model trains on their union. ``init`` starts from given
+Ultralytics weights instead of from scratch (a model trained before, or one trained elsewhere).
 
 Ultralytics runs in this process; do not render in the same process (torch's compiler stack and
 Mesa's llvmpipe do not share a process well): `storetwin datagen` and `storetwin train` are
@@ -17,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 
 os.environ.setdefault("YOLO_OFFLINE", "1")   # no update checks, no downloads
@@ -35,7 +37,7 @@ REAL_PERSONS = {
 @dataclass(frozen=True)
 class TrainConfig:
     task: str = "pose"                 # pose (person, 17 keypoints) | detect (person + every SKU)
-    data: str = "data/train"           # a `storetwin datagen` dataset folder
+    data: Any = "data/train"           # a `storetwin datagen` (or `storetwin import`) dataset folder, or a list of them
     name: Optional[str] = None         # the model's name in models/; default person_pose / products
     model: Optional[str] = None        # an Ultralytics architecture YAML; default yolov8n(-pose).yaml
     epochs: int = 40
@@ -54,10 +56,16 @@ class TrainConfig:
     export: tuple[str, ...] = ("onnx", "openvino")  # openvino is skipped (and said in the card) where it does not install
     out: str = "models"
     layout: Optional[str] = None       # the dataset folder to train on; default pose/ (pose), products/ (detect)
+    init: Optional[str] = None         # Ultralytics weights (.pt) to start from; the architecture comes with them
+
+    @property
+    def datasets(self) -> tuple[Path, ...]:
+        """The dataset folders: ``data`` itself, or each of its list."""
+        return tuple(Path(d) for d in ((self.data,) if isinstance(self.data, str) else self.data))
 
     @property
     def data_layout(self) -> str:
-        return self.layout or default_layout(self.task, Path(self.data))
+        return self.layout or default_layout(self.task, self.datasets[0])
 
     @property
     def model_name(self) -> str:
@@ -90,10 +98,63 @@ def train_config_from(d: dict) -> TrainConfig:
     bad = [f for f in cfg.export if f not in ("onnx", "openvino")]
     if bad:
         raise ValueError(f"export: {bad}: expected onnx and/or openvino")
-    data_yaml = Path(cfg.data) / cfg.data_layout / "data.yaml"
-    if not data_yaml.is_file():
-        raise ValueError(f"data={cfg.data}: expected a `storetwin datagen` dataset folder with {cfg.data_layout}/data.yaml")
+    if not (isinstance(cfg.data, str) or (cfg.data and all(isinstance(d, str) for d in cfg.data))):
+        raise ValueError(f"data={cfg.data}: expected a dataset folder or a list of them, data=[<folder>,<folder>]")
+    if len(set(cfg.datasets)) < len(cfg.datasets):
+        raise ValueError(f"data={list(map(str, cfg.datasets))}: a dataset is listed twice")
+    for d in cfg.datasets:
+        if not (d / cfg.data_layout / "data.yaml").is_file():
+            raise ValueError(f"data={d}: expected a `storetwin datagen` or `storetwin import` dataset folder with "
+                             f"{cfg.data_layout}/data.yaml")
+    if len(cfg.datasets) > 1:
+        _union_yaml(cfg.datasets, cfg.data_layout)    # the datasets agree on their classes and keypoints
+    if cfg.init is not None:
+        _check_init(cfg)
     return cfg
+
+
+def _check_init(cfg: TrainConfig) -> None:
+    """``init`` is an Ultralytics checkpoint of the task trained (and ``model`` is not also given)."""
+    init = Path(cfg.init)
+    if cfg.model:
+        raise ValueError(f"init={init} and model={cfg.model}: the architecture comes with the init weights; "
+                         "give one of them")
+    if init.suffix != ".pt" or not init.is_file():
+        raise ValueError(f"init={init}: expected an Ultralytics weights file (.pt)")
+    from ultralytics import YOLO
+
+    try:
+        task = YOLO(str(init)).task
+    except Exception as e:   # not a checkpoint Ultralytics can read
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"init={init}: not Ultralytics weights ({why})") from None
+    if task != cfg.task:
+        raise ValueError(f"init={init}: a {task} model; task={cfg.task} needs {cfg.task} weights")
+
+
+def _union_yaml(datasets: tuple[Path, ...], layout: str) -> dict:
+    """One Ultralytics data YAML over several datasets' ``layout`` folders: lists of their train and
+    val image folders (absolute), and the classes and keypoints that every one of them must share."""
+    import yaml
+
+    union: dict = {"train": [], "val": []}
+    first = None
+    for d in datasets:
+        f = d / layout / "data.yaml"
+        y = yaml.safe_load(f.read_text())
+        root = Path(y.get("path") or f.parent)
+        root = root if root.is_absolute() else (f.parent / root)
+        for split in ("train", "val"):
+            parts = y.get(split) or []
+            union[split] += [str((root / x).resolve()) for x in ([parts] if isinstance(parts, str) else parts)]
+        shared = {k: y.get(k) for k in ("names", "kpt_shape")}
+        if first is None:
+            first = (f, shared)
+            union.update({k: v for k, v in y.items() if k not in ("path", "train", "val", "test")})
+        elif shared != first[1]:
+            raise ValueError(f"data: {f} and {first[0]} differ in their classes or keypoints "
+                             f"({shared} against {first[1]}); a model trains on datasets of the same classes")
+    return union
 
 
 def _device(device: str) -> str:
@@ -120,9 +181,14 @@ def fit(cfg: TrainConfig, command: str = "storetwin train") -> Path:
     from ultralytics import YOLO
 
     run = (Path(cfg.out) / "runs").resolve() / cfg.model_name
-    data_yaml = (Path(cfg.data) / cfg.data_layout / "data.yaml").resolve()
+    data_yaml = (cfg.datasets[0] / cfg.data_layout / "data.yaml").resolve()
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
+    if len(cfg.datasets) > 1:   # the union, written in the run folder
+        import yaml
+
+        data_yaml = run / "data.yaml"
+        data_yaml.write_text(yaml.safe_dump(_union_yaml(cfg.datasets, cfg.data_layout), sort_keys=False))
     meta = run / "storetwin.json"
     t0 = time.perf_counter()
     device = _device(cfg.device)
@@ -134,7 +200,7 @@ def fit(cfg: TrainConfig, command: str = "storetwin train") -> Path:
     else:
         info["device"] = f"cpu ({os.cpu_count()} cores)"
     meta.write_text(json.dumps(info))
-    YOLO(cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
+    YOLO(cfg.init or cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
                          deterministic=True, device=_device(cfg.device), workers=cfg.workers, patience=cfg.patience,
                          optimizer=cfg.optimizer, lr0=cfg.lr0, val=cfg.val, cache=cfg.cache,
                          **({"time": cfg.hours} if cfg.hours else {}),
@@ -188,7 +254,12 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
                 onnx = Path(f)
         except Exception as e:  # OpenVINO may not install everywhere: say so in the card
             exported[fmt] = f"failed: {str(e).splitlines()[0]}"
-    scores = evaluate(weights, Path(cfg.data), cfg.task, cfg.imgsz, splits=("val",), layout=cfg.data_layout)
+    scores = evaluate(weights, cfg.datasets, cfg.task, cfg.imgsz, splits=("val",), layout=cfg.data_layout)
+    if len(cfg.datasets) > 1:   # and each dataset's validation images apart
+        keep = ("images", "box_map50", "box_map50_95", "kpt_map50", "kpt_map50_95", "person_ap50", "person_recall")
+        scores["per_dataset"] = {str(d): {k: v for k, v in evaluate(weights, d, cfg.task, cfg.imgsz, splits=("val",),
+                                                                   layout=cfg.data_layout).items() if k in keep}
+                                 for d in cfg.datasets if image_files(d / cfg.data_layout / "images" / "val")}
     scores["sim_to_real"] = sim_to_real(weights, cfg.imgsz)
     card = write_card(cfg, weights, scores, exported, wall, command, run, device=info.get("device"))
     return TrainResult(weights, onnx, card, scores, wall)
@@ -212,27 +283,44 @@ def _lookalike_groups(names: dict[int, str], data: Path) -> dict[str, list[str]]
     return groups
 
 
-def evaluate(weights: Path, data: Path, task: str, imgsz: int, splits: tuple[str, ...] = ("train", "val"),
-             batch: int = 16, layout: str | None = None) -> dict:
-    """Score a model on a `storetwin datagen` dataset (by default all of it: a held-out dataset
-    made from other seeds, or another store, is unseen as a whole)."""
+def model_task(path: Path) -> str:
+    """pose or detect, as the model itself says (its name need not)."""
+    from runtime.perception import load_model
+
+    return load_model(path).task
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images in ``folder`` that Ultralytics reads (datagen writes JPEG; an import keeps its files' kind)."""
+    suffixes = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+    return sorted(p for p in Path(folder).glob("*") if p.suffix.lower() in suffixes) if Path(folder).is_dir() else []
+
+
+def evaluate(weights: Path, data: Path | tuple[Path, ...], task: str, imgsz: int,
+             splits: tuple[str, ...] = ("train", "val"), batch: int = 16, layout: str | None = None) -> dict:
+    """Score a model on a `storetwin datagen` (or `storetwin import`) dataset, or on several
+    together (by default all of it: a held-out dataset made from other seeds, or another store,
+    is unseen as a whole)."""
     import tempfile
 
     import yaml
     from ultralytics import YOLO
 
-    data = Path(data).resolve()
-    layout = layout or default_layout(task, data)
-    src = yaml.safe_load((data / layout / "data.yaml").read_text())
+    datas = [Path(d).resolve() for d in (data if isinstance(data, (list, tuple)) else [data])]
+    layout = layout or default_layout(task, datas[0])
+    src = yaml.safe_load((datas[0] / layout / "data.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        y = {**src, "path": str(data / layout), "train": "images/train", "val": [f"images/{s}" for s in splits]}
+        y = {**src, "path": str(datas[0] / layout), "train": "images/train",
+             "val": [str(d / layout / "images" / s) for d in datas for s in splits]}
         dy = Path(tmp) / "data.yaml"
         dy.write_text(yaml.safe_dump(y, sort_keys=False))
         model = YOLO(str(weights))
         m = model.val(data=str(dy), imgsz=imgsz, batch=batch, device=_device("auto"), plots=False, verbose=False,
                       project=tmp, name="val", workers=0)
     names = m.names
-    out = {"data": str(data), "layout": layout, "splits": list(splits), "imgsz": imgsz, "images": sum(len(list((data / layout / "images" / sp).glob("*.jpg"))) for sp in splits),
+    out = {"data": str(datas[0]) if len(datas) == 1 else [str(d) for d in datas], "layout": layout,
+           "splits": list(splits), "imgsz": imgsz,
+           "images": sum(len(image_files(d / layout / "images" / sp)) for d in datas for sp in splits),
            "box_map50": float(m.box.map50), "box_map50_95": float(m.box.map)}
     if task == "pose":
         out.update(kpt_map50=float(m.pose.map50), kpt_map50_95=float(m.pose.map))
@@ -245,7 +333,7 @@ def evaluate(weights: Path, data: Path, task: str, imgsz: int, splits: tuple[str
     if "person" in per_class:
         out["person_ap50"] = per_class["person"]["ap50"]
         out["person_recall"] = per_class["person"]["recall"]
-    groups = _lookalike_groups(names, data)
+    groups = {g: skus for d in datas for g, skus in _lookalike_groups(names, d).items()}
     if groups:
         out["lookalike_recall"] = {g: {s: per_class.get(s, {}).get("recall") for s in skus} for g, skus in groups.items()}
     return out
@@ -280,33 +368,68 @@ def sim_to_real(weights: Path, imgsz: int, conf: float = 0.25) -> dict:
 
 
 # -- the card ---------------------------------------------------------------------------------------
-def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wall_s: float, command: str,
-               run: Path, device: str | None = None) -> Path:
-    data = Path(cfg.data)
+def _dataset_lines(data: Path, layout: str) -> tuple[str, str]:
+    """The command that made a dataset, and the card's line about it (datagen's settings and
+    seeds, or what `storetwin import` brought in)."""
+    if (data / "import.json").is_file():
+        m = json.loads((data / "import.json").read_text())
+        c = m.get("counts", {})
+        n = {k: sum(v.get(k, 0) for v in c.values()) for k in ("images", "persons")}
+        return m.get("command", "# (storetwin import)"), (
+            f"- data: `{data}/{layout}`, imported by `storetwin import` from "
+            + ", ".join(f"`{s}`" for s in m.get("sources", [])) + f": {c.get('train', {}).get('images', 0)} train and "
+            f"{c.get('val', {}).get('images', 0)} val images, {n['persons']} persons")
     dg = json.loads((data / "datagen.json").read_text()) if (data / "datagen.json").is_file() else {}
     settings = dg.get("settings", {})
     n = settings.get("shards", 0) * settings.get("scenarios_per_shard", 1)
     seeds = f"{settings.get('seed')} (scenario seeds {settings.get('seed', 0) * 1_000_003} … " \
             f"{settings.get('seed', 0) * 1_000_003 + max(n - 1, 0)})" if settings else "unknown"
+    return dg.get("command", "# (dataset made outside storetwin datagen)"), (
+        f"- data: `{data}/{layout}`, store `{settings.get('store')}`, base seed {seeds}, settings hash "
+        f"`{dg.get('settings_hash')}`")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wall_s: float, command: str,
+               run: Path, device: str | None = None) -> Path:
+    made = [_dataset_lines(d, cfg.data_layout) for d in cfg.datasets]
+    imported = [d for d in cfg.datasets if (d / "import.json").is_file()]
+    synthetic = not imported and cfg.init is None     # what the twin rendered, and nothing else
     size_mb = weights.stat().st_size / 1e6
     s = scores
+    what = "Person pose (17 COCO keypoints)" if cfg.task == "pose" else "Products (every SKU)" \
+        if cfg.data_layout == "products" else "Products (every SKU) and persons"
+    start = f"Ultralytics `{cfg.arch}` trained from scratch" if cfg.init is None else \
+        f"Ultralytics weights `{cfg.init}` trained further"
+    on = "on synthetic images of the store twin" if not imported else "on imported COCO-keypoints data" \
+        if len(imported) == len(cfg.datasets) else "on synthetic images of the store twin and imported COCO-keypoints data"
     lines = [f"# {cfg.model_name}", "",
-             f"{'Person pose (17 COCO keypoints)' if cfg.task == 'pose' else 'Products (every SKU)' if cfg.data_layout == 'products' else 'Products (every SKU) and persons'}: "
-             f"Ultralytics `{cfg.arch}` trained from scratch on synthetic images of the store twin. "
-             "No pretrained weights, no real images.", "",
+             f"{what}: {start} {on}." + (" No pretrained weights, no real images." if synthetic else ""), "",
              "| file | size |", "| --- | ---: |", f"| `{weights.name}` | {size_mb:.1f} MB |"]
     for fmt, f in exported.items():
         p = Path(f)
         lines.append(f"| `{p.name}` ({fmt}) | " + (f"{_size_mb(p):.1f} MB |" if p.exists() else f"{f} |"))
-    lines += ["", "## How it was made", "", "```bash", dg.get("command", "# (dataset made outside storetwin datagen)"),
-              command, "```", "",
-              f"- data: `{cfg.data}/{cfg.data_layout}`, store `{settings.get('store')}`, base seed {seeds}, settings hash "
-              f"`{dg.get('settings_hash')}`",
-              f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, optimizer "
+    lines += ["", "## How it was made", "", "```bash", *dict.fromkeys(c for c, _ in made), command, "```", "",
+              *(line for _, line in made)]
+    if cfg.init is not None:
+        init = Path(cfg.init)
+        lines.append(f"- initial weights: `{init}` (sha256 `{_sha256(init)[:16]}`)"
+                     + (f"; their card: `{init.with_suffix('.md')}`" if init.with_suffix(".md").is_file() else ""))
+    lines += [f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, optimizer "
               f"{cfg.optimizer}" + ("" if cfg.optimizer == "auto" else f" at lr0 {cfg.lr0}") + f", device "
               f"{device or _device(cfg.device)}, {wall_s / 60:.1f} min wall",
-              "", "## Scores (measured after training, on the dataset's validation scenarios)", "",
-              "| metric | value |", "| --- | ---: |",
+              "", "## Scores (measured after training, on the dataset's validation scenarios)" if len(cfg.datasets) == 1
+              else f"## Scores (measured after training, on the {len(cfg.datasets)} datasets' validation images together)",
+              "", "| metric | value |", "| --- | ---: |",
               f"| box mAP50 | {s['box_map50']:.3f} |", f"| box mAP50-95 | {s['box_map50_95']:.3f} |"]
     if "kpt_map50" in s:
         lines += [f"| keypoint mAP50 | {s['kpt_map50']:.3f} |", f"| keypoint mAP50-95 | {s['kpt_map50_95']:.3f} |"]
@@ -317,6 +440,13 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
                   "| --- | --- | ---: |"]
         for g, skus in s["lookalike_recall"].items():
             lines += [f"| {g} | {sku} | {f'{r:.3f}' if r is not None else 'n/a'} |" for sku, r in skus.items()]
+    if s.get("per_dataset"):
+        pose = cfg.task == "pose"
+        lines += ["", "Each dataset's validation images apart:", "",
+                  "| dataset | images | box mAP50 |" + (" keypoint mAP50 |" if pose else ""),
+                  "| --- | ---: | ---: |" + (" ---: |" if pose else "")]
+        lines += [f"| `{d}` | {v['images']} | {v['box_map50']:.3f} |" + (f" {v['kpt_map50']:.3f} |" if pose else "")
+                  for d, v in s["per_dataset"].items()]
     r = s["sim_to_real"]
     if r["recall"] is None:
         lines += ["", "## Sim-to-real", "", "Not measured: the model has no person class, and no real photographs of "
@@ -328,7 +458,8 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
               f"≥ {r['conf']}): **{r['recall']:.2f}**. "
               + "; ".join(f"{k}: {v['found']} of {v['persons']} found, {v['detections']} detections"
                           for k, v in r['images'].items()) + ".",
-              "The model has only ever seen rendered people: this is the honest gap to real cameras."]
+              "The model has only ever seen rendered people: this is the honest gap to real cameras." if synthetic else
+              "The model was not trained on the twin's renders alone (imported data or initial weights, above)."]
     lines += ["", "## Compare a new model with this one", "", "```bash",
               f"storetwin evaluate-model model=models/{weights.name} data=<a held-out datagen dataset>", "```", "",
               f"Training run (ignored by git): `{run}`."]
@@ -368,12 +499,12 @@ def quantize(weights: Path, data: Path, split: str = "train", fraction: float = 
     from ultralytics import YOLO
 
     weights, data = Path(weights), Path(data).resolve()
-    task = "pose" if "pose" in weights.stem else "detect"
+    task = model_task(weights)
     layout = layout or default_layout(task, data)
     src_yaml = data / layout / "data.yaml"
     if not src_yaml.is_file():
         raise ValueError(f"data={data}: expected a `storetwin datagen` dataset folder with {layout}/data.yaml")
-    images = sorted((data / layout / "images" / split).glob("*.jpg"))
+    images = image_files(data / layout / "images" / split)
     if not images:
         raise ValueError(f"split={split}: no images in {data / layout / 'images' / split}")
     if not 0 < fraction <= 1:

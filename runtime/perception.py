@@ -8,10 +8,15 @@
 
 All of them take a BGR frame as the cameras give it and return :class:`Detection` in that frame's
 pixels: a box, a score, a class and, for pose models, 17 COCO keypoints (u, v, confidence).
+
+``load_person_model(path)`` is the runtime's person model: any Ultralytics pose model with COCO's
+17 keypoints (the project's own, one trained on imported data, a plain ``yolov8n-pose.pt`` or a
+YOLO11 / YOLO26 one and their exports), class 0 the person; anything else is refused with one line.
 """
 from __future__ import annotations
 
 import ast
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +25,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Detector:
     task: str          # "detect" | "pose"
     names: dict[int, str]
     imgsz: tuple[int, int]
+    kpt_shape: tuple[int, int] | None = None   # pose models: (keypoints, values each), as the model says
     overlapped = False  # True: frames given to submit run while the caller goes on (handed on by settled / wait)
 
     def __call__(self, bgr: np.ndarray) -> list[Detection]:
@@ -99,22 +107,31 @@ def letterbox(bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float
 
 
 def decode(pred: np.ndarray, task: str, names: dict[int, str], ratio: float, pad: tuple[float, float],
-           shape: tuple[int, int], conf: float, iou: float, max_det: int = 300) -> list[Detection]:
-    """YOLOv8 head output (4 + classes [+ 17·3], N) → detections in the original frame."""
-    p = pred.T                                    # N × C
-    nc = len(names)
-    scores_all = p[:, 4:4 + nc]
-    cls = scores_all.argmax(axis=1)
-    score = scores_all[np.arange(len(p)), cls]
-    keep = score >= conf
-    p, cls, score = p[keep], cls[keep], score[keep]
-    if not len(p):
-        return []
-    xywh = p[:, :4].copy()
-    xywh[:, 0] -= xywh[:, 2] / 2
-    xywh[:, 1] -= xywh[:, 3] / 2
-    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), score.tolist(), cls.tolist(), conf, iou)
-    idx = np.array(idx, dtype=int).reshape(-1)[:max_det]
+           shape: tuple[int, int], conf: float, iou: float, max_det: int = 300,
+           suppressed: bool = False) -> list[Detection]:
+    """YOLOv8 / YOLO11 head output (4 + classes [+ 17·3], N) → detections in the original frame.
+    ``suppressed``: the output of an end-to-end model (YOLO26) or one exported with its NMS,
+    (N, 6 [+ 17·3]) rows of x0, y0, x1, y1, score, class [, keypoints], already one per object."""
+    if suppressed:
+        p = pred[pred[:, 4] >= conf][:max_det]
+        cls, score, kcol = p[:, 5].astype(int), p[:, 4], 6
+        xywh = np.column_stack([p[:, :2], p[:, 2:4] - p[:, :2]])
+        idx = np.arange(len(p))
+    else:
+        p = pred.T                                    # N × C
+        nc = len(names)
+        scores_all = p[:, 4:4 + nc]
+        cls = scores_all.argmax(axis=1)
+        score = scores_all[np.arange(len(p)), cls]
+        keep = score >= conf
+        p, cls, score, kcol = p[keep], cls[keep], score[keep], 4 + nc
+        if not len(p):
+            return []
+        xywh = p[:, :4].copy()
+        xywh[:, 0] -= xywh[:, 2] / 2
+        xywh[:, 1] -= xywh[:, 3] / 2
+        idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), score.tolist(), cls.tolist(), conf, iou)
+        idx = np.array(idx, dtype=int).reshape(-1)[:max_det]
     h, w = shape
     out = []
     for i in idx:
@@ -123,7 +140,7 @@ def decode(pred: np.ndarray, task: str, names: dict[int, str], ratio: float, pad
         box = np.clip(box, 0, [w, h, w, h])
         kps = None
         if task == "pose":
-            k = p[i, 4 + nc:].reshape(-1, 3).copy()
+            k = p[i, kcol:].reshape(-1, 3).copy()
             k[:, 0] = (k[:, 0] - pad[0]) / ratio
             k[:, 1] = (k[:, 1] - pad[1]) / ratio
             kps = k
@@ -134,8 +151,17 @@ def decode(pred: np.ndarray, task: str, names: dict[int, str], ratio: float, pad
 class _ArrayDetector(Detector):
     """Shared pre- and post-processing for the runtimes that take an NCHW float array."""
 
-    def __init__(self, task: str, names: dict[int, str], imgsz: tuple[int, int], conf: float, iou: float):
+    def __init__(self, task: str, names: dict[int, str], imgsz: tuple[int, int], conf: float, iou: float,
+                 meta: dict | None = None):
         self.task, self.names, self.imgsz, self.conf, self.iou = task, names, imgsz, conf, iou
+        meta = meta or {}
+        self.kpt_shape = tuple(_literal(meta["kpt_shape"])) if meta.get("kpt_shape") else None
+        # an end-to-end model (YOLO26) or one exported with its NMS gives one row per object
+        try:
+            args = _literal(meta.get("args") or {})
+        except (ValueError, SyntaxError):     # export settings written as something other than a literal
+            args = {}
+        self.suppressed = str(meta.get("end2end", False)) == "True" or bool(isinstance(args, dict) and args.get("nms"))
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -146,7 +172,8 @@ class _ArrayDetector(Detector):
 
     def __call__(self, bgr: np.ndarray) -> list[Detection]:
         x, r, pad = self._prepare(bgr)
-        return decode(self._run(x)[0], self.task, self.names, r, pad, bgr.shape[:2], self.conf, self.iou)
+        return decode(self._run(x)[0], self.task, self.names, r, pad, bgr.shape[:2], self.conf, self.iou,
+                      suppressed=self.suppressed)
 
 
 class OnnxDetector(_ArrayDetector):
@@ -160,7 +187,7 @@ class OnnxDetector(_ArrayDetector):
         meta = self.session.get_modelmeta().custom_metadata_map
         names = {int(k): v for k, v in _literal(meta["names"]).items()}
         imgsz = tuple(_literal(meta["imgsz"]))
-        super().__init__(meta.get("task", "detect"), names, imgsz, conf, iou)
+        super().__init__(meta.get("task", "detect"), names, imgsz, conf, iou, meta)
         self._input = self.session.get_inputs()[0].name
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -205,7 +232,7 @@ class OpenVinoDetector(_ArrayDetector):
         self._pending: deque = deque()   # (its batch's output, what hands the frame on), in the order given
         self._given = self._handed = 0
         super().__init__(meta.get("task", "detect"), {int(k): v for k, v in meta["names"].items()},
-                         tuple(meta["imgsz"]), conf, iou)
+                         tuple(meta["imgsz"]), conf, iou, meta)
 
     @property
     def overlapped(self) -> bool:
@@ -277,7 +304,7 @@ class OpenVinoDetector(_ArrayDetector):
         i, shape = len(xs), bgr.shape[:2]
         xs.append(x)
         self._pending.append((out, lambda: done(decode(out[0][i], self.task, self.names, r, pad, shape,
-                                                        self.conf, self.iou))))
+                                                        self.conf, self.iou, suppressed=self.suppressed))))
         self._given += 1
         if len(xs) == self.batch:
             self._launch(size)
@@ -330,6 +357,8 @@ class TorchDetector(Detector):
         self.model = YOLO(str(path))
         self.task = self.model.task
         self.names = dict(self.model.names)
+        kpt = getattr(self.model.model, "kpt_shape", None)
+        self.kpt_shape = tuple(kpt) if kpt else None
         a = self.model.ckpt.get("train_args", {}) if getattr(self.model, "ckpt", None) else {}
         s = imgsz or a.get("imgsz", 640)
         self.imgsz = (s, s)
@@ -351,13 +380,41 @@ def load_model(path: str | Path, conf: float = 0.25, iou: float = 0.5, streams: 
     up to ``batch`` frames an inference, ``streams`` inferences at a time; with ``fit`` each frame at
     the smallest input that holds it, where the export allows), or an Ultralytics ``.pt``."""
     path = Path(path)
+    if not path.exists():    # before Ultralytics sees the name: it would download a model it knows by name
+        raise FileNotFoundError(f"{path}: no such model file")
     if path.is_dir() and any(path.glob("*.xml")):
         return OpenVinoDetector(path, conf, iou, streams, batch, fit)
     if path.suffix == ".onnx":
         return OnnxDetector(path, conf, iou)
     if path.suffix == ".pt":
         return TorchDetector(path, conf, iou)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
     raise ValueError(f"{path}: expected a .onnx file, an OpenVINO model folder or an Ultralytics .pt")
+
+
+def person_model(d: Detector, path: str | Path = "the person model") -> Detector:
+    """``d`` checked as the runtime's person model: a pose model with COCO's 17 keypoints, each with a
+    confidence (``kpt_shape`` [17, 3]). A model with no class named ``person`` (one built from an
+    architecture file names its class ``0``) has class 0 taken as the person, as COCO's pose models
+    have it. Anything else raises one ``ValueError`` line."""
+    if d.task != "pose":
+        raise ValueError(f"{path}: a {d.task} model; the person model must be an Ultralytics pose model with COCO's "
+                         "17 keypoints (class 0 person)")
+    if d.kpt_shape is None:
+        raise ValueError(f"{path}: a pose model that does not say its keypoints (no kpt_shape in its metadata); "
+                         "export it again with Ultralytics")
+    if tuple(d.kpt_shape) != (17, 3):
+        raise ValueError(f"{path}: a pose model with kpt_shape {list(d.kpt_shape)}; the person model needs COCO's "
+                         "17 keypoints with a confidence each (kpt_shape [17, 3])")
+    if "person" not in d.names.values():
+        shown = ", ".join(list(d.names.values())[:3]) + (", …" if len(d.names) > 3 else "")
+        log.warning("%s: no class named person (%d classes: %s): class 0 is taken as the person",
+                    path, len(d.names), shown)
+        d.names = {**d.names, 0: "person"}
+    return d
+
+
+def load_person_model(path: str | Path, conf: float = 0.25, iou: float = 0.5, streams: int = 1, batch: int = 1,
+                      fit: bool = True) -> Detector:
+    """:func:`load_model` for the runtime's person model, checked by :func:`person_model`."""
+    return person_model(load_model(path, conf, iou, streams, batch, fit), path)
 

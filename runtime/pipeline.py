@@ -41,7 +41,7 @@ from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
 from runtime.motion import MotionGate
 from runtime.messages import CartUpdate, Frame, GateEvent, SensorMessage, TrackState, WeightSample, gate_key
-from runtime.perception import Detector, as_detector, load_model
+from runtime.perception import Detector, as_detector, load_model, load_person_model
 from runtime.store import StoreSpec
 from runtime.ticks import FrameRef, Tick, TickBuilder
 from runtime.tracking import WorldTracker, associate, person_views
@@ -59,8 +59,8 @@ class Runtime:
         self.vision = config.sensing in ("fused", "vision_only")
         self.scales = config.sensing in ("fused", "weight_only")
         self.detector = as_detector(detector) if detector is not None else \
-            load_model(config.pose_model, conf=config.person_conf, streams=config.perception_streams,
-                       batch=config.perception_batch, fit=config.person_input == "fit") if self.vision else None
+            load_person_model(config.pose_model, conf=config.person_conf, streams=config.perception_streams,
+                              batch=config.perception_batch, fit=config.person_input == "fit") if self.vision else None
         products = None
         if self.vision and (config.hands.product_model or config.sensing == "vision_only"):
             products = products_detector if products_detector is not None else \
