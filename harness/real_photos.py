@@ -177,9 +177,10 @@ def greedy_match(truth_xyxy: np.ndarray, pred_xyxy: np.ndarray, iou_min: float =
 # -- the metric -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PhotoScore:
-    """One photograph's counts: people labelled and found, person detections, and per keypoint
-    group the labelled keypoints of matched people with a torso (``pck_labelled``) and how many of
-    them the model put within α × torso (``pck_correct``)."""
+    """One photograph's counts: people labelled and found, person detections, the matched people
+    whose keypoints were scored (``pck_people``) and those left out for want of a torso, and per
+    keypoint group the labelled keypoints scored (``pck_labelled``) and how many of them the model
+    put within α × torso (``pck_correct``); ``matches`` pairs (labelled person, detection)."""
     file_name: str
     people: int
     found: int
@@ -203,6 +204,11 @@ class RealPhotoMetric:
     pck_alpha: float = 0.2
     min_visibility: int = 1            # 2: score only the keypoints labelled as visible
     photos: list[PhotoScore] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.min_visibility not in (1, 2) or not 0 < self.iou_min <= 1 or self.pck_alpha <= 0:
+            raise ValueError(f"min_visibility={self.min_visibility}, iou_min={self.iou_min}, pck_alpha={self.pck_alpha}: "
+                             "expected 1 or 2, a share in (0, 1] and a positive share of the torso")
 
     def reset(self) -> None:
         self.photos.clear()
