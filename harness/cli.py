@@ -25,6 +25,9 @@ commands:
   evaluate-model
              score a model on a (held-out) datagen dataset: mAP, keypoint mAP, look-alike recall
              e.g. storetwin evaluate-model model=models/person_pose.pt data=data/heldout
+             or on the real photographs of people that ship inside installed packages, labelled by
+             hand (benchmarks/real_photos): person recall, precision, PCK@0.2 of the torso
+             e.g. storetwin evaluate-model model=models/person_pose.pt real=true imgsz=640 sheet=real.jpg
   quantize   an INT8 OpenVINO model beside a trained one (NNCF post-training quantisation,
              calibrated on a datagen dataset's images)
              e.g. storetwin quantize model=models/person_pose.pt data=data/calib
@@ -203,17 +206,33 @@ def cmd_train(overrides: list[str]) -> int:
     return 0
 
 
+EVALUATE_USAGE = ("storetwin evaluate-model model=models/<name>.pt data=<datagen or imported dataset> [imgsz=320] [task=pose|detect] "
+                  "[layout=pose|products|detect] [json=out.json]; or model=... real=true [imgsz=320] [conf=0.25] "
+                  "[sheet=<contact sheet .jpg>] [json=out.json]")
+
+
 def cmd_evaluate_model(overrides: list[str]) -> int:
     import json
 
     from harness.train import evaluate
 
-    args = _key_values(overrides, {"model", "data", "imgsz", "task", "json", "layout"},
-                       "storetwin evaluate-model model=models/<name>.pt data=<datagen or imported dataset> "
-                       "[imgsz=320] [task=pose|detect] [layout=pose|products|detect] [json=out.json]", ("model", "data"))
-    model, data = Path(args["model"]), Path(args["data"])
+    args = _key_values(overrides, {"model", "data", "imgsz", "task", "json", "layout", "real", "conf", "sheet"},
+                       EVALUATE_USAGE, ("model",))
+    model = Path(args["model"])
     if not (model.is_file() or (model.is_dir() and any(model.glob("*.xml")))):
         raise ValueError(f"model={model}: expected an Ultralytics .pt, a .onnx file or an OpenVINO model folder")
+    if args.get("real", "false") not in ("true", "false"):
+        raise ValueError(f"real={args['real']}: expected true or false")
+    if args.get("real") == "true":
+        if {"data", "task", "layout"} & args.keys():
+            raise ValueError("real=true scores the model on the labelled photographs: data=, task= and layout= do not "
+                             "go with it; run the two apart")
+        return _evaluate_on_photos(model, args)
+    if "sheet" in args or "conf" in args:
+        raise ValueError(f"sheet= and conf= go with real=true; usage: {EVALUATE_USAGE}")
+    if not args.get("data"):
+        raise ValueError(f"missing data= (a datagen or imported dataset, or real=true); usage: {EVALUATE_USAGE}")
+    data = Path(args["data"])
     from harness.train import default_layout, model_task
 
     task = args.get("task") or model_task(model)
@@ -232,6 +251,37 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
         print(f"  look-alikes {g}: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a" for k, v in skus.items()))
     if "json" in args:
         Path(args["json"]).write_text(json.dumps(s, indent=1))
+    return 0
+
+
+def _evaluate_on_photos(model: Path, args: dict[str, str]) -> int:
+    import json
+
+    from harness.real_photos import KEYPOINT_GROUPS, evaluate_on_photos
+    from harness.train import _device
+
+    nums = _numbers(args, {"imgsz": int, "conf": float}, EVALUATE_USAGE)
+    imgsz, conf = nums.get("imgsz", 320), nums.get("conf", 0.25)
+    if imgsz < 32 or imgsz % 32 or not 0 <= conf <= 1:
+        raise ValueError(f"imgsz={imgsz}, conf={conf}: expected imgsz a multiple of 32 and conf in [0, 1]")
+    r = evaluate_on_photos(model, imgsz=imgsz, conf=conf, device=_device("auto"), sheet=args.get("sheet"))
+    print(f"{model} on {len(r['photos'])} real photographs ({', '.join(r['photos'])}; {r['labelled_people']} people "
+          f"labelled by hand), {imgsz} px, confidence ≥ {conf}")
+    if r["recall"] is None:
+        print(f"  {r['note']}")
+    else:
+        share = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"  person recall      {share(r['recall'])}  ({r['found']} of {r['people']} at IoU ≥ {r['iou_min']})")
+        print(f"  precision          {share(r['precision'])}  ({r['detections']} person detections)")
+        if r["pose"]:
+            print(f"  {'PCK@' + str(r['pck_alpha']) + ' torso':18s} {share(r['pck']['all'])}  ({r['pck_keypoints']} keypoints of "
+                  f"{r['pck_people']} people found: " + ", ".join(f"{g} {share(r['pck'][g])}" for g in KEYPOINT_GROUPS) + ")")
+        for name, v in r["images"].items():
+            print(f"  {name}: {v['found']} of {v['people']} found, {v['detections']} detections")
+    if r.get("sheet"):
+        print(f"  contact sheet: {r['sheet']}")
+    if "json" in args:
+        Path(args["json"]).write_text(json.dumps(r, indent=1))
     return 0
 
 

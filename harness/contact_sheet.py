@@ -36,8 +36,10 @@ def draw_truth(img: np.ndarray, truth, products: bool = True, sku_of=None) -> np
     return out
 
 
-def contact_sheet(tiles: list[tuple[str, np.ndarray]], path: Path, columns: int = 4, tile_w: int = 480) -> Path:
-    """Tile labelled BGR images into one PNG."""
+def contact_sheet(tiles: list[tuple[str, np.ndarray]], path: Path, columns: int = 4, tile_w: int = 480,
+                  jpeg_quality: int = 95) -> Path:
+    """Tile labelled BGR images into one picture (PNG, or JPEG at ``jpeg_quality`` when ``path`` ends
+    in .jpg)."""
     if not tiles:
         raise ValueError("no camera frames to put on a contact sheet")
     rows = []
@@ -56,5 +58,5 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], path: Path, columns: int 
         rows.append(np.concatenate(row, axis=1))
     sheet = np.concatenate(rows, axis=0)
     path = Path(path)
-    cv2.imwrite(str(path), sheet)
+    cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
     return path

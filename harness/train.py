@@ -26,13 +26,6 @@ os.environ.setdefault("YOLO_OFFLINE", "1")   # no update checks, no downloads
 
 TASKS = {"pose": ("yolov8n-pose.yaml", "person_pose"), "detect": ("yolov8n.yaml", "products")}
 
-# People in the two photographs that ship with Ultralytics (ultralytics/assets), boxed by hand
-# (x0, y0, x1, y1 pixels) for the sim-to-real check; every person at least half in the picture.
-REAL_PERSONS = {
-    "bus.jpg": [(48, 398, 245, 905), (220, 405, 345, 860), (668, 392, 810, 880), (0, 550, 68, 875)],
-    "zidane.jpg": [(125, 195, 714, 720), (745, 40, 1150, 715)],
-}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -260,7 +253,7 @@ def train(cfg: TrainConfig, command: str = "storetwin train") -> TrainResult:
         scores["per_dataset"] = {str(d): {k: v for k, v in evaluate(weights, d, cfg.task, cfg.imgsz, splits=("val",),
                                                                    layout=cfg.data_layout).items() if k in keep}
                                  for d in cfg.datasets if image_files(d / cfg.data_layout / "images" / "val")}
-    scores["sim_to_real"] = sim_to_real(weights, cfg.imgsz)
+    scores["sim_to_real"] = sim_to_real(weights, cfg.imgsz)   # the real photographs of people, labelled by hand
     card = write_card(cfg, weights, scores, exported, wall, command, run, device=info.get("device"))
     return TrainResult(weights, onnx, card, scores, wall)
 
@@ -339,32 +332,12 @@ def evaluate(weights: Path, data: Path | tuple[Path, ...], task: str, imgsz: int
     return out
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
+def sim_to_real(weights: Path, imgsz: int, conf: float = 0.25, sheet: Path | None = None) -> dict:
+    """Person recall (IoU ≥ 0.5), precision and PCK@0.2 of the torso on the real photographs of
+    people that ship inside installed packages, labelled by hand (``harness/real_photos.py``)."""
+    from harness.real_photos import evaluate_on_photos
 
-
-def sim_to_real(weights: Path, imgsz: int, conf: float = 0.25) -> dict:
-    """Person recall (IoU ≥ 0.5) on the two real photographs that ship with Ultralytics."""
-    import ultralytics
-    from ultralytics import YOLO
-
-    assets = Path(ultralytics.__file__).parent / "assets"
-    model = YOLO(str(weights))
-    person = next((i for i, n in model.names.items() if n == "person"), None)
-    if person is None:
-        return {"recall": None, "conf": conf, "images": {}, "note": "the model has no person class"}
-    found, total, per = 0, 0, {}
-    for name, truth in REAL_PERSONS.items():
-        res = model.predict(str(assets / name), imgsz=imgsz, conf=conf, device=_device("auto"), verbose=False)[0]
-        boxes = [b for b, c in zip(res.boxes.xyxy.cpu().numpy(), res.boxes.cls.cpu().numpy()) if int(c) == person]
-        hit = sum(1 for t in truth if any(_iou(t, b) >= 0.5 for b in boxes))
-        per[name] = {"persons": len(truth), "found": hit, "detections": len(boxes)}
-        found += hit
-        total += len(truth)
-    return {"recall": round(found / total, 3), "conf": conf, "images": per}
+    return evaluate_on_photos(weights, imgsz=imgsz, conf=conf, device=_device("auto"), sheet=sheet)
 
 
 # -- the card ---------------------------------------------------------------------------------------
@@ -447,21 +420,14 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
                   "| --- | ---: | ---: |" + (" ---: |" if pose else "")]
         lines += [f"| `{d}` | {v['images']} | {v['box_map50']:.3f} |" + (f" {v['kpt_map50']:.3f} |" if pose else "")
                   for d, v in s["per_dataset"].items()]
-    r = s["sim_to_real"]
-    if r["recall"] is None:
-        lines += ["", "## Sim-to-real", "", "Not measured: the model has no person class, and no real photographs of "
-                  "this catalog's products exist to test it on."]
-    else:
-        lines += ["", "## Sim-to-real", "",
-              f"Person recall on the two real photographs that ship with Ultralytics (`bus.jpg`, `zidane.jpg`; "
-              f"{sum(v['persons'] for v in r['images'].values())} people boxed by hand, IoU ≥ 0.5, confidence "
-              f"≥ {r['conf']}): **{r['recall']:.2f}**. "
-              + "; ".join(f"{k}: {v['found']} of {v['persons']} found, {v['detections']} detections"
-                          for k, v in r['images'].items()) + ".",
-              "The model has only ever seen rendered people: this is the honest gap to real cameras." if synthetic else
-              "The model was not trained on the twin's renders alone (imported data or initial weights, above)."]
+    from harness.real_photos import card_lines
+
+    lines += ["", "## Sim-to-real", "", *card_lines(s["sim_to_real"], synthetic)]
     lines += ["", "## Compare a new model with this one", "", "```bash",
-              f"storetwin evaluate-model model=models/{weights.name} data=<a held-out datagen dataset>", "```", "",
+              f"storetwin evaluate-model model=models/{weights.name} data=<a held-out datagen dataset>"]
+    if s["sim_to_real"].get("recall") is not None:
+        lines += [f"storetwin evaluate-model model=models/{weights.name} real=true imgsz={cfg.imgsz} sheet=real_photos.jpg"]
+    lines += ["```", "",
               f"Training run (ignored by git): `{run}`."]
     card = weights.with_suffix(".md")
     card.write_text("\n".join(lines) + "\n")
