@@ -222,7 +222,7 @@ def degrade(bgr: np.ndarray, r: Randomisation, rng: np.random.Generator) -> tupl
         # floats in a few milliseconds (numpy's 64-bit normals took a third of a labelled image's time)
         noise = np.empty(img.shape, np.float32)
         cv2.setRNGSeed(int(rng.integers(2 ** 31)))
-        cv2.randn(noise, 0.0, sigma)
+        cv2.randn(noise.reshape(-1), 0.0, sigma)   # one channel: a scalar sigma fills only the first of three
         noise += img
         img = np.clip(noise, 0, 255, out=noise).astype(np.uint8)
         info["noise_sigma"] = round(sigma, 2)
