@@ -326,12 +326,15 @@ class StoreRenderer:
     """The cameras of one store over one pyrender scene (GL contexts are shared per image size)."""
 
     def __init__(self, store: StoreSpec, instance_skus: list[str], lighting: LightingPreset | str = "day",
-                 seed: int = 0, packaging_rng: np.random.Generator | None = None):
+                 seed: int = 0, packaging_rng: np.random.Generator | None = None,
+                 static_meshes: list[trimesh.Trimesh] | None = None):
+        """``static_meshes``: the floor, fixtures, walls and gates in another look (``twin.dressing``:
+        the same geometry in other textures and colours); None draws them as ``twin.fixtures`` colours them."""
         self.store = store
         self.lighting = lighting if isinstance(lighting, LightingPreset) else LightingPreset.named(lighting)
         self.seed = seed
         self.scene = pyrender.Scene(ambient_light=np.full(3, self.lighting.ambient), bg_color=[0.1, 0.1, 0.1, 1.0])
-        self._add_static()
+        self._add_static(static_meshes)
         self._sku_trimesh = {sku: product_mesh(store.products[sku], packaging_rng) for sku in sorted(set(instance_skus))}
         self._sku_mesh = {sku: pyrender.Mesh.from_trimesh(m) for sku, m in self._sku_trimesh.items()}
         self._sku_half = {sku: np.array(store.products[sku].size_m) / 2 for sku in self._sku_mesh}
@@ -371,7 +374,10 @@ class StoreRenderer:
         self._resting_proj: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # camera → face points of the stock at rest
 
     # -- scene ---------------------------------------------------------------------------------
-    def _add_static(self) -> None:
+    def _add_static(self, meshes: list[trimesh.Trimesh] | None = None) -> None:
+        if meshes is not None:     # dressed (textured meshes draw with pyrender's own shader, as the stock does)
+            self._static_nodes = [self.scene.add(pyrender.Mesh.from_trimesh(m, smooth=False)) for m in meshes]
+            return
         parts: list[trimesh.Trimesh] = []
         for u in self.store.units:
             T = u.local_to_world()
@@ -394,6 +400,11 @@ class StoreRenderer:
         if props:
             self._static_nodes.append(self.scene.add(pyrender.Mesh.from_trimesh(trimesh.util.concatenate(props), smooth=False)))
             self._static_version += 1
+
+    def set_background(self, rgb) -> None:
+        """The colour the cameras see where nothing is drawn (RGB, 0..1)."""
+        self.scene.bg_color = np.array([*np.asarray(rgb, float)[:3], 1.0])
+        self._static_version += 1
 
     def _mesh_pose(self, i: int, centre_pose: np.ndarray) -> np.ndarray:
         """Product meshes have their base at z=0; physics poses are box centres."""
