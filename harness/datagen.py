@@ -1,8 +1,10 @@
 """`storetwin datagen`: labelled training images from randomised scenarios.
 
 A dataset is made of shards. Each shard simulates ``scenarios_per_shard`` randomised shopping
-scenarios (``sim.randomize``) with domain randomisation (lighting, camera pose, packaging,
-clutter, sensor noise, motion blur; clothing and body shape come with every drawn shopper),
+scenarios (``sim.randomize``) with domain randomisation (lighting and its colour, camera pose,
+packaging, the store's textures, clutter, distractors, posters and the world outside the walls,
+each camera's exposure, white balance, vignetting, sensor noise and H.264 stream, motion blur;
+clothing and body shape come with every drawn shopper),
 renders the cameras at a fixed interval, drops near-duplicate frames and writes, under
 ``<out>/shards/shard_NNNNN/``, the images and one label record per image (``labels.jsonl``). A
 shard is written under a temporary name and renamed when complete, so rerunning the same command
@@ -38,7 +40,11 @@ from runtime.store import StoreSpec
 from sim.randomize import TripConfig, random_scenario, scenario_to_dict
 from sim.simulator import CameraConfig, SimConfig, Simulator
 from twin.bodies import COCO_KEYPOINTS, COCO_SKELETON
+from twin.camera_effects import (CameraEffectsConfig, FrameEffects, codec_available, draw_camera, draw_frame,
+                                 kelvin_rgb)
+from twin.camera_effects import apply as apply_camera
 from twin.lighting import LightingPreset
+from twin.textures import KINDS as TEXTURE_KINDS
 
 FLIP_IDX = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
 SHARD_FORMAT = 1
@@ -50,17 +56,57 @@ class Randomisation:
 
     lighting: tuple[str, ...] = ("day", "day", "evening", "flicker")   # drawn uniformly from this list
     light_scale: tuple[float, float] = (0.6, 1.4)      # ceiling and ambient light intensity factor
+    light_kelvin: Optional[tuple[float, float]] = (2700.0, 6500.0)   # the lights' colour temperature; None: the preset's colour
     camera_jitter_m: float = 0.04                      # std of each camera's position error
     camera_look_jitter_m: float = 0.12                 # std of its aim point error (≈ 2° at 3 m)
     packaging_jitter: bool = True                      # print colours vary from the catalog's
+    textures: tuple[str, ...] = TEXTURE_KINDS          # kinds drawn for floor, walls and fixtures; empty: the twin's colours
+    textures_p: float = 0.8                            # share of those surfaces that get one
     clutter: tuple[int, int] = (0, 8)                  # unlabelled props (boxes, crates, signs)
-    noise_sigma: tuple[float, float] = (0.0, 5.0)      # Gaussian sensor noise, grey levels
+    distractors: tuple[int, int] = (0, 8)              # textured props: mats, balls, cones in the aisles; bins, boxes, stands
+    posters: tuple[int, int] = (0, 6)                  # on the walls' inner faces
+    background: bool = True                            # ground, boxes and a colour outside the walls
+    noise_sigma: tuple[float, float] = (0.0, 0.0)      # extra Gaussian noise on the rendered image, grey levels
     motion_blur_p: float = 0.3                         # share of images with linear motion blur
     motion_blur_px: tuple[int, int] = (3, 9)           # its length
     jpeg_quality: tuple[int, int] = (80, 95)
     free_views: tuple[int, int] = (1, 3)                # extra cameras anywhere in the store, eye level to ceiling
     free_view_height_m: tuple[float, float] = (1.1, 3.0)  # ... mounted this high
     free_view_hfov_deg: tuple[float, float] = (40.0, 95.0)  # ... with this horizontal field of view
+    camera: CameraEffectsConfig = field(default_factory=CameraEffectsConfig)   # each camera's character (twin.camera_effects)
+
+    def __post_init__(self) -> None:
+        """One line naming the setting and what is expected (the ``camera`` block checks itself)."""
+        bad = [x for x in self.lighting if x not in ("day", "evening", "flicker")]
+        if not self.lighting or bad:
+            raise ValueError(f"lighting: {bad or '[]'}: expected a list of lighting presets (day, evening, flicker)")
+        bad = [x for x in self.textures if x not in TEXTURE_KINDS]
+        if bad:
+            raise ValueError(f"textures: {bad} are not texture kinds ({', '.join(TEXTURE_KINDS)}); [] for none")
+
+        def rng_(name: str, lo: float, hi: float, integer: bool = False) -> None:
+            r = tuple(getattr(self, name))
+            ok = len(r) == 2 and all(isinstance(v, int if integer else (int, float)) for v in r) and lo <= r[0] <= r[1] <= hi
+            if not ok:
+                raise ValueError(f"{name}={list(r)!r}: expected [low, high] with {lo:g} ≤ low ≤ high ≤ {hi:g}"
+                                 + (", whole numbers" if integer else ""))
+
+        rng_("light_scale", 0.0, 10.0)
+        if self.light_kelvin is not None:
+            rng_("light_kelvin", 1667.0, 25000.0)
+        for name, hi in (("clutter", 200), ("distractors", 200), ("posters", 100)):
+            rng_(name, 0, hi, integer=True)
+        rng_("noise_sigma", 0.0, 100.0)
+        rng_("motion_blur_px", 1, 99, integer=True)
+        rng_("jpeg_quality", 1, 100, integer=True)
+        for name in ("textures_p", "motion_blur_p"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v!r}: expected a probability in [0, 1]")
+        for name in ("camera_jitter_m", "camera_look_jitter_m"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v!r}: expected metres in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -204,6 +250,55 @@ def clutter(store: StoreSpec, rng: np.random.Generator, n: int) -> list:
     return props
 
 
+def light_colour(light: LightingPreset, r: Randomisation, rng: np.random.Generator) -> tuple[LightingPreset, float | None]:
+    """The preset with its lights' colour (ceiling and daylight) from a colour temperature drawn
+    from ``r.light_kelvin``; unchanged when that is None."""
+    if r.light_kelvin is None:
+        return light, None
+    k = float(rng.uniform(*r.light_kelvin))
+    return dataclasses.replace(light, colour=tuple(round(float(c), 4) for c in kelvin_rgb(k))), round(k)
+
+
+@dataclass
+class Dressing:
+    """One scenario's look of the store (``twin.dressing``): its static meshes (None: the twin's
+    own), the textured props to add (the ground outside the walls; the distractors, posters and
+    boxes outside as one atlas mesh), the background colour, and what was drawn."""
+
+    static: list | None
+    props: list
+    background_rgb: np.ndarray | None
+    meta: dict
+
+
+def dress_store(store: StoreSpec, r: Randomisation, look_rng: np.random.Generator,
+                prop_rng: np.random.Generator) -> Dressing:
+    """Textures from ``look_rng``; distractors, posters and the outside from ``prop_rng``, whose
+    draws (placements, and a seed for each one's look) do not depend on the texture settings, so
+    the same seed gives the same geometry, and so the same labels, with textures on or off."""
+    from twin import dressing as dr
+
+    look = dr.draw_store_look(look_rng, r.textures, r.textures_p) if r.textures and r.textures_p > 0 else {}
+    static = dr.dressed_static_meshes(store, look) if look else None
+    kinds = r.textures or ("flat",)
+    items = dr.distractors(store, prop_rng, int(prop_rng.integers(r.distractors[0], r.distractors[1] + 1)), kinds)
+    n_items = len(items)
+    n_posters = int(prop_rng.integers(r.posters[0], r.posters[1] + 1))
+    items += dr.posters(store, prop_rng, n_posters)
+    n_posters = len(items) - n_items
+    props, bg = [], None
+    if r.background:
+        items += dr.background_props(store, prop_rng, kinds)
+        props.append(dr.outside_ground(store, np.random.default_rng(prop_rng.integers(2 ** 63)), kinds))
+        bg = dr.background_colour(np.random.default_rng(prop_rng.integers(2 ** 63)))
+    atlas = dr.atlas_mesh(items)
+    if atlas is not None:
+        props.append(atlas)
+    meta = {"surfaces": {s: v.kind for s, v in look.items()}, "distractors": n_items, "posters": n_posters,
+            "background": bool(r.background)}
+    return Dressing(static, props, bg, meta)
+
+
 def degrade(bgr: np.ndarray, r: Randomisation, rng: np.random.Generator) -> tuple[np.ndarray, int, dict]:
     """Sensor effects on the rendered image: motion blur, noise; returns the JPEG quality too."""
     img = bgr
@@ -306,6 +401,11 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
             sc = random_scenario(store, cfg.store, seed, n_shoppers, cfg.duration_s, cfg.trips, store_dir=store_dir)
             light = lighting_preset(r, rng)
             sc = dataclasses.replace(sc, lighting=light.name)
+            # The store's look, the distractors and the cameras' character each draw from a stream of
+            # their own: turning one on or off changes nothing else a seed draws (the labels least of all).
+            look_rng, prop_rng, cam_rng = (np.random.default_rng([cfg.seed, g, 20261125, stream]) for stream in (1, 2, 3))
+            light, kelvin = light_colour(light, r, look_rng)
+            dressing = dress_store(store, r, look_rng, prop_rng)
             cam_store = jitter_cameras(store, rng, r.camera_jitter_m, r.camera_look_jitter_m)
             cams = list(cfg.cameras) or [c.id for c in store.cameras]
             unknown = [c for c in cams if c not in store.camera_by_id]
@@ -316,10 +416,17 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
             sim = Simulator(store, sc, SimConfig(camera=CameraConfig(render=False), load_cells=False))
             skus = [i.sku for i in sim.world.instances]
             renderer = StoreRenderer(cam_store, skus, light, seed=seed,
-                                     packaging_rng=np.random.default_rng(seed) if r.packaging_jitter else None)
+                                     packaging_rng=np.random.default_rng(seed) if r.packaging_jitter else None,
+                                     static_meshes=dressing.static)
             renderer.bodies = cfg.bodies
             n_props = int(rng.integers(r.clutter[0], r.clutter[1] + 1))
             renderer.add_props(clutter(store, rng, n_props))
+            for m in dressing.props:        # each its own texture: one node each
+                renderer.add_props([m])
+            if dressing.background_rgb is not None:
+                renderer.set_background(dressing.background_rgb)
+            looks = {c: draw_camera(r.camera, cam_rng) for c in cams}
+            last_fx: dict[str, FrameEffects] = {}
             last: dict[str, dict] = {}
             next_t = float(rng.uniform(0, cfg.sample_every_s))
             bar = tqdm(total=round(cfg.duration_s), unit="sim s", disable=not progress, leave=False,
@@ -350,17 +457,20 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
                             continue
                         last[cam_id] = lab
                         img, q, fx = degrade(o.bgr, r, rng)
+                        cfx = last_fx[cam_id] = draw_frame(r.camera, looks[cam_id], cam_rng, last_fx.get(cam_id))
+                        img = apply_camera(img, cfx)
                         name = f"s{g:05d}_{cam_id}_{round(sim.t * 1000):07d}.jpg"
                         cv2.imwrite(str(tmp / "images" / name), img, [cv2.IMWRITE_JPEG_QUALITY, q])
                         records.append({"file": f"images/{name}", "width": cam.width, "height": cam.height,
                                         "scenario": sc.name, "scenario_index": g, "split": split, "camera": cam_id,
-                                        "t": round(sim.t, 3), "effects": {**fx, "jpeg_quality": q}, **lab})
+                                        "t": round(sim.t, 3), "effects": {**fx, "jpeg_quality": q, "camera": cfx.as_dict()}, **lab})
             finally:
                 bar.close()
                 renderer.close()
                 sim.close()
             scen_meta.append({"index": g, "seed": seed, "split": split, "shoppers": n_shoppers, "samples": samples,
-                              "lighting": dataclasses.asdict(light), "props": n_props,
+                              "lighting": dataclasses.asdict(light), "light_kelvin": kelvin, "props": n_props,
+                              "look": dressing.meta, "cameras": {c: dataclasses.asdict(v) for c, v in looks.items()},
                               "scenario": scenario_to_dict(sc)})
         with open(tmp / "labels.jsonl", "w") as f:
             for rec in records:
@@ -613,12 +723,17 @@ def write_card(out: Path, cfg: DatagenConfig, store: StoreSpec, exported: dict, 
     for name in exported["classes"]:
         group = store.products[name].lookalike if name in store.products else ""
         lines.append(f"| {name} | {group or ''} | {c['train']['instances'][name]} | {c['val']['instances'][name]} |")
-    lines += ["", "## Scenarios", "", "| index | split | seed | shoppers | lighting | props |", "| ---: | --- | ---: | ---: | --- | ---: |"]
+    lines += ["", "## Scenarios", "", "| index | split | seed | shoppers | lighting | props | textures | distractors, posters |",
+              "| ---: | --- | ---: | ---: | --- | ---: | --- | ---: |"]
     for sh in shards:
         for s in sh["scenarios"]:
             L = s["lighting"]
+            look = s.get("look", {})
+            kelvin = f" {s['light_kelvin']} K" if s.get("light_kelvin") else ""
             lines.append(f"| {s['index']} | {s['split']} | {s['seed']} | {s['shoppers']} | {L['name']} "
-                         f"×{L['ceiling_intensity'] / LightingPreset.named(L['name']).ceiling_intensity:.2f} | {s['props']} |")
+                         f"×{L['ceiling_intensity'] / LightingPreset.named(L['name']).ceiling_intensity:.2f}{kelvin} | {s['props']} | "
+                         f"{', '.join(f'{k} {v}' for k, v in look.get('surfaces', {}).items()) or '—'} | "
+                         f"{look.get('distractors', 0)}, {look.get('posters', 0)} |")
     wall = sum(s["wall_s"] for s in shards)
     lines += ["", "## Settings", "", "```json", json.dumps(dataclasses.asdict(cfg), indent=1, default=str), "```", "",
               f"Made in {wall:.0f} s of shard time ({sum(s['images'] for s in shards)} images kept of "
@@ -634,8 +749,19 @@ def datagen_config_from(d: dict) -> DatagenConfig:
     from harness.configs import checked_fields, tuples
 
     merged = tuples(checked_fields(DatagenConfig, {k: v for k, v in d.items() if k not in ("out", "shard", "hydra")}))
-    cfg = DatagenConfig(**{**merged, "randomise": Randomisation(**tuples(merged["randomise"])),
-                           "trips": TripConfig(**tuples(merged["trips"]))})
+    rnd = tuples(merged["randomise"])
+    try:
+        camera = CameraEffectsConfig(**tuples(rnd.pop("camera")))
+    except ValueError as e:
+        raise ValueError(f"randomise.camera.{e}") from None
+    try:
+        randomise = Randomisation(**rnd, camera=camera)
+    except ValueError as e:
+        raise ValueError(f"randomise.{e}") from None
+    why = codec_available(camera.codec)
+    if why:
+        raise ValueError(f"randomise.camera.codec={camera.codec}: {why}; or codec=approx (a stand-in) or none")
+    cfg = DatagenConfig(**{**merged, "randomise": randomise, "trips": TripConfig(**tuples(merged["trips"]))})
     if cfg.shards < 1 or cfg.scenarios_per_shard < 1:
         raise ValueError(f"shards={cfg.shards}, scenarios_per_shard={cfg.scenarios_per_shard}: expected ≥ 1")
     if not 1 <= cfg.shoppers[0] <= cfg.shoppers[1]:
@@ -646,9 +772,6 @@ def datagen_config_from(d: dict) -> DatagenConfig:
         raise ValueError("duration_s and sample_every_s: expected seconds > 0")
     if not 0 <= cfg.val_fraction < 1:
         raise ValueError(f"val_fraction={cfg.val_fraction}: expected a fraction in [0, 1)")
-    bad = [x for x in cfg.randomise.lighting if x not in ("day", "evening", "flicker")]
-    if bad:
-        raise ValueError(f"randomise.lighting: {bad} are not lighting presets (day, evening, flicker)")
     return cfg
 
 

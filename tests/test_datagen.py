@@ -122,11 +122,52 @@ def test_rerun_makes_only_the_missing_shards_and_the_same_labels(dataset: Path, 
 
 
 def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path: Path, capsys):
-    for bad in ("randomise.noise_sigma=banana", "launcher=slurm", "cameras=[cam_99]", "shoppers=[3,1]", "nope=1"):
+    for bad, key in (("randomise.noise_sigma=banana", "noise_sigma"), ("launcher=slurm", "launcher"),
+                     ("cameras=[cam_99]", "cameras"), ("shoppers=[3,1]", "shoppers"), ("nope=1", "nope"),
+                     ("randomise.textures=[marble]", "randomise.textures"), ("randomise.posters=[3,1]", "randomise.posters"),
+                     ("randomise.light_kelvin=[100,200]", "randomise.light_kelvin"),
+                     ("randomise.textures_p=1.5", "randomise.textures_p"),
+                     ("randomise.camera.vignetting=[0.5,0.2]", "randomise.camera.vignetting"),
+                     ("randomise.camera.codec=mpeg2", "randomise.camera.codec"),
+                     ("randomise.camera.full_well_e=[0,5000]", "randomise.camera.full_well_e"),
+                     ("randomise.camera.lens=fisheye", "randomise.camera.lens")):
         assert main(["datagen", f"out={tmp_path / 'x'}", "store=tiny_unit", bad]) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("error:"), (bad, err)
+        assert len(err) == 1 and err[0].startswith("error:") and key in err[0], (bad, err)
     assert not (tmp_path / "x").exists()
+
+
+LOOKS_OFF = {"textures": [], "light_kelvin": None,
+             "camera": {"exposure": [1, 1], "exposure_drift": 0, "white_balance_k": [6500, 6500], "white_balance_drift_k": 0,
+                        "vignetting": [0, 0], "full_well_e": [0, 0], "read_noise_e": [0, 0], "codec": "none",
+                        "stream_scale": [1, 1]}}
+
+
+def test_textures_light_colour_and_camera_effects_change_pixels_not_labels(tmp_path: Path):
+    """The same seed with the store's textures, the lights' colour and the cameras' effects on and
+    off: every label file the same, the pixels not. (Distractors, posters and the world outside
+    stay on in both: they are geometry, drawn from their own stream.)"""
+    import cv2
+
+    base = {"store": "tiny_unit", "shards": 1, "duration_s": 6, "shoppers": [1, 1], "seed": 7, "launcher": "serial",
+            "product_crops": 0, "randomise": {"textures_p": 1.0, "distractors": [3, 3], "posters": [2, 2]}}
+    on = run_datagen(datagen_config_from(base), tmp_path / "on")
+    off = run_datagen(datagen_config_from({**base, "randomise": {**base["randomise"], **LOOKS_OFF}}), tmp_path / "off")
+    assert on.counts["train"]["images"] == off.counts["train"]["images"] > 0
+    files = sorted(p.relative_to(tmp_path / "on") for p in (tmp_path / "on").rglob("labels/*/*.txt"))
+    assert files == sorted(p.relative_to(tmp_path / "off") for p in (tmp_path / "off").rglob("labels/*/*.txt"))
+    for f in files:
+        assert (tmp_path / "on" / f).read_text() == (tmp_path / "off" / f).read_text(), f
+    recs = [[json.loads(line) for line in (d / "shards" / "shard_00000" / "labels.jsonl").read_text().splitlines()]
+            for d in (tmp_path / "on", tmp_path / "off")]
+    strip = [[{k: v for k, v in r.items() if k != "effects"} for r in rs] for rs in recs]
+    assert strip[0] == strip[1]
+    assert recs[1][0]["effects"]["camera"]["codec"] == "none" and recs[0][0]["effects"]["camera"]["codec"] == "h264"
+    for a, b in zip(*recs):
+        ia, ib = (cv2.imread(str(d / "shards" / "shard_00000" / r["file"])) for d, r in ((tmp_path / "on", a), (tmp_path / "off", b)))
+        assert np.abs(ia.astype(int) - ib).mean() > 5
+    sc = json.loads((tmp_path / "on" / "shards" / "shard_00000" / "shard.json").read_text())["scenarios"][0]
+    assert len(sc["look"]["surfaces"]) == 5 and 2700 <= sc["light_kelvin"] <= 6500 and sc["look"]["distractors"] == 3
 
 
 TRAIN_ONE_BATCH = """
