@@ -94,7 +94,7 @@ class CameraEffectsConfig:
     """Gain on linear light (exposure time × analogue gain), drawn log-uniformly; [1, 1]: off."""
     exposure_drift: float = 0.03
     """Frame-to-frame wander of the exposure: std of its log; 0: off."""
-    white_balance_k: tuple[float, float] = (5000.0, 8500.0)
+    white_balance_k: tuple[float, float] = (4500.0, 8000.0)
     """The colour temperature the camera balances its white for (the scene's white is 6500 K);
     [6500, 6500]: off."""
     white_balance_drift_k: float = 150.0
