@@ -47,7 +47,7 @@ def _grain(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
 
 
 def _tiles(rng, size):
-    n = int(rng.choice([2, 3, 4, 6, 8]))
+    n = int(rng.choice([2, 4, 6, 8]))             # even: the colours alternate across the wrap too
     c = palette_colour(rng)
     alt = palette_colour(rng) if rng.random() < 0.3 else c
     grout = np.clip(c * rng.uniform(0.4, 0.7), 0, 1) if rng.random() < 0.6 else np.full(3, rng.uniform(0.5, 0.85))
@@ -63,7 +63,7 @@ def _tiles(rng, size):
 
 
 def _wood(rng, size):
-    n = int(rng.choice([2, 3, 4, 6]))              # planks across the texture
+    n = int(rng.choice([2, 4, 8]))                 # planks across the texture (dividing its size: seams wrap)
     c = wood_colour(rng) if rng.random() < 0.7 else palette_colour(rng)
     v = np.arange(size)
     plank = (v * n // size)
