@@ -97,6 +97,9 @@ class Randomisation:
         for name, hi in (("clutter", 200), ("distractors", 200), ("posters", 100)):
             rng_(name, 0, hi, integer=True)
         rng_("noise_sigma", 0.0, 100.0)
+        rng_("free_views", 0, 20, integer=True)
+        rng_("free_view_height_m", 0.2, 10.0)
+        rng_("free_view_hfov_deg", 10.0, 170.0)
         rng_("motion_blur_px", 1, 99, integer=True)
         rng_("jpeg_quality", 1, 100, integer=True)
         for name in ("textures_p", "motion_blur_p"):

@@ -130,7 +130,8 @@ def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path: Path, caps
                      ("randomise.camera.vignetting=[0.5,0.2]", "randomise.camera.vignetting"),
                      ("randomise.camera.codec=mpeg2", "randomise.camera.codec"),
                      ("randomise.camera.full_well_e=[0,5000]", "randomise.camera.full_well_e"),
-                     ("randomise.camera.lens=fisheye", "randomise.camera.lens")):
+                     ("randomise.camera.lens=fisheye", "randomise.camera.lens"),
+                     ("randomise.free_views=[2,1]", "randomise.free_views")):
         assert main(["datagen", f"out={tmp_path / 'x'}", "store=tiny_unit", bad]) == 2, bad
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and key in err[0], (bad, err)
