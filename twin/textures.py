@@ -24,7 +24,7 @@ def palette_colour(rng: np.random.Generator) -> np.ndarray:
     h = rng.uniform(0.0, 1.0)
     s = rng.uniform(0.0, 0.3) if rng.random() < 0.65 else rng.uniform(0.3, 0.75)
     v = rng.uniform(0.2, 0.95)
-    return np.array(colorsys.hsv_to_rgb(h, s, v)) ** 1.6     # to albedo: bytes in the fixtures' sense
+    return np.array(colorsys.hsv_to_rgb(h, s, v)) ** 1.6     # drawn on a perceptual scale, returned as albedo
 
 
 def wood_colour(rng: np.random.Generator) -> np.ndarray:
