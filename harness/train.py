@@ -362,6 +362,14 @@ def _dataset_lines(data: Path, layout: str) -> tuple[str, str]:
         f"`{dg.get('settings_hash')}`")
 
 
+def _epochs_done(run: Path) -> int | None:
+    """Epochs the run trained (rows of its results.csv), or None where it has none."""
+    f = run / "results.csv"
+    if not f.is_file():
+        return None
+    return max(0, len([ln for ln in f.read_text().splitlines() if ln.strip()]) - 1)
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 
@@ -397,7 +405,9 @@ def write_card(cfg: TrainConfig, weights: Path, scores: dict, exported: dict, wa
         init = Path(cfg.init)
         lines.append(f"- initial weights: `{init}` (sha256 `{_sha256(init)[:16]}`)"
                      + (f"; their card: `{init.with_suffix('.md')}`" if init.with_suffix(".md").is_file() else ""))
-    lines += [f"- training: {cfg.epochs} epochs at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, optimizer "
+    done = _epochs_done(run)
+    epochs = f"{done} epochs in the {cfg.hours} h given" if cfg.hours and done else f"{done or cfg.epochs} epochs"
+    lines += [f"- training: {epochs} at {cfg.imgsz} px, batch {cfg.batch}, seed {cfg.seed}, optimizer "
               f"{cfg.optimizer}" + ("" if cfg.optimizer == "auto" else f" at lr0 {cfg.lr0}") + f", device "
               f"{device or _device(cfg.device)}, {wall_s / 60:.1f} min wall",
               "", "## Scores (measured after training, on the dataset's validation scenarios)" if len(cfg.datasets) == 1
