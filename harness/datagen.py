@@ -130,6 +130,7 @@ class DatagenConfig:
     exact_product_masks: bool = True             # product boxes from per-item masks (slower, exact)
     val_fraction: float = 0.2
     product_crops: int = 2                       # products/: crops per image at full resolution (0: none)
+    person_zoom: int = 0                         # pose/ train: close-ups per image of one person (0: none)
     crop_px: int = 320                           # their size
     jobs: int = 2                                # shards made at once
     launcher: str = "joblib"                     # joblib (hydra multirun) | ray | serial
@@ -140,7 +141,7 @@ class DatagenConfig:
     def settings_hash(self) -> str:
         """What makes the dataset's content: everything except how it is launched."""
         d = dataclasses.asdict(self)
-        for k in ("shards", "jobs", "launcher", "ray_address", "product_crops", "crop_px"):   # not in the shards
+        for k in ("shards", "jobs", "launcher", "ray_address", "product_crops", "crop_px", "person_zoom"):   # not in the shards
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -593,7 +594,65 @@ def export(out: Path, cfg: DatagenConfig, store: StoreSpec) -> dict:
     for sub in ("detect", "pose", "coco"):
         (out / sub / "export.json").write_text(json.dumps(sig))
     crops = export_product_crops(out, cfg, store, recs, sig) if cfg.product_crops > 0 else None
-    return {"counts": counts, "records": recs, "classes": names, "product_crops": crops}
+    zoom = export_person_zoom(out, cfg, recs)
+    return {"counts": counts, "records": recs, "classes": names, "product_crops": crops, "person_zoom": zoom}
+
+
+def export_person_zoom(out: Path, cfg: DatagenConfig, recs: list[dict]) -> int:
+    """Close-ups into ``pose/`` (training split only; ``*_z<k>.jpg``): ``person_zoom`` crops per
+    image, each round one person at least 48 px tall, who fills 45–110 % of the crop's height (a crop
+    is at least 160 px high: a smaller person fills less of it), or,
+    one time in three, round the upper body so that the crop cuts them at the waist as a photograph
+    does. Everyone at least a fifth inside is labelled: the box clipped to the crop, keypoints outside
+    it unlabelled. The crops are at the camera's resolution, scaled down to at most 640 px wide.
+    Written again at each export (the others' files are kept); returns how many."""
+    root = Path(out) / "pose"
+    for f in (root / "images" / "train").glob("*_z[0-9]*.jpg"):
+        f.unlink()
+        (root / "labels" / "train" / f"{f.stem}.txt").unlink(missing_ok=True)
+    if cfg.person_zoom <= 0 or not (root / "images" / "train").is_dir():
+        return 0
+    rng = np.random.default_rng([cfg.seed, 5])
+    n = 0
+    for r in recs:
+        tall = [p for p in r["persons"] if p["box"][3] - p["box"][1] >= 48]
+        if r["split"] != "train" or not tall:
+            continue
+        w, h = r["width"], r["height"]
+        img = None
+        for k in range(cfg.person_zoom):
+            b = np.array(tall[int(rng.integers(len(tall)))]["box"], float)
+            bw, bh = b[2] - b[0], b[3] - b[1]
+            upper = rng.random() < 1 / 3
+            ch = min(max(bh * (rng.uniform(0.55, 0.9) if upper else 1.0) / rng.uniform(0.45, 1.1), 160.0), h)
+            cw = min(ch * 4 / 3, w)
+            ch = min(ch, cw * 3 / 4)
+            cy = b[1] + (0.3 if upper else 0.5) * bh + rng.uniform(-0.15, 0.15) * ch
+            cx = (b[0] + b[2]) / 2 + rng.uniform(-0.25, 0.25) * cw
+            x0 = int(np.clip(cx - cw / 2, 0, w - cw))
+            y0 = int(np.clip(cy - ch / 2, 0, h - ch))
+            cw, ch = int(cw), int(ch)
+            lines = []
+            for p in r["persons"]:
+                bx = np.array(p["box"], float)
+                cb = np.clip(bx - [x0, y0, x0, y0], 0, [cw, ch, cw, ch])
+                area = (bx[2] - bx[0]) * (bx[3] - bx[1])
+                if (cb[2] - cb[0]) * (cb[3] - cb[1]) < 0.2 * area or cb[2] - cb[0] < 4 or cb[3] - cb[1] < 4:
+                    continue
+                kps = [(u - x0, v - y0, vis if 0 <= u - x0 < cw and 0 <= v - y0 < ch else 0) for u, v, vis in p["keypoints"]]
+                lines.append(f"0 {_yolo_box(cb, cw, ch)} {_yolo_keypoints(kps, cw, ch)}")
+            if not lines:
+                continue
+            if img is None:
+                img = cv2.imread(r["path"])
+            crop = img[y0:y0 + ch, x0:x0 + cw]
+            if cw > 640:
+                crop = cv2.resize(crop, (640, round(ch * 640 / cw)), interpolation=cv2.INTER_AREA)
+            stem = f"{Path(r['path']).parent.parent.name}_{Path(r['file']).stem}_z{k}"
+            cv2.imwrite(str(root / "images" / "train" / f"{stem}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            (root / "labels" / "train" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+            n += 1
+    return n
 
 
 def _export_sig(folder: Path) -> dict | None:
@@ -712,6 +771,9 @@ def write_card(out: Path, cfg: DatagenConfig, store: StoreSpec, exported: dict, 
         inst = c[s]["instances"]
         lines.append(f"| {s} | {len(c[s]['scenarios'])} | {c[s]['images']} | {inst['person']} | "
                      f"{sum(v for k, v in inst.items() if k != 'person')} |")
+    if exported.get("person_zoom"):
+        lines += ["", f"`pose/images/train/*_z<k>.jpg`: {exported['person_zoom']} close-ups of people (person_zoom="
+                  f"{cfg.person_zoom} a frame; a third cut at the waist), labelled from the same frames."]
     pc = exported.get("product_crops")
     if pc:
         lines += ["", f"`products/`: {pc['train']['images']} train and {pc['val']['images']} val crops of "

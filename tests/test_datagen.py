@@ -269,3 +269,31 @@ def test_product_crops_keep_full_resolution_and_every_box_inside(dataset: Path):
         assert rows
         for cls, cx, cy, bw, bh in rows:
             assert 0 <= cls < 4 and 0 <= cx - bw / 2 + 1e-6 and cx + bw / 2 <= 1 + 1e-6 and cy + bh / 2 <= 1 + 1e-6
+
+
+def test_person_close_ups_in_training_only_with_their_labels(dataset: Path, tmp_path: Path):
+    """person_zoom=2: close-ups into pose/ train (not val), every label normalised, visible keypoints
+    inside their crop; the same export with person_zoom=0 takes them away again."""
+    ds = tmp_path / "ds"
+    shutil.copytree(dataset, ds, symlinks=True)
+    assert main(["datagen", f"out={ds}", *ARGS, "person_zoom=2"]) == 0
+    zoom = sorted((ds / "pose" / "images" / "train").glob("*_z[0-9]*.jpg"))
+    assert zoom, "close-ups were made"
+    assert not list((ds / "pose" / "images" / "val").glob("*_z[0-9]*.jpg"))
+    import cv2
+
+    grew = 0
+    for img in zoom:
+        rows = _lines(ds / "pose" / "labels" / "train" / f"{img.stem}.txt")
+        assert rows
+        h, w = cv2.imread(str(img)).shape[:2]
+        for row in rows:
+            assert row[0] == 0 and all(0.0 <= v <= 1.0 for v in row[1:5])
+            kps = np.array(row[5:]).reshape(17, 3)
+            assert all(0.0 <= u <= 1.0 and 0.0 <= v <= 1.0 for u, v, vis in kps if vis == 2)
+            grew += row[4] > 0.5         # people fill a good part of a close-up
+        assert w <= 640
+    assert grew >= len(zoom) // 2
+    assert "close-ups of people" in (ds / "README.md").read_text()
+    assert main(["datagen", f"out={ds}", *ARGS]) == 0
+    assert not list((ds / "pose" / "images" / "train").glob("*_z[0-9]*.jpg"))
