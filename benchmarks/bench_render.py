@@ -1,7 +1,8 @@
 """Renderer cost on `small_convenience`: one camera's RGB pass on the stocked store, and one tick
 of all 12 cameras (RGB, person masks, ground truth) with the busy_store shoppers 50 s in.
 
-    .venv/bin/python benchmarks/bench_render.py
+    .venv/bin/python benchmarks/bench_render.py                  # the skinned people (default)
+    .venv/bin/python benchmarks/bench_render.py --bodies blocks   # the first models' low-poly people
 """
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ def one_camera(repeats: int = 6) -> float:
     return (time.perf_counter() - t0) / repeats * 1000
 
 
-def busy_tick(at_s: float = 50.0, repeats: int = 3) -> tuple[float, int]:
+def busy_tick(at_s: float = 50.0, repeats: int = 3, bodies: str = "anny") -> tuple[float, int]:
     sc = load_scenario(scenario_path("busy_store"), store_dir())
     sim = Simulator(sc.spec, sc, SimConfig(camera=CameraConfig(render=False)))
     for m in sim.run():
         if m.t > at_s:
             break
     r = StoreRenderer(sc.spec, [i.sku for i in sim.world.instances], sc.lighting, seed=sc.seed)
+    r.bodies = bodies
 
     def tick() -> None:
         st = sim.scene_state()
@@ -55,8 +57,15 @@ def busy_tick(at_s: float = 50.0, repeats: int = 3) -> tuple[float, int]:
 
 
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bodies", choices=["anny", "blocks"], default="anny")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
     print(f"one camera, RGB pass, 640x480: {one_camera():.1f} ms")
-    ms, n = busy_tick()
+    ms, n = busy_tick(repeats=a.repeats, bodies=a.bodies)
+    print(f"people: {a.bodies}")
     print(f"one tick of 12 cameras with ground truth, {n} shoppers in the store: {ms:.0f} ms")
     return 0
 
