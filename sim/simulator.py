@@ -20,6 +20,7 @@ from sim.scenario import Scenario
 from sim.shoppers import Interaction, Shopper, ShopperContext
 from sim.world import PhysicsWorld
 from twin.bodies import sample_shape
+from twin.camera_effects import CameraEffectsConfig, FrameEffects, apply as apply_camera, draw_camera, draw_frame
 from twin.renderer import SceneState, ShopperView, StoreRenderer
 
 
@@ -44,6 +45,8 @@ class CameraConfig:
     # written. 0: every frame. `storetwin run` sets it to the runtime's rate: it reads nothing else.
     perceive_hz: float = 0.0
     bodies: str = "anny"         # "anny": smooth skinned people (twin.people); "blocks": the old low-poly segments
+    effects: bool = False        # each camera's character on its frames: sensor noise, exposure and white balance
+                                 # that drift, vignetting, an H.264 stream (twin/camera_effects.py's defaults)
     shadows: bool = True         # a contact shadow on the floor under each shopper
 
     def __post_init__(self) -> None:
@@ -170,6 +173,16 @@ class Simulator:
                                           seed=scenario.seed)
             self.renderer.bodies = cam_cfg.bodies
             self.renderer.shadows = cam_cfg.shadows
+        # Each camera's character (cam_cfg.effects): drawn from a stream of its own, per camera and
+        # scenario seed, so a run split between processes by cameras gives each camera's frames as
+        # the whole run does.
+        self._fx_cfg = CameraEffectsConfig() if cam_cfg.effects else None
+        self._fx: dict[str, tuple] = {}
+        if self._fx_cfg is not None:
+            for k, c in enumerate(store.cameras):
+                rng = np.random.default_rng([scenario.seed, 20261204, k])
+                self._fx[c.id] = (draw_camera(self._fx_cfg, rng), rng)
+        self._fx_last: dict[str, FrameEffects] = {}
         self._dropouts = [f.params for f in faults if f.kind == "camera_dropout"]
         self._drop_rate = {c: 0.0 for c in self.camera_ids}
         for f in faults:
@@ -284,7 +297,13 @@ class Simulator:
                     out = self.renderer.render(c, masks=cfg.camera.masks if cfg.camera.truth else "none")
                     if cfg.camera.truth:   # the truth is of the moment of exposure, whatever the stamp says
                         self.truth.record_frame(c, seq, t_exposed, self.renderer.truth(c, state, out))
-                    self._pending.append(Frame(c, t_stamp, seq, out.bgr))
+                    img = out.bgr
+                    if c in self._fx:
+                        look, rng = self._fx[c]
+                        fx = draw_frame(self._fx_cfg, look, rng, self._fx_last.get(c))
+                        self._fx_last[c] = fx
+                        img = apply_camera(img, fx)
+                    self._pending.append(Frame(c, t_stamp, seq, img))
             if self._pending:
                 self._pending.sort(key=lambda m: m.t)
                 yield from self._pending
