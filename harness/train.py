@@ -194,7 +194,7 @@ def fit(cfg: TrainConfig, command: str = "storetwin train") -> Path:
         info["device"] = f"cpu ({os.cpu_count()} cores)"
     meta.write_text(json.dumps(info))
     YOLO(cfg.init or cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
-                         deterministic=True, device=_device(cfg.device), workers=cfg.workers, patience=cfg.patience,
+                         deterministic=True, device=device, workers=cfg.workers, patience=cfg.patience,
                          optimizer=cfg.optimizer, lr0=cfg.lr0, val=cfg.val, cache=cfg.cache,
                          **({"time": cfg.hours} if cfg.hours else {}),
                          project=str(run.parent), name=cfg.model_name, exist_ok=True, plots=False, amp=False, verbose=True)

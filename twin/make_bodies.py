@@ -93,7 +93,6 @@ def build(out: Path = OUT) -> Path:
         J["pelvis"] = (J["left_hip"] + J["right_hip"]) / 2
         head_v = seg_w[:, SEGMENT_NAMES.index("head")] > 0.95
         J["head"] = V[head_v].mean(axis=0)
-        J["left_foot"], J["right_foot"] = J["left_ankle"], J["right_ankle"]
         verts.append(V.astype(np.float32))
         joints.append(np.stack([J[k] for k in JOINT_NAMES]).astype(np.float32))
         pheno.append([g, a, wt, muscle, float(V[:, 2].max())])

@@ -353,6 +353,7 @@ class StoreRenderer:
         self._shopper_parts: dict[int, list] = {}
         self._baskets_node: pyrender.Node | None = None
         self._shadow_node: pyrender.Node | None = None
+        self._shadow_verts: np.ndarray | None = None
         # People: "anny" smooth skinned bodies (twin.people) or "blocks", the low-poly segments.
         self.bodies = "anny"
         self.shadows = True
@@ -492,6 +493,7 @@ class StoreRenderer:
                      *([self._shadow_node] if self._shadow_node else [])]:
             self.scene.remove_node(node)
         self._shadow_node = None
+        self._shadow_verts = None
         self._shopper_nodes = {}
         self._shopper_verts = {}
         self._baskets_node = None
@@ -532,7 +534,7 @@ class StoreRenderer:
             F = np.concatenate([sf + o for (_, sf), o in zip(shadows, offs)])
             tm = trimesh.Trimesh(V, F, process=False, face_colors=np.tile([*SHADOW_RGB, 255], (len(F), 1)).astype(np.uint8))
             self._shadow_node = self.scene.add(_vertex_lit(pyrender.Mesh.from_trimesh(tm, smooth=False)))
-            self._shopper_verts[-1] = V      # in the moving rectangle; not a shopper (ids are ≥ 0)
+            self._shadow_verts = V
         if bverts:
             tm = trimesh.Trimesh(np.concatenate(bverts), np.concatenate(bfaces), process=False,
                                  face_colors=np.tile([*BASKET_RGB, 255], (12 * len(bverts), 1)).astype(np.uint8))
@@ -687,7 +689,7 @@ class StoreRenderer:
         """The image rectangle (x0, y0, x1, y1) that holds everything that moves, as the pinhole
         camera draws it (before lens distortion); the whole image when any of it is behind the
         camera; None when none of it is in view."""
-        pts = [*self._shopper_verts.values(), *([self._basket_verts] if self._basket_verts is not None else [])]
+        pts = [*self._shopper_verts.values(), *(v for v in (self._basket_verts, self._shadow_verts) if v is not None)]
         if self._single:
             corners, _ = self._product_points(self._state)
             pts.append(corners[list(self._single)].reshape(-1, 3))
