@@ -60,6 +60,7 @@ class Randomisation:
     camera_jitter_m: float = 0.04                      # std of each camera's position error
     camera_look_jitter_m: float = 0.12                 # std of its aim point error (≈ 2° at 3 m)
     packaging_jitter: bool = True                      # print colours vary from the catalog's
+    planogram_p: float = 0.5                           # share of scenarios whose shelves are restocked at random
     textures: tuple[str, ...] = TEXTURE_KINDS          # kinds drawn for floor, walls and fixtures; empty: the twin's colours
     textures_p: float = 0.8                            # share of those surfaces that get one
     clutter: tuple[int, int] = (0, 8)                  # unlabelled props (boxes, crates, signs)
@@ -102,7 +103,7 @@ class Randomisation:
         rng_("free_view_hfov_deg", 10.0, 170.0)
         rng_("motion_blur_px", 1, 99, integer=True)
         rng_("jpeg_quality", 1, 100, integer=True)
-        for name in ("textures_p", "motion_blur_p"):
+        for name in ("textures_p", "motion_blur_p", "planogram_p"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}={v!r}: expected a probability in [0, 1]")
@@ -173,6 +174,35 @@ def jitter_cameras(store: StoreSpec, rng: np.random.Generator, pos_m: float, loo
     for c in d["cameras"]:
         c["position_m"] = list(np.asarray(c["position_m"]) + rng.normal(0, pos_m, 3))
         c["look_at_m"] = list(np.asarray(c["look_at_m"]) + rng.normal(0, look_m, 3))
+    return type(store).model_validate(d)
+
+
+def shuffle_planogram(store: StoreSpec, rng: np.random.Generator) -> StoreSpec:
+    """The same shelves restocked at random: every bin of the planogram gets a SKU drawn from a
+    shuffled round of the catalog (the next one that fits the bin) with 1–3 facings and 1–3 rows as
+    they fit. Each pack is then seen on other shelves, at other heights and by other cameras than
+    the store's own planogram puts it, so the product model learns the pack and not where it stands."""
+    bins = store.bins
+    skus = [p.sku for p in store.catalog]
+    queue: list[str] = []
+    plan = {}
+    for bid in store.planogram:
+        b = bins[bid]
+        fits = [s for s in skus if store.products[s].size_m[0] <= b.width_m and store.products[s].size_m[1] <= b.unit.depth_m
+                and store.products[s].size_m[2] <= b.z1 - b.z0]
+        if not fits:
+            plan[bid] = store.planogram[bid]
+            continue
+        if not any(s in fits for s in queue):
+            queue += [skus[i] for i in rng.permutation(len(skus))]
+        sku = next(s for s in queue if s in fits)
+        queue.remove(sku)
+        size = store.products[sku].size_m
+        facings = min(int(b.width_m // size[0]), int(rng.integers(1, 4)))
+        depth = min(int(b.unit.depth_m // size[1]), int(rng.integers(1, 4)))
+        plan[bid] = {"sku": sku, "facings": facings, "depth": depth}
+    d = store.model_dump()
+    d["planogram"] = {k: v if isinstance(v, dict) else v.model_dump() for k, v in plan.items()}
     return type(store).model_validate(d)
 
 
@@ -390,7 +420,7 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
-    store = load_store(Path(store_dir) / f"{cfg.store}.yaml")
+    store = base_store = load_store(Path(store_dir) / f"{cfg.store}.yaml")
     n_total = cfg.shards * cfg.scenarios_per_shard
     r = cfg.randomise
     t0 = time.perf_counter()
@@ -402,7 +432,13 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
             rng = np.random.default_rng([cfg.seed, g, 20261125])
             n_shoppers = int(rng.integers(cfg.shoppers[0], cfg.shoppers[1] + 1))
             seed = scenario_seed(cfg, g)
-            sc = random_scenario(store, cfg.store, seed, n_shoppers, cfg.duration_s, cfg.trips, store_dir=store_dir)
+            plan_rng = np.random.default_rng([cfg.seed, g, 20261125, 4])   # a stream of its own, as the look's
+            if plan_rng.random() < r.planogram_p:
+                store = shuffle_planogram(base_store, plan_rng)
+            else:
+                store = base_store
+            sc = random_scenario(store, cfg.store, seed, n_shoppers, cfg.duration_s, cfg.trips, store_dir=store_dir,
+                                own_spec=store is not base_store)
             light = lighting_preset(r, rng)
             sc = dataclasses.replace(sc, lighting=light.name)
             # The store's look, the distractors and the cameras' character each draw from a stream of
@@ -473,7 +509,7 @@ def generate_shard(cfg: DatagenConfig, out: Path, shard: int, store_dir: Path, p
                 renderer.close()
                 sim.close()
             scen_meta.append({"index": g, "seed": seed, "split": split, "shoppers": n_shoppers, "samples": samples,
-                              "lighting": dataclasses.asdict(light), "light_kelvin": kelvin, "props": n_props,
+                              "lighting": dataclasses.asdict(light), "light_kelvin": kelvin, "props": n_props, "restocked": store is not base_store,
                               "look": dressing.meta, "cameras": {c: dataclasses.asdict(v) for c, v in looks.items()},
                               "scenario": scenario_to_dict(sc)})
         with open(tmp / "labels.jsonl", "w") as f:

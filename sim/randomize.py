@@ -287,10 +287,11 @@ def scenario_to_dict(scenario: Scenario) -> dict:
 
 
 def random_scenario(store: StoreSpec, store_name: str, seed: int, shoppers: int, duration_s: float,
-                    cfg: TripConfig = TripConfig(), *, store_dir: str | Path) -> Scenario:
+                    cfg: TripConfig = TripConfig(), *, store_dir: str | Path, own_spec: bool = False) -> Scenario:
     """``shoppers`` plausible trips in ``store`` (``conf/store/<store_name>.yaml`` under ``store_dir``),
     all entering within ``cfg.arrival_window`` of ``duration_s`` and each cut to fit it; the same
-    seed gives the same scenario. Shoppers never pick more of a SKU than the shelves hold in all."""
+    seed gives the same scenario. Shoppers never pick more of a SKU than the shelves hold in all.
+    ``own_spec``: the scenario keeps ``store`` itself (a restocked copy) rather than the file's."""
     if shoppers < 1:
         raise ValueError(f"shoppers={shoppers!r}: expected at least 1")
     if not duration_s > 0:
@@ -328,4 +329,4 @@ def random_scenario(store: StoreSpec, store_name: str, seed: int, shoppers: int,
         "store": store_name, "seed": int(seed), "lighting": {"preset": lighting},
         "shoppers": plans, "duration_s": float(duration_s),
     }
-    return parse_scenario(data, path=f"<random seed={seed}>", store_dir=store_dir)
+    return parse_scenario(data, path=f"<random seed={seed}>", store_dir=store_dir, spec=store if own_spec else None)

@@ -149,7 +149,7 @@ def _fault(path: str, where: str, raw: Any, spec: StoreSpec) -> Fault:
     return Fault(kind, p)
 
 
-def parse_scenario(data: Any, path: str | Path, store_dir: str | Path) -> Scenario:
+def parse_scenario(data: Any, path: str | Path, store_dir: str | Path, spec: StoreSpec | None = None) -> Scenario:
     """Validate a scenario already read into Python objects against the store it names."""
     path = str(path)
     top = _Fields(path, "", data, {"name", "description", "store", "seed", "lighting", "faults", "shoppers", "duration_s",
@@ -159,7 +159,8 @@ def parse_scenario(data: Any, path: str | Path, store_dir: str | Path) -> Scenar
     if not store_file.is_file():
         known = sorted(p.stem for p in Path(store_dir).glob("*.yaml"))
         raise SpecError(path, "store", f"a store in {store_dir} ({', '.join(known)})", store_name)
-    spec = load_store(store_file)
+    if spec is None:               # (datagen passes its restocked copy of the store)
+        spec = load_store(store_file)
     lighting = "day"
     if "lighting" in top.data:
         lf = _Fields(path, "lighting", top.data["lighting"], {"preset"})
