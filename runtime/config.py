@@ -77,6 +77,9 @@ class TrackingConfig:
     lost_after_s: float = 0.8     # unobserved this long: lost (kept for re-linking)
     forget_after_s: float = 60.0  # lost this long: forgotten
     predict_max_s: float = 0.5    # constant-velocity prediction at most this far ahead
+    publish_hz: float = 10.0      # track states a second: each tick's, and between ticks each seen track's
+                                  # constant-velocity forecast from it (what a store display shows between measurements);
+                                  # at or below the perception rate: the ticks' states only
     merged_s: float = 1.0         # a track hidden in someone else's observation (two people closer than cluster_m) is
                                   # followed by its motion alone for this long after: in a crossing, motion tells two
                                   # people dressed alike apart (elsewhere a track may also be found where it stopped)

@@ -260,9 +260,11 @@ class Runtime:
         self.tracker.update(t, associate(t, tick.views, self.store, self.cfg.tracking, self.tracker.anchors(t)))
         self.identity.update(t, self.tracker)
         shown = {}
-        for k in self.tracker.active():
+        active = self.tracker.active()
+        for k in active:
             shown[k.id] = TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1]))
             self._publish(shown[k.id])  # logged, not returned
+        self._forecast(t, active)
         for gone in self._shown.keys() - shown.keys():    # shown at the last tick, not now: the track ended
             last = self._shown[gone]
             self._publish(TrackState(t, gone, last.account_id, last.x, last.y, ended=True))
@@ -271,6 +273,24 @@ class Runtime:
         for r in self.hands.update(t, self.tracker.snapshot()) if self.hands is not None else ():
             out.extend(self.reach(r, max(self.t, t)))
         return out
+
+    def _forecast(self, t: float, active: list) -> None:
+        """Between this tick and the next, ``tracking.publish_hz`` states a second of each track seen
+        at this tick: its constant-velocity forecast, stamped with the time it is for (a display
+        moves the dots between measurements; a state held until the next tick lags a walking
+        shopper by up to a period, 13 cm at 1.3 m/s and 5 Hz)."""
+        cfg = self.cfg.tracking
+        n = int(round(cfg.publish_hz * self.ticks.period_s)) - 1
+        if n < 1:
+            return
+        step = self.ticks.period_s / (n + 1)
+        for k in active:
+            if abs(k.t - t) > 1e-6:
+                continue           # not seen at this tick: no velocity to trust, its last state holds
+            for j in range(1, n + 1):
+                dt = min(j * step, cfg.predict_max_s)
+                xy = k.xy + k.velocity * dt
+                self._publish(TrackState(t + j * step, k.id, k.account, float(xy[0]), float(xy[1])))
 
     # -- gates -------------------------------------------------------------------------------------
     def _gate(self, g: GateEvent) -> list:

@@ -343,6 +343,7 @@ class TrackView:
     lost: bool
     closed: bool
     positions: tuple           # (t, xy), the last ``history_s``
+    velocity: np.ndarray       # m/s, the constant-velocity model's
     wrists: tuple              # (t, xyz), triangulated
     hand_views: tuple[HandView, ...]
 
@@ -387,7 +388,8 @@ class _Track:
     def view(self) -> TrackView:
         return TrackView(self.id, self.account, self.xy.copy(), self.t, self.first_t,
                          (self.first_xy if self.first_xy is not None else self.xy).copy(), self.moved_m,
-                         self.confirmed, self.lost, self.closed, tuple(self.positions), tuple(self.wrists),
+                         self.confirmed, self.lost, self.closed, tuple(self.positions), self.velocity.copy(),
+                         tuple(self.wrists),
                          tuple(self.hand_views))
 
 
