@@ -18,6 +18,17 @@ def project(cam: Camera, pts_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """
     pc = world_to_camera(cam, pts_world)
     z = pc[:, 2]
+    if cam.lens == "fisheye":
+        # the angle off the axis, so points far to the side (and behind) land where the lens puts them
+        rho = np.hypot(pc[:, 0], pc[:, 1])
+        th = np.arctan2(rho, z)
+        k1, k2, k3, k4 = cam.dist[:4]
+        th2 = th * th
+        rd = th * (1 + th2 * (k1 + th2 * (k2 + th2 * (k3 + th2 * k4))))
+        s = np.where(rho > 1e-12, rd / np.maximum(rho, 1e-12), 1.0 / np.where(np.abs(z) < 1e-9, 1e-9, z))
+        x, y = pc[:, 0] * s, pc[:, 1] * s
+        K = cam.K
+        return np.stack([K[0, 0] * x + K[0, 2], K[1, 1] * y + K[1, 2]], axis=1), z
     zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
     x, y = pc[:, 0] / zs, pc[:, 1] / zs
     k1, k2, p1, p2, k3 = cam.dist
@@ -41,6 +52,8 @@ def undistort_pixels(cam: Camera, uv: np.ndarray) -> np.ndarray:
     import cv2
 
     pts = np.asarray(uv, dtype=np.float64).reshape(-1, 1, 2)
+    if cam.lens == "fisheye":    # (every pixel of a valid fisheye looks less than 90° off the axis)
+        return cv2.fisheye.undistortPoints(pts, cam.K, cam.dist[:4]).reshape(-1, 2)
     return cv2.undistortPoints(pts, cam.K, cam.dist).reshape(-1, 2)
 
 

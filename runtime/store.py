@@ -176,6 +176,10 @@ class Camera(_Model):
     hfov_deg: Annotated[float, Field(gt=10, lt=170)] | None = None
     intrinsics: Intrinsics | None = None
     distortion: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    # pinhole: OpenCV's model, distortion = (k1, k2, p1, p2, k3); fisheye: OpenCV's fisheye
+    # (equidistant) model r = f·θ(1 + k1θ² + k2θ⁴ + k3θ⁶ + k4θ⁸), distortion = (k1, k2, k3, k4, 0), and
+    # hfov_deg is the angle across the image's width (f = half the width over half that angle in radians)
+    lens: Literal["pinhole", "fisheye"] = "pinhole"
     fps: Annotated[float, Field(gt=0, le=120)] = 10.0
 
     @property
@@ -191,7 +195,8 @@ class Camera(_Model):
         if self.intrinsics is not None:
             i = self.intrinsics
             return np.array([[i.fx, 0, i.cx], [0, i.fy, i.cy], [0, 0, 1.0]])
-        f = (self.width / 2) / math.tan(math.radians(self.hfov_deg or 90.0) / 2)
+        half = math.radians(self.hfov_deg or 90.0) / 2
+        f = (self.width / 2) / (half if self.lens == "fisheye" else math.tan(half))
         return np.array([[f, 0, (self.width - 1) / 2], [0, f, (self.height - 1) / 2], [0, 0, 1.0]])
 
     @cached_property
@@ -443,9 +448,36 @@ def _check_semantics(spec: StoreSpec, path: str) -> None:
             raise SpecError(path, f"cameras[{i}]", "exactly one of 'hfov_deg' or 'intrinsics'")
         if np.linalg.norm(np.subtract(c.look_at_m, c.position_m)) < 1e-3:
             raise SpecError(path, f"cameras[{i}].look_at_m", "a point other than position_m", c.look_at_m)
+        if c.lens == "fisheye":
+            if c.distortion[4] != 0:
+                raise SpecError(path, f"cameras[{i}].distortion", "a fisheye's (k1, k2, k3, k4, 0): the fifth is not used", list(c.distortion))
+            corner = fisheye_max_angle_deg(c)
+            if not corner <= FISHEYE_MAX_ANGLE_DEG:
+                raise SpecError(path, f"cameras[{i}].hfov_deg", f"a fisheye whose image corners look at most "
+                                f"{FISHEYE_MAX_ANGLE_DEG:g}° off its axis (the twin draws it from one perspective view); "
+                                f"these look {corner:.0f}° off", c.hfov_deg if c.hfov_deg is not None else "intrinsics")
     cam_ids = [c.id for c in spec.cameras]
     if len(set(cam_ids)) != len(cam_ids):
         raise SpecError(path, "cameras", "unique camera ids", cam_ids)
+
+
+FISHEYE_MAX_ANGLE_DEG = 80.0
+
+
+def fisheye_max_angle_deg(cam: Camera) -> float:
+    """How far off its axis a fisheye camera's farthest image corner looks, degrees (the lens
+    model's θ for the corner's radius, found by bisection; NaN if the model folds back first)."""
+    K = cam.K
+    k1, k2, k3, k4 = cam.distortion[:4]
+    r = max(math.hypot(u - K[0, 2], v - K[1, 2]) for u in (0, cam.width - 1) for v in (0, cam.height - 1)) / K[0, 0]
+    th = np.linspace(0, math.pi, 2001)
+    rd = th * (1 + k1 * th ** 2 + k2 * th ** 4 + k3 * th ** 6 + k4 * th ** 8)
+    rising = np.concatenate([[True], np.diff(rd) > 0])
+    ok = np.flatnonzero(~rising)
+    top = ok[0] if len(ok) else len(th)
+    if rd[:top].max() < r:
+        return float("nan")
+    return math.degrees(float(np.interp(r, rd[:top], th[:top])))
 
 
 def _rectangles_overlap(a: np.ndarray, b: np.ndarray) -> bool:

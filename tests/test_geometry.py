@@ -57,6 +57,30 @@ def test_pixel_to_floor_by_hand() -> None:
     assert np.isnan(pts[2:]).all()
 
 
+def test_a_fisheye_projects_by_the_equidistant_model_by_hand() -> None:
+    """A fisheye straight down from 3 m, 100° across 400 px (f = 200 / 50° in radians = 229.2 px):
+    a floor point 3 m to the side is 45° off the axis, r = f·θ = 180 px from the centre (a pinhole
+    of that focal length would put it at f·tan 45° = 229 px); and the floor point back again."""
+    cam = Camera(id="f", position_m=(0.0, 0.0, 3.0), look_at_m=(0.0, 0.0, 0.0), resolution=(400, 300),
+                 hfov_deg=100.0, lens="fisheye")
+    f = 200 / math.radians(50)
+    assert cam.K[0, 0] == pytest.approx(f)
+    uv, z = project(cam, np.array([[3.0, 0.0, 0.0]]))
+    assert np.hypot(*(uv[0] - cam.K[:2, 2])) == pytest.approx(f * math.pi / 4)
+    assert z[0] == pytest.approx(3.0)
+    assert pixel_to_floor(cam, uv)[0] == pytest.approx([3.0, 0.0, 0.0], abs=1e-9)
+
+
+def test_pixel_to_floor_inverts_project_through_a_distorted_fisheye() -> None:
+    cam = Camera(id="f", position_m=(2.0, 2.0, 3.0), look_at_m=(2.5, 2.5, 0.0), resolution=(640, 480),
+                 hfov_deg=120.0, lens="fisheye", distortion=(0.03, -0.01, 0.002, 0.0, 0.0))
+    pts = np.random.default_rng(0).uniform([0, 0, 0], [6, 6, 0], (300, 3))
+    uv, z = project(cam, pts)
+    keep = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 640) & (uv[:, 1] >= 0) & (uv[:, 1] < 480)
+    assert keep.sum() > 100
+    assert pixel_to_floor(cam, uv[keep]) == pytest.approx(pts[keep], abs=1e-6)
+
+
 def test_pixel_to_floor_inverts_project_on_tiny_unit(store) -> None:
     floor_pts = np.array([[2.0, 1.5, 0.0], [1.0, 0.5, 0.0], [3.2, 2.0, 0.0]])
     for cam in store.cameras:

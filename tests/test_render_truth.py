@@ -148,6 +148,67 @@ def test_ground_truth_follows_lens_distortion(tmp_path):
     assert checked >= 2
 
 
+def test_fisheye_cameras_draw_the_scene_their_lens_sees(tmp_path):
+    """A fisheye ceiling camera (equidistant lens, 120° across): keypoints projected through the
+    lens land on the person it draws, and it sees more of the store than a pinhole of that width."""
+    import yaml
+    from scipy.ndimage import binary_dilation
+
+    from runtime.store import parse_store
+    from sim.scenario import parse_scenario
+
+    d = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
+    for cam in d["cameras"]:
+        cam.update(lens="fisheye", hfov_deg=120, distortion=[0.02, -0.005, 0.0, 0.0, 0.0])
+    store_path = tmp_path / "tiny_fisheye.yaml"
+    store_path.write_text(yaml.safe_dump(d))
+    parse_store(d, store_path)
+    sc = parse_scenario(yaml.safe_load(SCENARIO.read_text()) | {"store": "tiny_fisheye"}, SCENARIO, tmp_path)
+    sim = Simulator(sc.spec, sc, SimConfig(camera=CameraConfig(truth=False)))
+    _advance(sim, 4.0)
+    state = sim.scene_state()
+    r = sim.renderer
+    r.set_state(state)
+    checked = 0
+    for cam in sim.camera_ids:
+        out = r.render(cam, masks="all")
+        assert out.bgr.shape == (240, 320, 3)
+        drawn = r._render_camera(sc.spec.camera_by_id[cam])
+        assert drawn.lens == "pinhole" and drawn.width * drawn.height <= 2.1 * 320 * 240
+        truth = r.truth(cam, state, out)
+        mask = out.ids == PERSON_ID0
+        if mask.sum() < 200:
+            continue
+        checked += 1
+        kp = truth.keypoints[list(truth.person_ids).index(0)]
+        near = binary_dilation(mask, iterations=2)
+        vis = kp[kp[:, 2] == 2]
+        assert len(vis) >= 5 and all(near[int(v), int(u)] for u, v, _ in vis), cam
+        # three of the floor's four corners are in each picture, drawn where the lens model puts them
+        from runtime.geometry import in_image, project
+
+        W, D = sc.spec.floor.width_m, sc.spec.floor.depth_m
+        uv, z = project(sc.spec.camera_by_id[cam], np.array([[0.1, 0.1, 0], [W - 0.1, 0.1, 0], [0.1, D - 0.1, 0], [W - 0.1, D - 0.1, 0]]))
+        seen = in_image(sc.spec.camera_by_id[cam], uv, z)
+        assert seen.sum() >= 3, cam
+        ys, xs = uv[seen, 1].astype(int), uv[seen, 0].astype(int)
+        assert (out.depth[ys, xs] > 0).all(), "drawn where the lens puts the floor's corners"
+    sim.close()
+    assert checked >= 2
+
+
+def test_a_fisheye_wider_than_the_twin_can_draw_is_refused():
+    import yaml
+
+    from runtime.store import parse_store
+    from runtime.store import SpecError
+
+    d = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
+    d["cameras"][1].update(lens="fisheye", hfov_deg=160)
+    with pytest.raises(SpecError, match=r"cameras\[1\]\.hfov_deg.*at most 80° off its axis.*look 1\d\d° off"):
+        parse_store(d, "tiny.yaml")
+
+
 # -- the cuts in the renderer's cost (issue 12) keep its output ---------------------------------------
 def test_id_images_decode_as_three_little_endian_bytes():
     from twin.renderer import _decode_ids, _id_colour

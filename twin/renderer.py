@@ -361,6 +361,7 @@ class StoreRenderer:
         self._state: SceneState | None = None
         self._cam_node = None
         self._undistort: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._pinhole_for: dict[str, Camera] = {}     # a fisheye camera's id → the pinhole it is drawn with
         self._halves: np.ndarray | None = None
         self._basket_verts: np.ndarray | None = None
         # Each camera's view of what does not move, kept between frames (see _colour_pass).
@@ -750,14 +751,40 @@ class StoreRenderer:
             self.scene.remove_node(self._cam_node)
         self._cam_node = self.scene.add(pc, pose=T)
 
-    def _distortion_maps(self, cam: Camera):
+    def _render_camera(self, cam: Camera) -> Camera:
+        """The pinhole camera the scene is drawn with for ``cam``: ``cam`` itself, or for a fisheye
+        a perspective view along the same axis wide enough for its corners (at most
+        ``FISHEYE_MAX_ANGLE_DEG`` off the axis, so the view stays finite), with at most twice the
+        fisheye's pixels; :meth:`render` then bends it into the fisheye's image."""
+        if cam.lens != "fisheye":
+            return cam
+        kept = self._pinhole_for.get(cam.id)
+        if kept is None:
+            edge = np.array([(u, v) for u in np.linspace(0, cam.width - 1, 65) for v in (0, cam.height - 1)]
+                            + [(u, v) for v in np.linspace(0, cam.height - 1, 49) for u in (0, cam.width - 1)], float)
+            n = cv2.fisheye.undistortPoints(edge.reshape(-1, 1, 2), cam.K, cam.dist[:4]).reshape(-1, 2)
+            hx, hy = np.abs(n[:, 0]).max(), np.abs(n[:, 1]).max()
+            f = cam.K[0, 0] * min(1.0, float(np.sqrt(2 * cam.width * cam.height / (4 * cam.K[0, 0] ** 2 * hx * hy))))
+            w, h = int(np.ceil(2 * f * hx)) + 4, int(np.ceil(2 * f * hy)) + 4
+            kept = self._pinhole_for[cam.id] = type(cam).model_validate({
+                **cam.model_dump(), "lens": "pinhole", "resolution": (w, h), "hfov_deg": None, "distortion": (0.0,) * 5,
+                "intrinsics": {"fx": f, "fy": f, "cx": (w - 1) / 2, "cy": (h - 1) / 2}})
+        return kept
+
+    def _distortion_maps(self, cam: Camera, drawn: Camera):
+        """Where each of ``cam``'s pixels lies in the image drawn by ``drawn`` (its pinhole), or
+        None when they are the same image."""
         if cam.id not in self._undistort:
-            if not np.any(cam.dist):
+            if cam.lens != "fisheye" and not np.any(cam.dist):
                 self._undistort[cam.id] = None
             else:
                 u, v = np.meshgrid(np.arange(cam.width, dtype=np.float32), np.arange(cam.height, dtype=np.float32))
-                pts = np.stack([u.ravel(), v.ravel()], axis=1).reshape(-1, 1, 2)
-                ideal = cv2.undistortPoints(pts, cam.K, cam.dist, P=cam.K).reshape(cam.height, cam.width, 2)
+                pts = np.stack([u.ravel(), v.ravel()], axis=1).reshape(-1, 1, 2).astype(np.float64)
+                if cam.lens == "fisheye":
+                    ideal = cv2.fisheye.undistortPoints(pts, cam.K, cam.dist[:4], P=drawn.K)
+                else:
+                    ideal = cv2.undistortPoints(pts, cam.K, cam.dist, P=cam.K)
+                ideal = ideal.reshape(cam.height, cam.width, 2)
                 self._undistort[cam.id] = (ideal[..., 0].astype(np.float32), ideal[..., 1].astype(np.float32))
         return self._undistort[cam.id]
 
@@ -770,7 +797,8 @@ class StoreRenderer:
         """
         if masks not in ("none", "persons", "all"):
             raise ValueError(f"masks={masks!r}: expected 'none', 'persons' or 'all'")
-        cam = self.store.camera_by_id[camera_id]
+        lens = self.store.camera_by_id[camera_id]
+        cam = self._render_camera(lens)       # drawn with a pinhole, bent into the lens's image below
         self._place_camera(cam)
         r = self._renderer(cam.width, cam.height)
         rect = self._moving_rect(cam)
@@ -796,7 +824,7 @@ class StoreRenderer:
         # the lens blur works on each channel alone, so blurring before the channel swap gives the
         # same pixels, and OpenCV's swap is a quarter of numpy's reversed copy (2 ms a frame less)
         bgr = cv2.cvtColor(cv2.GaussianBlur(rgb, (3, 3), LENS_BLUR_SIGMA_PX), cv2.COLOR_RGB2BGR)
-        maps = self._distortion_maps(cam)
+        maps = self._distortion_maps(lens, cam)
         if maps is not None:
             bgr = cv2.remap(bgr, maps[0], maps[1], cv2.INTER_LINEAR)
             depth = cv2.remap(depth, maps[0], maps[1], cv2.INTER_NEAREST)
