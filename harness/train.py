@@ -42,6 +42,8 @@ class TrainConfig:
     patience: int = 100
     optimizer: str = "AdamW"           # Ultralytics' optimizer name, or auto (its own choice; see conf/train.yaml)
     lr0: float = 0.002                 # initial learning rate (ignored by optimizer=auto)
+    warmup_epochs: float = 3.0         # Ultralytics' warm-up (a fine-tune from init= wants a short one)
+    mosaic: float = 1.0                # share of batches made as 4-image mosaics (people at half the size)
     val: bool = True                   # validate after every epoch (false: only after the last; faster)
     hours: Optional[float] = None      # train for this long instead (epochs then fit the time; Ultralytics' time=)
     cache: bool = False                # keep the decoded images in memory (faster epochs where memory allows)
@@ -195,7 +197,8 @@ def fit(cfg: TrainConfig, command: str = "storetwin train") -> Path:
     meta.write_text(json.dumps(info))
     YOLO(cfg.init or cfg.arch).train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, seed=cfg.seed,
                          deterministic=True, device=device, workers=cfg.workers, patience=cfg.patience,
-                         optimizer=cfg.optimizer, lr0=cfg.lr0, val=cfg.val, cache=cfg.cache,
+                         optimizer=cfg.optimizer, lr0=cfg.lr0, warmup_epochs=cfg.warmup_epochs, mosaic=cfg.mosaic,
+                         val=cfg.val, cache=cfg.cache,
                          **({"time": cfg.hours} if cfg.hours else {}),
                          project=str(run.parent), name=cfg.model_name, exist_ok=True, plots=False, amp=False, verbose=True)
     info["train_s"] = time.perf_counter() - t0
