@@ -255,6 +255,24 @@ def test_domain_randomisation_moves_cameras_a_little_and_keeps_props_on_the_floo
     assert lights == {"day", "evening", "flicker"}
 
 
+def test_restocked_shelves_hold_every_sku_in_bins_it_fits_and_scenarios_follow_them():
+    from harness.datagen import shuffle_planogram
+    from harness.paths import store_dir
+    from runtime.store import load_store, parse_store
+    from sim.randomize import TripConfig, random_scenario
+
+    store = load_store(store_dir() / "small_convenience.yaml")
+    a = shuffle_planogram(store, np.random.default_rng(3))
+    assert a.model_dump() == shuffle_planogram(store, np.random.default_rng(3)).model_dump()   # the seed decides
+    parse_store(a.model_dump(), "restocked")            # the store file's own checks: every pack fits its bin
+    assert set(a.planogram) == set(store.planogram)
+    moved = sum(a.planogram[b].sku != store.planogram[b].sku for b in store.planogram)
+    assert moved > 0.8 * len(store.planogram)
+    assert {f.sku for f in a.planogram.values()} == {p.sku for p in store.catalog}   # 63 bins, 53 SKUs: all of them
+    sc = random_scenario(a, "small_convenience", 11, 3, 30.0, TripConfig(), store_dir=store_dir(), own_spec=True)
+    assert sc.spec is a      # the simulator stocks and shops the restocked shelves, not the file's
+
+
 def test_product_crops_keep_full_resolution_and_every_box_inside(dataset: Path):
     import cv2
 
