@@ -209,7 +209,7 @@ class Simulator:
     def scene_state(self) -> SceneState:
         poses = self.world.poses()
         visible = np.array([p[2, 3] > -1.0 for p in poses], dtype=bool)
-        views = [ShopperView(s.index, s.shape, s.skeleton, s.basket_position(), s.pose.heading_rad)
+        views = [ShopperView(s.index, s.shape, s.skeleton, s.basket_position(), s.pose.heading_rad, bool(s.held))
                  for s in self.shoppers if s.present and s.skeleton is not None]
         return SceneState(self.t, poses, visible, views)
 

@@ -79,3 +79,21 @@ def test_the_shadow_lies_flat_under_the_body(shapes):
     feet = (skel.joints["left_ankle"][:2] + skel.joints["right_ankle"][:2]) / 2
     assert math.dist(sv[0, :2], feet) < 0.25
     assert sf.max() < len(sv)
+
+
+def test_hands_close_round_what_they_hold(shapes):
+    """A closed hand: only that hand's skin moves, its fingertips come back towards the wrist and,
+    with the arm hanging, curl in towards the body (palms face the thighs)."""
+    for shape in shapes[:6]:
+        skel = solve_skeleton(shape, BodyPose(x=1.0, y=2.0, heading_rad=0.7))
+        V0, _, _ = body_mesh(shape, skel)
+        for grip, hand in (((True, False), "left_hand"), ((False, True), "right_hand")):
+            V1, _, _ = body_mesh(shape, skel, grip)
+            moved = np.linalg.norm(V1 - V0, axis=1) > 1e-6
+            wrist = skel.joints["left_wrist" if hand == "left_hand" else "right_wrist"]
+            assert moved.any() and np.linalg.norm(V0[moved] - wrist, axis=1).max() < 0.25, hand
+            reach0 = np.linalg.norm(V0[moved] - wrist, axis=1).max()
+            reach1 = np.linalg.norm(V1[moved] - wrist, axis=1).max()
+            assert reach1 < 0.85 * reach0, (hand, reach0, reach1)
+            mid = skel.joints["pelvis"][:2] - skel.joints[hand][:2]
+            assert np.mean((V1[moved] - V0[moved])[:, :2] @ mid) > 0, hand

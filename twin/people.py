@@ -87,9 +87,17 @@ class SkinnedBody:
     rest_len: np.ndarray    # segments: rest bone length (limbs), else 0
     torso_scale: np.ndarray  # (sy, sz) trunk stretch onto the twin's shoulder line
     foot_scale: float        # foot height onto the twin's ankle height (soles on the floor)
+    closed: dict = None      # hand segment → its rest coordinates with the fingers closed (see _closed_hand)
 
-    def vertices(self, shape: BodyShape, skel: Skeleton) -> np.ndarray:
-        """World vertices on ``skel`` (N×3)."""
+    def vertices(self, shape: BodyShape, skel: Skeleton, grip: tuple[bool, bool] = (False, False)) -> np.ndarray:
+        """World vertices on ``skel`` (N×3); ``grip`` (left, right): hands closed round what they hold."""
+        local = self.local
+        for hand, on in zip(("left_hand", "right_hand"), grip):
+            if on and self.closed:
+                if local is self.local:
+                    local = self.local.copy()
+                rows, k, pts = self.closed[hand]
+                local[rows, k] = pts
         T = np.stack(segment_poses(shape, skel))
         S = np.ones((len(SEGMENT_NAMES), 3))
         for name, (a, b) in _LIMBS.items():
@@ -98,7 +106,7 @@ class SkinnedBody:
         S[_S["torso"], 1:] = self.torso_scale
         S[[_S["left_foot"], _S["right_foot"]], 2] = self.foot_scale
         M = T[:, :3, :3] * S[:, None, :]                     # rotation ∘ scale, per segment
-        p = np.einsum("nkij,nkj->nki", M[self.seg], self.local) + T[self.seg, :3, 3]
+        p = np.einsum("nkij,nkj->nki", M[self.seg], local) + T[self.seg, :3, 3]
         return np.einsum("nk,nki->ni", self.weight, p)
 
 
@@ -142,8 +150,41 @@ def skinned_body(shape: BodyShape) -> SkinnedBody:
     sh_up = (J["left_shoulder"][2] + J["right_shoulder"][2]) / 2 - J["pelvis"][2]
     torso_scale = np.array([shape.shoulder_half_width_m / sh_half, shape.spine_m / sh_up])
     ankle_z = (J["left_ankle"][2] + J["right_ankle"][2]) / 2
+    closed = {hand: _closed_hand(local, seg, _S[hand], rest[_S[hand], :3, :3], rest_len[_S[hand]])
+              for hand in ("left_hand", "right_hand")}
     return SkinnedBody(local=local, seg=seg, weight=w, faces=F, rgba=np.repeat(face_rgba, 3, axis=0), rest_len=rest_len,
-                       torso_scale=torso_scale, foot_scale=shape.ankle_height_m / ankle_z)
+                       torso_scale=torso_scale, foot_scale=shape.ankle_height_m / ankle_z, closed=closed)
+
+
+CURL_DEG = 100.0     # how far the fingertips turn towards the palm in a closed hand
+
+
+def _closed_hand(local: np.ndarray, seg: np.ndarray, hand: int, rest_R: np.ndarray, bone: float):
+    """The hand's rest coordinates (its own frame, z along wrist → hand) with the fingers curled
+    towards the palm: each point past the knuckles turned about the line across the palm at the
+    knuckles, by an angle that grows from 0 there to ``CURL_DEG`` at the fingertips. The palm's
+    normal is the flat direction of the finger vertices, on the side that faces down in the body
+    model's rest pose (arms out, palms down). Returns (vertex rows, weight slot, new points)."""
+    rows, k = np.nonzero(seg == hand)
+    pts = local[rows, k].copy()
+    zk = 0.8 * bone
+    fingers = pts[:, 2] > zk
+    if fingers.sum() < 8:
+        return rows[:0], k[:0], pts[:0]
+    far = pts[:, 2] > zk + 0.4 * (pts[:, 2].max() - zk)       # the four fingers, past the thumb
+    f = pts[far] - pts[far].mean(axis=0)
+    n = np.linalg.svd(f, full_matrices=False)[2][2]
+    n[2] = 0.0
+    n /= np.linalg.norm(n)
+    if (rest_R @ n)[2] > 0:          # the palm faces down in the rest pose
+        n = -n
+    axis = np.cross([0.0, 0.0, 1.0], n)          # turning z about it brings z towards the palm
+    tip = pts[:, 2].max()
+    ang = np.radians(CURL_DEG) * np.clip((pts[:, 2] - zk) / max(tip - zk, 1e-6), 0.0, 1.0)
+    d = pts - [0.0, 0.0, zk]
+    c, s_ = np.cos(ang)[:, None], np.sin(ang)[:, None]
+    rot = d * c + np.cross(axis, d) * s_ + axis * (d @ axis)[:, None] * (1 - c)   # Rodrigues
+    return rows, k, rot + [0.0, 0.0, zk]
 
 
 def _clothes(shape: BodyShape, rng: np.random.Generator, V: np.ndarray, main: np.ndarray,
@@ -210,11 +251,13 @@ def _clothes(shape: BodyShape, rng: np.random.Generator, V: np.ndarray, main: np
     return rgba, layer, float(hair_len)
 
 
-def body_mesh(shape: BodyShape, skel: Skeleton) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def body_mesh(shape: BodyShape, skel: Skeleton, grip: tuple[bool, bool] = (False, False)
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A shopper on its skeleton as unindexed triangles: corner positions (3F×3), smooth normals
-    (3F×3) and colours (3F×4 uint8), each face one colour."""
+    (3F×3) and colours (3F×4 uint8), each face one colour. ``grip`` (left, right): which hands
+    are closed round what they hold (the basket's handle, items)."""
     body = skinned_body(shape)
-    V = body.vertices(shape, skel)
+    V = body.vertices(shape, skel, grip)
     N = _vertex_normals(V, body.faces)
     return V[body.faces].reshape(-1, 3), N[body.faces].reshape(-1, 3), body.rgba
 

@@ -274,6 +274,7 @@ class ShopperView:
     skeleton: Skeleton
     basket_xyz: np.ndarray | None = None
     heading_rad: float = 0.0
+    holding: bool = False          # items in the right hand (the basket, when there is one, in the left)
 
 
 @dataclass
@@ -503,7 +504,7 @@ class StoreRenderer:
         shadows = []
         for v in state.shoppers:
             if self.bodies == "anny":
-                V, N, C = body_mesh(v.shape, v.skeleton)
+                V, N, C = body_mesh(v.shape, v.skeleton, grip=(v.basket_xyz is not None, v.holding))
                 mesh = pyrender.Mesh([pyrender.Primitive(positions=V, normals=N, color_0=C, mode=GLTF_TRIANGLES,
                                                          material=_BODY_MATERIAL)])
                 if self.shadows:
