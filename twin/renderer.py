@@ -801,7 +801,10 @@ class StoreRenderer:
         lens = self.store.camera_by_id[camera_id]
         cam = self._render_camera(lens)       # drawn with a pinhole, bent into the lens's image below
         self._place_camera(cam)
-        r = self._renderer(cam.width, cam.height)
+        # the context of the lens's image size (meshes belong to one context), its framebuffer sized
+        # for what is drawn: a fisheye's wider pinhole resizes it (EGL resizes in place)
+        r = self._renderer(lens.width, lens.height)
+        r.viewport_width, r.viewport_height = cam.width, cam.height
         rect = self._moving_rect(cam)
         rgb, depth = self._colour_pass(r, cam, rect)
         ids = None
