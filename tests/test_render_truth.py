@@ -158,7 +158,7 @@ def test_fisheye_cameras_draw_the_scene_their_lens_sees(tmp_path):
     from sim.scenario import parse_scenario
 
     d = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
-    for cam in d["cameras"]:
+    for cam in d["cameras"][:2]:      # the third stays a pinhole: both kinds in one store
         cam.update(lens="fisheye", hfov_deg=120, distortion=[0.02, -0.005, 0.0, 0.0, 0.0])
     store_path = tmp_path / "tiny_fisheye.yaml"
     store_path.write_text(yaml.safe_dump(d))
@@ -175,6 +175,8 @@ def test_fisheye_cameras_draw_the_scene_their_lens_sees(tmp_path):
         assert out.bgr.shape == (240, 320, 3)
         drawn = r._render_camera(sc.spec.camera_by_id[cam])
         assert drawn.lens == "pinhole" and drawn.width * drawn.height <= 2.1 * 320 * 240
+        if sc.spec.camera_by_id[cam].lens == "pinhole":
+            continue
         truth = r.truth(cam, state, out)
         mask = out.ids == PERSON_ID0
         if mask.sum() < 200:

@@ -804,7 +804,12 @@ class StoreRenderer:
         # the context of the lens's image size (meshes belong to one context), its framebuffer sized
         # for what is drawn: a fisheye's wider pinhole resizes it (EGL resizes in place)
         r = self._renderer(lens.width, lens.height)
-        r.viewport_width, r.viewport_height = cam.width, cam.height
+        if (r.viewport_width, r.viewport_height) != (cam.width, cam.height):
+            r.viewport_width, r.viewport_height = cam.width, cam.height
+            # resized now, not in the next render: the kept depth is copied into it before that
+            r._platform.make_current()
+            r._renderer.viewport_width, r._renderer.viewport_height = cam.width, cam.height
+            r._renderer._configure_main_framebuffer()
         rect = self._moving_rect(cam)
         rgb, depth = self._colour_pass(r, cam, rect)
         ids = None
