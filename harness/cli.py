@@ -207,7 +207,7 @@ def cmd_train(overrides: list[str]) -> int:
 
 
 EVALUATE_USAGE = ("storetwin evaluate-model model=models/<name>.pt data=<datagen or imported dataset> [imgsz=320] [task=pose|detect] "
-                  "[layout=pose|products|detect] [json=out.json]; or model=... real=true [imgsz=320] [conf=0.25] "
+                  "[layout=pose|products|detect] [split=all|val|train] [json=out.json]; or model=... real=true [imgsz=320] [conf=0.25] "
                   "[sheet=<contact sheet .jpg>] [json=out.json]")
 
 
@@ -216,7 +216,7 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
 
     from harness.train import evaluate
 
-    args = _key_values(overrides, {"model", "data", "imgsz", "task", "json", "layout", "real", "conf", "sheet"},
+    args = _key_values(overrides, {"model", "data", "imgsz", "task", "json", "layout", "real", "conf", "sheet", "split"},
                        EVALUATE_USAGE, ("model",))
     model = Path(args["model"])
     if not (model.is_file() or (model.is_dir() and any(model.glob("*.xml")))):
@@ -224,12 +224,17 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
     if args.get("real", "false") not in ("true", "false"):
         raise ValueError(f"real={args['real']}: expected true or false")
     if args.get("real") == "true":
-        if {"data", "task", "layout"} & args.keys():
-            raise ValueError("real=true scores the model on the labelled photographs: data=, task= and layout= do not "
+        if {"data", "task", "layout", "split"} & args.keys():
+            raise ValueError("real=true scores the model on the labelled photographs: data=, task=, layout= and split= do not "
                              "go with it; run the two apart")
         return _evaluate_on_photos(model, args)
     if "sheet" in args or "conf" in args:
         raise ValueError(f"sheet= and conf= go with real=true; usage: {EVALUATE_USAGE}")
+    split = args.get("split", "all")
+    if split not in ("all", "val", "train"):
+        raise ValueError(f"split={split}: expected all (a held-out dataset, the default), val (a training set's "
+                         f"validation scenarios) or train")
+    splits = ("train", "val") if split == "all" else (split,)
     if not args.get("data"):
         raise ValueError(f"missing data= (a datagen or imported dataset, or real=true); usage: {EVALUATE_USAGE}")
     data = Path(args["data"])
@@ -240,7 +245,7 @@ def cmd_evaluate_model(overrides: list[str]) -> int:
     if not (data / layout / "data.yaml").is_file():
         raise ValueError(f"data={data}: expected a `storetwin datagen` or `storetwin import` dataset folder with "
                          f"{layout}/data.yaml")
-    s = evaluate(model, data, task, int(args.get("imgsz", 320)), layout=layout)
+    s = evaluate(model, data, task, int(args.get("imgsz", 320)), splits=splits, layout=layout)
     print(f"{model} on {data} ({', '.join(s['splits'])}; {s['images']} images)")
     rows = [("box mAP50", s["box_map50"]), ("box mAP50-95", s["box_map50_95"])]
     rows += [("keypoint mAP50", s["kpt_map50"]), ("keypoint mAP50-95", s["kpt_map50_95"])] if "kpt_map50" in s else []

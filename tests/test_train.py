@@ -183,6 +183,12 @@ def test_bad_train_settings_are_one_line_errors(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error:"), err
 
 
+def test_evaluate_model_split_is_checked_before_any_work(capsys):
+    assert main(["evaluate-model", "model=models/person_pose.pt", "data=tests", "split=test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "split=test" in err[0] and "val" in err[0], err
+
+
 def test_key_value_commands_name_a_bad_argument_in_one_line(capsys):
     for argv in (["quantize", "models/person_pose.pt"], ["evaluate-model", "model=m.pt", "data=d", "sizes=3"],
                  ["table", "runs"], ["coverage", "shop=tiny_unit"], ["quantize", "data=d"]):
