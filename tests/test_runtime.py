@@ -10,6 +10,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.metrics import score_run
@@ -409,6 +410,27 @@ def test_a_track_that_walked_out_ends_with_an_ended_state(put_backs: Path) -> No
     for tid in named:
         mine = [r for r in rows if r["track_id"] == tid]
         assert mine[-1]["ended"] and not any(r["ended"] for r in mine[:-1] if r["t"] > mine[-1]["t"] - 2.0)
+
+
+def test_track_states_between_ticks_carry_each_track_on_by_its_velocity(put_backs: Path) -> None:
+    """Perception at 5 Hz, track states at 10 (tracking.publish_hz): between two ticks' states of a
+    walking shopper lies the forecast from the first, close to where the second found them."""
+    rows = [json.loads(ln) for ln in (put_backs / "out" / "tracks.jsonl").read_text().splitlines()]
+    named = {r["track_id"] for r in rows if r["account_id"]}
+    assert named
+    gaps, misses = [], []
+    for tid in named:
+        mine = [r for r in rows if r["track_id"] == tid and not r["ended"]]
+        ts = np.array([r["t"] for r in mine])
+        gaps += list(np.round(np.diff(ts), 3))
+        assert {abs(t * 5 - round(t * 5)) < 1e-6 for t in ts} == {True, False}, "states at ticks and between them"
+        for a, f, b in zip(mine, mine[1:], mine[2:]):
+            if abs(f["t"] - a["t"] - 0.1) < 1e-6 and abs(b["t"] - a["t"] - 0.2) < 1e-6:
+                walked = np.hypot(b["x"] - a["x"], b["y"] - a["y"])
+                if walked > 0.1:        # walking: ≥ 0.5 m/s
+                    misses.append(np.hypot(f["x"] - (a["x"] + b["x"]) / 2, f["y"] - (a["y"] + b["y"]) / 2) / walked)
+    assert np.median(gaps) == pytest.approx(0.1)
+    assert len(misses) >= 10 and np.median(misses) < 0.35, (len(misses), np.median(misses))
 
 
 def test_a_provisional_update_waits_while_the_wandering_plate_cannot_count_the_items(tmp_path: Path) -> None:
