@@ -110,26 +110,37 @@ def test_same_seed_same_ground_truth():
     assert all(np.array_equal(x.image, y.image) for x, y in zip(fa, fb))
 
 
-def test_ground_truth_follows_lens_distortion(tmp_path):
-    """With a barrel-distorted camera, projected keypoints still land on the rendered person."""
+def _tiny_store_reaching(tmp_path, name: str, edit):
+    """tiny_pick at t = 4 s in a copy of tiny_unit whose cameras ``edit`` changed (checked as a store
+    file): the simulator, its renderer set to that moment, and the scenario."""
     import yaml
-    from scipy.ndimage import binary_dilation
 
     from runtime.store import parse_store
     from sim.scenario import parse_scenario
 
     d = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
-    for cam in d["cameras"]:
-        cam["distortion"] = [-0.25, 0.05, 0.0, 0.0, 0.0]
-    store_path = tmp_path / "tiny_distorted.yaml"
+    edit(d["cameras"])
+    store_path = tmp_path / f"{name}.yaml"
     store_path.write_text(yaml.safe_dump(d))
     parse_store(d, store_path)
-    sc = parse_scenario(yaml.safe_load(SCENARIO.read_text()) | {"store": "tiny_distorted"}, SCENARIO, tmp_path)
+    sc = parse_scenario(yaml.safe_load(SCENARIO.read_text()) | {"store": name}, SCENARIO, tmp_path)
     sim = Simulator(sc.spec, sc, SimConfig(camera=CameraConfig(truth=False)))
     _advance(sim, 4.0)
     state = sim.scene_state()
+    sim.renderer.set_state(state)
+    return sim, state, sc
+
+
+def test_ground_truth_follows_lens_distortion(tmp_path):
+    """With a barrel-distorted camera, projected keypoints still land on the rendered person."""
+    from scipy.ndimage import binary_dilation
+
+    def distort(cams):
+        for cam in cams:
+            cam["distortion"] = [-0.25, 0.05, 0.0, 0.0, 0.0]
+
+    sim, state, _ = _tiny_store_reaching(tmp_path, "tiny_distorted", distort)
     r = sim.renderer
-    r.set_state(state)
     checked = 0
     for cam in sim.camera_ids:
         out = r.render(cam, masks="all")
@@ -150,25 +161,15 @@ def test_ground_truth_follows_lens_distortion(tmp_path):
 
 def test_fisheye_cameras_draw_the_scene_their_lens_sees(tmp_path):
     """A fisheye ceiling camera (equidistant lens, 120° across): keypoints projected through the
-    lens land on the person it draws, and it sees more of the store than a pinhole of that width."""
-    import yaml
+    lens land on the person it draws, and the floor's corners are drawn where the lens puts them."""
     from scipy.ndimage import binary_dilation
 
-    from runtime.store import parse_store
-    from sim.scenario import parse_scenario
+    def fisheyes(cams):
+        for cam in cams[:2]:      # the third stays a pinhole: both kinds in one store
+            cam.update(lens="fisheye", hfov_deg=120, distortion=[0.02, -0.005, 0.0, 0.0, 0.0])
 
-    d = yaml.safe_load((store_dir() / "tiny_unit.yaml").read_text())
-    for cam in d["cameras"][:2]:      # the third stays a pinhole: both kinds in one store
-        cam.update(lens="fisheye", hfov_deg=120, distortion=[0.02, -0.005, 0.0, 0.0, 0.0])
-    store_path = tmp_path / "tiny_fisheye.yaml"
-    store_path.write_text(yaml.safe_dump(d))
-    parse_store(d, store_path)
-    sc = parse_scenario(yaml.safe_load(SCENARIO.read_text()) | {"store": "tiny_fisheye"}, SCENARIO, tmp_path)
-    sim = Simulator(sc.spec, sc, SimConfig(camera=CameraConfig(truth=False)))
-    _advance(sim, 4.0)
-    state = sim.scene_state()
+    sim, state, sc = _tiny_store_reaching(tmp_path, "tiny_fisheye", fisheyes)
     r = sim.renderer
-    r.set_state(state)
     checked = 0
     for cam in sim.camera_ids:
         out = r.render(cam, masks="all")
