@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEBS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 mosquitto \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
+	chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYOPENGL_PLATFORM := egl
 export YOLO_OFFLINE := 1
@@ -22,7 +23,7 @@ debs:
 $(STAMP): pyproject.toml | debs
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[sim,data,train,edge,dev]'
+	$(PY) -m pip install -q -e '.[sim,data,train,edge,ops,dev]'
 	@touch $(STAMP)
 
 # The whole loop on the default scenario: simulate → runtime → scorecard (table + report.html).

@@ -54,6 +54,12 @@ commands:
   live       the runtime on a store's devices (conf/devices/<store>.yaml) until Ctrl-C or
              SIGTERM; the event log and a health line every few seconds in out=; runtime.* as in run
              e.g. storetwin live store=small_convenience devices=conf/devices/small_convenience.yaml out=runs/live
+             with the store's API and dashboard (api_port=, tokens=<secrets file> or STORETWIN_TOKENS) and the
+             receipts to the point-of-sale system (webhook=<url>, its secret in STORETWIN_WEBHOOK_SECRET)
+             e.g. storetwin live ... api_port=8080 tokens=/etc/storetwin/tokens.yaml webhook=https://pos.local/receipts
+  dashboard  a recorded run through the store's API and dashboard, with a time slider (reviews are
+             kept in <run>/review/, the recording is not written)
+             e.g. storetwin dashboard run=runs/suite-default-<time>/busy_store port=8080 speed=1
 """
 
 
@@ -407,7 +413,66 @@ def cmd_serve(overrides: list[str]) -> int:
 
 
 LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
-              "[lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [runtime.<key>=<value> ...]")
+              "[lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [api_port=<port>] "
+              "[api_host=127.0.0.1] [tokens=<secrets file>] [webhook=<url>] [runtime.<key>=<value> ...]")
+DASHBOARD_USAGE = ("storetwin dashboard run=<run folder (with out/events.sqlite)> [port=8080] [host=127.0.0.1] [speed=1] "
+                   "[start_s=0] [tokens=<secrets file>] [duration_s=<stop after, wall seconds>]")
+
+
+def _tokens(path: str | None):
+    """The API's tokens: a secrets file, else STORETWIN_TOKENS, else one admin token made for this
+    session (printed once)."""
+    import os
+    import secrets
+
+    from runtime.ops.auth import Tokens
+
+    if path:
+        return Tokens.from_file(path), None
+    if os.environ.get("STORETWIN_TOKENS", "").strip():
+        return Tokens.from_env(), None
+    token = secrets.token_urlsafe(24)
+    return Tokens.from_env(environ={"STORETWIN_TOKENS": f"admin:admin:{token}"}), token
+
+
+def cmd_dashboard(overrides: list[str]) -> int:
+    import signal
+    import threading
+
+    from runtime.ops.api import open_ops
+    from runtime.ops.replay import LogReplay, review_copy
+    from runtime.ops.view import StoreView
+    from runtime.store import load_store
+
+    args = _key_values(overrides, {"run", "port", "host", "speed", "start_s", "tokens", "duration_s"}, DASHBOARD_USAGE,
+                       required=("run",))
+    nums = _numbers(args, {"port": int, "speed": float, "start_s": float, "duration_s": float}, DASHBOARD_USAGE)
+    run = Path(args["run"])
+    log_file, store_file = run / "out" / "events.sqlite", run / "store.yaml"
+    if not log_file.is_file():
+        raise FileNotFoundError(f"{run}: no out/events.sqlite (run= wants one scenario's run folder)")
+    store = load_store(store_file if store_file.is_file() else Path(args.get("store", "")))
+    tokens, made = _tokens(args.get("tokens"))
+    view = StoreView(latency="stream")
+    view.publish({"type": "health", "data": {"mode": f"replay of {run}"}}, fan_out=False)
+    replay = LogReplay(log_file, view, speed=nums.get("speed", 1.0), start_s=nums.get("start_s", 0.0))
+    review_dir = run / "review"
+    review_copy(log_file, review_dir)
+    server, _, desk = open_ops(store, review_dir, tokens, view=view, replay=replay, host=args.get("host", "127.0.0.1"),
+                               port=nums.get("port", 8080))
+    replay.start()
+    print(f"dashboard: {server.url}/  ({replay.duration_s:.0f} s of {run.name} at {replay.speed:g}× real time; "
+          f"reviews in {review_dir})")
+    if made:
+        print(f"sign in with this session's admin token: {made}")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait(nums.get("duration_s"))
+    replay.stop()
+    server.stop()
+    desk.close()
+    return 0
 
 
 def cmd_live(overrides: list[str]) -> int:
@@ -420,17 +485,29 @@ def cmd_live(overrides: list[str]) -> int:
     from runtime.store import load_store
 
     plain = [o for o in overrides if not o.startswith("runtime.")]
-    args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "max_lateness_s", "health_s"}, LIVE_USAGE,
-                       required=("store", "devices", "out"))
+    args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "max_lateness_s", "health_s",
+                               "api_port", "api_host", "tokens", "webhook"}, LIVE_USAGE, required=("store", "devices", "out"))
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
     store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)
     devices = load_devices(args["devices"], store)
-    nums = _numbers(args, dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s"), float), LIVE_USAGE)
+    nums = _numbers(args, {**dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s"), float),
+                           "api_port": int}, LIVE_USAGE)
+    webhook = None
+    if args.get("webhook"):     # checked before anything starts
+        from runtime.ops.outbox import WebhookConfig
+
+        webhook = WebhookConfig.from_env(args["webhook"])
+    tokens, made = _tokens(args.get("tokens")) if "api_port" in nums else (None, None)
     live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
                      max_lateness_s=nums.get("max_lateness_s"), health_s=nums.get("health_s", 5.0))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
+    if tokens is not None:
+        url = live.serve_api(tokens, host=args.get("api_host", "127.0.0.1"), port=nums["api_port"])
+        print(f"API and dashboard: {url}/" + (f"  (this session's admin token: {made})" if made else ""), flush=True)
+    if webhook is not None:
+        live.deliver_to(webhook)
     live.open()
     summary = live.run(duration_s=nums.get("duration_s"))
     print(f"live: {summary['wall_s']:.0f} s; frames {sum(c['frames'] for c in summary['cameras'].values())}; "
@@ -440,7 +517,8 @@ def cmd_live(overrides: list[str]) -> int:
 
 COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen,
             "import": cmd_import, "train": cmd_train, "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize,
-            "run": cmd_run, "compare": cmd_compare, "serve": cmd_serve, "live": cmd_live}
+            "run": cmd_run, "compare": cmd_compare, "serve": cmd_serve, "live": cmd_live,
+            "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,12 @@ costs nothing that matters). Everything one decision writes (its cart updates an
 it leaves) is one transaction (:meth:`batch`): after a crash the log holds all of it or none of
 it. The JSONL files are copies for people and tools; a line cut by a crash is removed when the log
 is opened again.
+
+**The outbox.** A receipt goes to the point-of-sale system from the ``outbox`` table, written in the
+same transaction as the receipt itself (a transactional outbox): a crash can lose neither, and a
+restarted deliverer (:mod:`runtime.ops.outbox`) sends what is still pending under the same
+idempotency key. A receipt's id is its row in ``events``; a reviewed receipt's new version is a
+``receipt_revision`` event with its own outbox row (:mod:`runtime.ops.review`).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
+from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.messages import CartUpdate, Receipt, TrackState
 
 _FILES = {TrackState: "tracks.jsonl", CartUpdate: "cart_updates.jsonl", Receipt: "receipts.jsonl"}
@@ -32,15 +39,11 @@ _KINDS = {TrackState: "track", CartUpdate: "cart_update", Receipt: "receipt"}
 class EventLog:
     """``out_dir/events.sqlite`` plus one JSONL file per kind of message in ``out_dir``."""
 
-    def __init__(self, out_dir: str | Path, jsonl: bool = True):
+    def __init__(self, out_dir: str | Path, jsonl: bool = True, clock: Clock = SYSTEM_CLOCK):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.dir / "events.sqlite")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
-                        "t REAL NOT NULL, account_id TEXT, payload TEXT NOT NULL)")
-        self.db.execute("CREATE INDEX IF NOT EXISTS events_account ON events (account_id, kind)")
+        self.clock = clock
+        self.db = connect(self.dir / "events.sqlite")
         if jsonl:
             for cls, name in _FILES.items():
                 self._catch_up(self.dir / name, _KINDS[cls])
@@ -76,9 +79,12 @@ class EventLog:
         payload = asdict(msg) if is_dataclass(msg) else dict(msg)
         kind = kind or _KINDS.get(type(msg), type(msg).__name__)
         text = json.dumps(payload, default=_plain)
-        self.db.execute("INSERT INTO events (kind, t, account_id, payload) VALUES (?, ?, ?, ?)",
-                        (kind, float(payload.get("t", payload.get("t_decided", payload.get("t_exit", 0.0)))),
-                         payload.get("account_id"), text))
+        cur = self.db.execute("INSERT INTO events (kind, t, account_id, payload) VALUES (?, ?, ?, ?)",
+                              (kind, float(payload.get("t", payload.get("t_decided", payload.get("t_exit", 0.0)))),
+                               payload.get("account_id"), text))
+        if kind == "receipt":     # to the point-of-sale system, in the same transaction
+            enqueue(self.db, f"receipt-{cur.lastrowid}-v1", "receipt",
+                    {"receipt_id": cur.lastrowid, "version": 1, **payload}, self.clock.wall_s())
         f = self._files.get(type(msg))
         if f is not None:
             self._lines.append((f, text))
@@ -152,6 +158,36 @@ class EventLog:
                 d = json.loads(payload)
                 out[account] = (d["t"], d["x"], d["y"])
         return out
+
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+    "t REAL NOT NULL, account_id TEXT, payload TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_account ON events (account_id, kind)",
+    "CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq)",
+    # what goes to the point-of-sale system: one row per delivery, its key the idempotency key
+    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, "
+    "kind TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+    "next_wall REAL NOT NULL, delivered_wall REAL, last_error TEXT)",
+)
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """One connection to an event log (created if new): WAL, full sync, and a writer that waits up to
+    10 s for another (the runtime, the API's review desk and the deliverer each hold their own)."""
+    db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    for stmt in SCHEMA:
+        db.execute(stmt)
+    db.commit()
+    return db
+
+
+def enqueue(db: sqlite3.Connection, key: str, kind: str, payload: dict, wall_s: float) -> None:
+    """One delivery into the outbox (inside the caller's transaction); a key already there is kept."""
+    db.execute("INSERT OR IGNORE INTO outbox (key, kind, payload, created_wall, next_wall) VALUES (?, ?, ?, ?, ?)",
+               (key, kind, json.dumps(payload, default=_plain), wall_s, wall_s))
 
 
 def _cut_partial_line(path: Path) -> None:

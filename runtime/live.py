@@ -30,7 +30,7 @@ from runtime.cameras import CameraReader
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import RuntimeConfig
 from runtime.devices import Devices, HttpGates, MqttSensors, SerialCells
-from runtime.messages import CartUpdate, WeightSample
+from runtime.messages import CartUpdate, Receipt, WeightSample
 from runtime.pipeline import Runtime
 from runtime.sources import LiveMerge
 from runtime.store import StoreSpec
@@ -69,6 +69,26 @@ class LiveStore:
         self._cell_seen: dict[str, float] = {}
         self.health: list[dict] = []
         self.resumed = resumed
+        self.view = None           # the API's view of the store (serve_api), fed what the runtime publishes
+        self._api = self._desk = self._deliverer = None     # beside the runtime; stopped after it
+
+    # -- beside the runtime --------------------------------------------------------------------------
+    def serve_api(self, tokens, host: str = "127.0.0.1", port: int = 8080) -> str:
+        """The store's API and dashboard over this run's event log (:mod:`runtime.ops.api`); its URL."""
+        from runtime.ops.api import open_ops
+        from runtime.ops.view import StoreView
+
+        self.view = StoreView(latency="wall", clock=self.clock)
+        self.view.reset(carts={a: dict(self.runtime.carts.cart(a) or {}) for a in self.runtime.carts.accounts()})
+        self._api, _, self._desk = open_ops(self.store, self.dir, tokens, view=self.view, host=host, port=port,
+                                            clock=self.clock)
+        return self._api.url
+
+    def deliver_to(self, webhook) -> None:
+        """Receipts (and reviewed versions) to the point-of-sale system from the event log's outbox."""
+        from runtime.ops.outbox import Deliverer
+
+        self._deliverer = Deliverer(self.dir / "events.sqlite", webhook, clock=self.clock).start()
 
     # -- devices -----------------------------------------------------------------------------------
     def open(self) -> "LiveStore":
@@ -138,6 +158,14 @@ class LiveStore:
                 self.sensors.close()
             summary = self.summary(self.clock.wall_s() - wall0)
             (self.dir / "run.json").write_text(json.dumps(summary, indent=1))
+            if self._deliverer is not None:     # one last pass for the last receipts; the rest on the next start
+                self._deliverer.deliver_due()
+                self._deliverer.stop()
+                self._deliverer = None
+            if self._api is not None:
+                self._api.stop()
+                self._desk.close()
+                self._api = self._desk = None
         return summary
 
     def _published(self, out: list) -> None:
@@ -149,6 +177,10 @@ class LiveStore:
         for m in out:
             if isinstance(m, CartUpdate):
                 self._delays.append(m.wall_published - m.t_interaction)
+            if self.view is not None:
+                self.view.publish(m)
+            if isinstance(m, Receipt) and self._deliverer is not None:
+                self._deliverer.notify()     # the receipt is committed: the deliverer sends it now
 
     # -- health ------------------------------------------------------------------------------------
     def _log_health(self, now: float, span_s: float) -> None:
@@ -156,6 +188,8 @@ class LiveStore:
         self.health.append(h)
         with open(self.dir / "health.jsonl", "a") as f:
             f.write(json.dumps(h) + "\n")
+        if self.view is not None:
+            self.view.publish({"type": "health", "data": h})
         fps = " ".join(f"{c}={v:.1f}" for c, v in h["fps"].items())
         log.warning("health: fps %s; cells %d/%d; held %d; bound %.2f s; frames dropped %d; late %d; bad %d; lag %s; "
                     "busy %.0f %%; update delay p95 %s", fps or "-", h["cells_reporting"], len(self.store.load_cells),

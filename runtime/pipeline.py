@@ -27,6 +27,7 @@ import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -36,6 +37,7 @@ from runtime.cell_health import CellHealth
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import SENSING, RuntimeConfig  # noqa: F401  (SENSING: the modes, for callers)
 from runtime.eventlog import EventLog
+from runtime.evidence import Evidence
 from runtime.fusion import Fusion, Unexplained
 from runtime.hands import HandWatch, Reach
 from runtime.identity import GateIdentity
@@ -77,6 +79,7 @@ class Runtime:
         self.attribution = Attributor(store, config)
         self.fusion = Fusion(store, config, self.hands)
         self.carts = Carts(store, clock)
+        self.evidence = Evidence(store)
         self.t = 0.0                          # the stream's time as far as it has been decided
         self._t_in = 0.0                      # the newest message's time
         # What waits behind the person model, in the order it came: (the stream's time to decide it
@@ -319,6 +322,7 @@ class Runtime:
             self._drop("reading of a load cell the store file does not list", s.cell_id)
             return []
         silent_s = self.cell_health.reading(s.cell_id, s.t)
+        self.evidence.reading(s)
         learnt = det.level is not None
         out: list = []
         joins = self.plates.joins(s.cell_id)
@@ -389,6 +393,8 @@ class Runtime:
         track = self.tracker.track(att.track_id) if att.track_id is not None else None
         d = self.fusion.weight(ev, account, att.confidence, att.bin_cost, att.evidence(),
                                self.carts.cart(account, settling=key), track, att.hand_m)
+        # for the reviewer: the readings around the step and who stood near its bins (numbers, no image)
+        d = replace(d, evidence={**d.evidence, **self.evidence.around(ev.cell_id, ev.t_start, ev.t_end, tracks or ())})
         if isinstance(d, Unexplained):
             self.stats["unexplained"] += 1
             self._note("unexplained", {"t": d.t, "account_id": d.account, **d.evidence})

@@ -1,0 +1,1 @@
+"""Store operations beside the runtime: the API, the review desk, the POS outbox, the dashboard."""
