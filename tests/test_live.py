@@ -10,9 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -20,21 +23,11 @@ from harness.cli import main
 from harness.servers import free_port
 from runtime.clock import ManualClock
 from runtime.messages import Frame, WeightSample
+from runtime.ops.outbox import verify
 from runtime.sources import LiveMerge
 
 HERE = Path(__file__).parent
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"ftypisom", b"ftypmp4", b"RIFF", b"GIF8", b"BM6")
-
-
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
-    """tiny_pick simulated once, and the receipts of the runtime replaying it."""
-    root = tmp_path_factory.mktemp("live")
-    run = root / "tiny_pick"
-    assert main(["simulate", f"scenario={HERE / 'scenarios' / 'tiny_pick.yaml'}", f"out={run}"]) == 0
-    assert main(["run", "scenario=tiny_pick", f"recorded={run}", "pacing=asfast", f"out={root / 'replay'}"]) == 0
-    receipts = [json.loads(x) for x in (root / "replay" / "out" / "receipts.jsonl").read_text().splitlines()]
-    return run, receipts
 
 
 def _lines(receipts: list[dict]) -> list[tuple]:
@@ -52,12 +45,39 @@ def _image_like(folder: Path) -> list[str]:
     return found
 
 
+class _Till(BaseHTTPRequestHandler):
+    """The point-of-sale system's webhook: checks each delivery's signature and keeps what it got."""
+
+    got: list = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ok = verify(SECRET, self.headers["X-Storetwin-Timestamp"], self.headers["X-Storetwin-Signature"], body, time.time())
+        self.got.append((self.headers["Idempotency-Key"], ok, json.loads(body)))
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+SECRET = b"the-shared-webhook-secret"
+API_TOKEN = "operator-token-for-the-live-test"
+
+
 def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path) -> None:
+    """... and serves them through its API while it runs, and delivers each once, signed, to the
+    point-of-sale system's webhook."""
     run, replay_receipts = recorded
     assert replay_receipts, "the replay charged nobody: nothing to compare"
     devices, out, tmp = tmp_path / "devices.yaml", tmp_path / "live", tmp_path / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp), "STORETWIN_LOG": "WARNING"}
+    till = ThreadingHTTPServer(("127.0.0.1", 0), _Till)
+    _Till.got = []
+    threading.Thread(target=till.serve_forever, daemon=True).start()
+    api_port = free_port()
+    env = {**os.environ, "TMPDIR": str(tmp), "STORETWIN_LOG": "WARNING", "STORETWIN_WEBHOOK_SECRET": SECRET.decode(),
+           "STORETWIN_TOKENS": f"ana:operator:{API_TOKEN}"}
     cli = [sys.executable, "-m", "harness.cli"]
     serve = subprocess.Popen([*cli, "serve", f"recorded={run}", f"rtsp_port={free_port()}", f"broker_port={free_port()}",
                               "start_in_s=12", f"devices_out={devices}", f"report={tmp_path / 'serve.json'}"],
@@ -69,20 +89,27 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
             assert serve.poll() is None, f"serve stopped: {serve.stdout.read()}"
             assert time.time() < deadline, "serve did not start its servers"
             time.sleep(0.1)
-        live = subprocess.Popen([*cli, "live", "store=tiny_unit", f"devices={devices}", f"out={out}", "health_s=2"],
+        live = subprocess.Popen([*cli, "live", "store=tiny_unit", f"devices={devices}", f"out={out}", "health_s=2",
+                                 f"api_port={api_port}", f"webhook=http://127.0.0.1:{till.server_port}/receipts"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         serve_out, _ = serve.communicate(timeout=90)
         assert serve.returncode == 0, serve_out
         time.sleep(1.0)                   # the merge's lateness bound and the last messages on their way
+        api = httpx.get(f"http://127.0.0.1:{api_port}/api/receipts", headers={"Authorization": f"Bearer {API_TOKEN}"})
         live.send_signal(signal.SIGTERM)
         live_out, _ = live.communicate(timeout=60)
     finally:
         for p in (serve, live):
             if p is not None and p.poll() is None:
                 p.kill()
+    till.shutdown()
     assert live.returncode == 0, live_out
     receipts = [json.loads(x) for x in (out / "receipts.jsonl").read_text().splitlines()]
     assert _lines(receipts) == _lines(replay_receipts), live_out
+    assert _lines(api.json()) == _lines(receipts), "the API serves the receipts while the store runs"
+    assert [ok for _, ok, _ in _Till.got] == [True] * len(receipts), "each delivery signed right"
+    assert len({k for k, _, _ in _Till.got}) == len(_Till.got), "each receipt delivered once"
+    assert _lines([b for _, _, b in _Till.got]) == _lines(receipts)
     info = json.loads((out / "run.json").read_text())
     served = json.loads((tmp_path / "serve.json").read_text())
     for cam, c in info["cameras"].items():

@@ -36,7 +36,7 @@ from runtime.store import StoreSpec
 
 COOKIE = "storetwin_token"
 STATIC = resources.files("runtime.ops") / "static"
-LOGIN_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>storetwin: sign in</title>
+LOGIN_HTML = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>storetwin: sign in</title>
 <style>body{font-family:system-ui,sans-serif;background:#111820;color:#dde;display:grid;place-items:center;height:100vh}
 form{background:#1b2530;padding:2em;border-radius:8px}input{display:block;margin:.6em 0;padding:.5em;width:22em}</style></head>
 <body><form method="post" action="/login"><h2>storetwin: {store}</h2><label>API token
