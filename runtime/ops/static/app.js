@@ -10,7 +10,8 @@ const api = async (path, opts = {}) => {
   return r.json();
 };
 const money = (v) => (S.plan ? S.plan.currency + " " : "") + Number(v).toFixed(2);
-const colour = (key) => { let h = 0; for (const c of String(key)) h = (h * 31 + c.charCodeAt(0)) % 360; return `hsl(${h},70%,60%)`; };
+const colour = (key) => { let h = 0; for (const c of String(key)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return `hsl(${(h * 137.508) % 360},70%,60%)`; };
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 
 // -- floor ----------------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ function drawFloor() {
   for (const tr of S.tracks.values()) {
     const [px, py, k] = floorXY(tr.x, tr.y);
     g.fillStyle = colour(tr.account_id || tr.track_id);
-    g.beginPath(); g.arc(px, py, Math.max(5, 0.22 * k), 0, 2 * Math.PI); g.fill();
+    g.beginPath(); g.arc(px, py, Math.max(5, 0.15 * k), 0, 2 * Math.PI); g.fill();
     g.fillStyle = "#fff"; g.font = "11px sans-serif"; g.fillText(tr.account_id || `#${tr.track_id}`, px + 9, py - 8);
   }
 }
@@ -108,13 +109,13 @@ async function openEvidence(id) {
       confidence ${Number(u.confidence).toFixed(2)}; candidates: ${(u.evidence.candidates || []).map((c) =>
       `${esc(c.bin || "")} ${esc(JSON.stringify(c.items || ""))} ${c.residual_g ?? ""} g`).join("; ")};
       near: ${(u.evidence.near || []).map((n) => `${esc(n.account || "#" + n.track)} ${n.distance_m} m`).join(", ") || "–"}</small>
-      <canvas class="trace" id="trace-${i}" width="340" height="60"></canvas></div>`).join("")}
+      ${(u.evidence.trace || []).length > 1 ? `<canvas class="trace" id="trace-${i}" width="340" height="60"></canvas>` : ""}</div>`).join("")}
     <div><input id="why" placeholder="why (kept in the event log)" size="30"></div>
     <div><select id="line-sku">${r.lines.map((l) => `<option>${esc(l.sku)}</option>`).join("")}</select>
       <input id="line-qty" type="number" min="0" value="1" style="width:4em"></div>
     <button id="approve-${id}">Approve</button><button id="change-${id}">Set quantity</button>
     <button class="warn" id="refund-${id}">Refund line</button>`;
-  ups.forEach((u, i) => drawTrace($(`trace-${i}`), u.evidence.trace || []));
+  ups.forEach((u, i) => { if ($(`trace-${i}`)) drawTrace($(`trace-${i}`), u.evidence.trace); });
   const act = async (action, extra) => {
     const why = $("why").value.trim() || (action === "approve" ? "checked on the dashboard" : "");
     if (!why) { $("why").focus(); return; }
