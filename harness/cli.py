@@ -57,6 +57,9 @@ commands:
              with the store's API and dashboard (api_port=, tokens=<secrets file> or STORETWIN_TOKENS) and the
              receipts to the point-of-sale system (webhook=<url>, its secret in STORETWIN_WEBHOOK_SECRET)
              e.g. storetwin live ... api_port=8080 tokens=/etc/storetwin/tokens.yaml webhook=https://pos.local/receipts
+  privacy    retention and erasure on a stopped live store's event log (a running one: its API's
+             /api/admin/prune and /api/admin/erase, or live retention_days=)
+             e.g. storetwin privacy out=runs/live prune_days=30      e.g. storetwin privacy out=runs/live erase=a17 why="asked"
   dashboard  a recorded run through the store's API and dashboard, with a time slider (reviews are
              kept in <run>/review/, the recording is not written)
              e.g. storetwin dashboard run=runs/suite-default-<time>/busy_store port=8080 speed=1
@@ -414,7 +417,43 @@ def cmd_serve(overrides: list[str]) -> int:
 
 LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
               "[lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [api_port=<port>] "
-              "[api_host=127.0.0.1] [tokens=<secrets file>] [webhook=<url>] [runtime.<key>=<value> ...]")
+              "[api_host=127.0.0.1] [tokens=<secrets file>] [webhook=<url>] [retention_days=<d>] [runtime.<key>=<value> ...]")
+PRIVACY_USAGE = ("storetwin privacy out=<a stopped live store's folder> (prune_days=<d> [receipts_days=<d>] | "
+                 "erase=<account id> why=<text>)")
+
+
+def cmd_privacy(overrides: list[str]) -> int:
+    from runtime.eventlog import EventLog
+    from runtime.live import hold_folder
+    from runtime.ops import privacy
+
+    args = _key_values(overrides, {"out", "prune_days", "receipts_days", "erase", "why"}, PRIVACY_USAGE, required=("out",))
+    nums = _numbers(args, {"prune_days": float, "receipts_days": float}, PRIVACY_USAGE)
+    folder = Path(args["out"])
+    if not (folder / "events.sqlite").is_file():
+        raise FileNotFoundError(f"{folder}: no events.sqlite (out= is a live store's folder)")
+    if ("prune_days" in nums) == ("erase" in args):
+        raise ValueError(f"expected one of prune_days= and erase=; usage: {PRIVACY_USAGE}")
+    lock = hold_folder(folder)     # refused while a live runtime writes it: use its API then
+    try:
+        log_ = EventLog(folder)
+        try:
+            import time
+
+            if "erase" in args:
+                removed = privacy.erase(log_.db, args["erase"], by="storetwin privacy", why=args.get("why", ""),
+                                        now_wall=time.time())
+            else:
+                removed = privacy.prune(log_.db, nums["prune_days"], time.time(), nums.get("receipts_days"))
+            log_.rewrite_copies()
+        finally:
+            log_.close()
+    except privacy.PrivacyError as e:
+        raise ValueError(str(e)) from None
+    finally:
+        lock.close()
+    print(f"privacy: removed {removed} in {folder}")
+    return 0
 DASHBOARD_USAGE = ("storetwin dashboard run=<run folder (with out/events.sqlite)> [port=8080] [host=127.0.0.1] [speed=1] "
                    "[start_s=0] [tokens=<secrets file>] [duration_s=<stop after, wall seconds>]")
 
@@ -486,13 +525,13 @@ def cmd_live(overrides: list[str]) -> int:
 
     plain = [o for o in overrides if not o.startswith("runtime.")]
     args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "max_lateness_s", "health_s",
-                               "api_port", "api_host", "tokens", "webhook"}, LIVE_USAGE, required=("store", "devices", "out"))
+                               "api_port", "api_host", "tokens", "webhook", "retention_days"}, LIVE_USAGE, required=("store", "devices", "out"))
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
     store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)
     devices = load_devices(args["devices"], store)
-    nums = _numbers(args, {**dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s"), float),
-                           "api_port": int}, LIVE_USAGE)
+    nums = _numbers(args, {**dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s", "retention_days"),
+                                           float), "api_port": int}, LIVE_USAGE)
     webhook = None
     if args.get("webhook"):     # checked before anything starts
         from runtime.ops.outbox import WebhookConfig
@@ -500,7 +539,8 @@ def cmd_live(overrides: list[str]) -> int:
         webhook = WebhookConfig.from_env(args["webhook"])
     tokens, made = _tokens(args.get("tokens")) if "api_port" in nums else (None, None)
     live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
-                     max_lateness_s=nums.get("max_lateness_s"), health_s=nums.get("health_s", 5.0))
+                     max_lateness_s=nums.get("max_lateness_s"), health_s=nums.get("health_s", 5.0),
+                     retention_days=nums.get("retention_days"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
     if tokens is not None:
@@ -518,7 +558,7 @@ def cmd_live(overrides: list[str]) -> int:
 COMMANDS = {"table": cmd_table, "simulate": cmd_simulate, "coverage": cmd_coverage, "datagen": cmd_datagen,
             "import": cmd_import, "train": cmd_train, "evaluate-model": cmd_evaluate_model, "quantize": cmd_quantize,
             "run": cmd_run, "compare": cmd_compare, "serve": cmd_serve, "live": cmd_live,
-            "dashboard": cmd_dashboard}
+            "dashboard": cmd_dashboard, "privacy": cmd_privacy}
 
 
 def main(argv: list[str] | None = None) -> int:

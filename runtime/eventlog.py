@@ -79,9 +79,9 @@ class EventLog:
         payload = asdict(msg) if is_dataclass(msg) else dict(msg)
         kind = kind or _KINDS.get(type(msg), type(msg).__name__)
         text = json.dumps(payload, default=_plain)
-        cur = self.db.execute("INSERT INTO events (kind, t, account_id, payload) VALUES (?, ?, ?, ?)",
+        cur = self.db.execute("INSERT INTO events (kind, t, account_id, payload, wall) VALUES (?, ?, ?, ?, ?)",
                               (kind, float(payload.get("t", payload.get("t_decided", payload.get("t_exit", 0.0)))),
-                               payload.get("account_id"), text))
+                               payload.get("account_id"), text, self.clock.wall_s()))
         if kind == "receipt":     # to the point-of-sale system, in the same transaction
             enqueue(self.db, f"receipt-{cur.lastrowid}-v1", "receipt",
                     {"receipt_id": cur.lastrowid, "version": 1, **payload}, self.clock.wall_s())
@@ -100,6 +100,22 @@ class EventLog:
         for f in self._files.values():
             f.flush()
         self._pending = 0
+
+    def rewrite_copies(self) -> None:
+        """The JSONL copies written again from the database (after a privacy job removed rows)."""
+        self.flush()
+        for cls, name in _FILES.items():
+            path = self.dir / name
+            f = self._files.pop(cls, None)
+            if f is None:
+                continue
+            f.close()
+            tmp = path.with_suffix(".jsonl.tmp")
+            with open(tmp, "w") as out:
+                out.writelines(p + "\n" for (p,) in self.db.execute(
+                    "SELECT payload FROM events WHERE kind = ? ORDER BY seq", (_KINDS[cls],)))
+            tmp.replace(path)
+            self._files[cls] = open(path, "a")
 
     def close(self) -> None:
         self.flush()
@@ -161,8 +177,9 @@ class EventLog:
 
 
 SCHEMA = (
+    # t: the store clock; wall: when it was written (what retention counts days by)
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
-    "t REAL NOT NULL, account_id TEXT, payload TEXT NOT NULL)",
+    "t REAL NOT NULL, account_id TEXT, payload TEXT NOT NULL, wall REAL)",
     "CREATE INDEX IF NOT EXISTS events_account ON events (account_id, kind)",
     "CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq)",
     # what goes to the point-of-sale system: one row per delivery, its key the idempotency key
@@ -178,8 +195,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA secure_delete=ON")     # a deleted row's bytes are overwritten, not left in free pages (erasure)
     for stmt in SCHEMA:
         db.execute(stmt)
+    if "wall" not in {r[1] for r in db.execute("PRAGMA table_info(events)")}:     # a log from before the column
+        db.execute("ALTER TABLE events ADD COLUMN wall REAL")
     db.commit()
     return db
 

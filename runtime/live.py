@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -38,15 +39,45 @@ from runtime.store import StoreSpec
 log = logging.getLogger(__name__)
 
 
+LOCK_FILE = "live.lock"
+
+
+def hold_folder(folder: Path):
+    """An exclusive lock on a live store's folder, held while the runtime runs (the kernel drops it
+    when the process ends, killed or not): a second runtime, or a privacy job from outside, is
+    refused instead of writing the same log."""
+    import fcntl
+
+    f = open(folder / LOCK_FILE, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RuntimeError(f"{folder}: a live runtime is running on this folder (it holds {LOCK_FILE})") from None
+    return f
+
+
+class _Logged:
+    """The retention's own jobs: their outcome goes to the log, nobody waits on them."""
+
+    def set_result(self, removed: dict) -> None:
+        log.warning("retention: removed %s", removed)
+
+    def set_exception(self, e: Exception) -> None:
+        log.error("retention failed: %s", e)
+
+
 class LiveStore:
     def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
                  lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None,
-                 max_lateness_s: float | None = None):
+                 max_lateness_s: float | None = None, retention_days: float | None = None):
         max_lateness_s = lateness_s if max_lateness_s is None else max_lateness_s
         if not max_lateness_s >= lateness_s:
             raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
         self.store, self.devices, self.cfg, self.clock = store, devices, config, clock
         self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = hold_folder(self.dir)
         resumed = (self.dir / "events.sqlite").is_file()
         self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock)
         if resumed:
@@ -69,6 +100,9 @@ class LiveStore:
         self._cell_seen: dict[str, float] = {}
         self.health: list[dict] = []
         self.resumed = resumed
+        self._jobs: queue.Queue = queue.Queue()     # privacy jobs for the runtime's thread (privacy_job)
+        self.retention_days = retention_days
+        self._next_prune = 0.0
         self.view = None           # the API's view of the store (serve_api), fed what the runtime publishes
         self._api = self._desk = self._deliverer = None     # beside the runtime; stopped after it
 
@@ -81,8 +115,31 @@ class LiveStore:
         self.view = StoreView(latency="wall", clock=self.clock)
         self.view.reset(carts={a: dict(self.runtime.carts.cart(a) or {}) for a in self.runtime.carts.accounts()})
         self._api, _, self._desk = open_ops(self.store, self.dir, tokens, view=self.view, host=host, port=port,
-                                            clock=self.clock)
+                                            clock=self.clock, jobs=self.privacy_job)
         return self._api.url
+
+    def privacy_job(self, name: str, timeout_s: float = 30.0, **kw) -> dict:
+        """A privacy job (``prune`` or ``erase``, :mod:`runtime.ops.privacy`) run by the runtime's own
+        thread between two messages, on its event log, its JSONL copies written again after; from
+        any thread. Its result, or its error raised here."""
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        self._jobs.put((name, kw, fut))
+        return fut.result(timeout=timeout_s)
+
+    def _run_jobs(self) -> None:
+        from runtime.ops import privacy
+
+        while not self._jobs.empty():
+            name, kw, fut = self._jobs.get_nowait()
+            try:
+                log_ = self.runtime.log
+                log_.flush()
+                fut.set_result(getattr(privacy, name)(log_.db, now_wall=self.clock.wall_s(), **kw))
+                log_.rewrite_copies()
+            except Exception as e:     # to the caller (the API answers it), never into the loop
+                fut.set_exception(e)
 
     def deliver_to(self, webhook) -> None:
         """Receipts (and reviewed versions) to the point-of-sale system from the event log's outbox."""
@@ -140,6 +197,10 @@ class LiveStore:
                     self._published(rt.process(msg))
                     self._busy_s += time.perf_counter() - t
                 now = self.clock.wall_s()
+                self._run_jobs()
+                if self.retention_days is not None and now >= self._next_prune:     # at the start, then daily
+                    self._next_prune = now + 86400.0
+                    self._jobs.put(("prune", {"days": self.retention_days}, _Logged()))
                 if now >= next_health:
                     self._log_health(now, now - (next_health - self.health_s))
                     next_health = now + self.health_s
@@ -153,6 +214,7 @@ class LiveStore:
             for msg in self.merge:          # what the devices sent before
                 self._published(rt.process(msg))
             self._published(rt.finish())
+            self._run_jobs()
             rt.close()
             if self.sensors is not None:    # after the last scans were acknowledged
                 self.sensors.close()
@@ -166,6 +228,7 @@ class LiveStore:
                 self._api.stop()
                 self._desk.close()
                 self._api = self._desk = None
+            self._lock.close()     # the folder is free for the next start, or a privacy job
         return summary
 
     def _published(self, out: list) -> None:

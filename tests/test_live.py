@@ -118,7 +118,7 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
     assert info["mqtt"]["taken"] == served["broker"]["readings"] + served["broker"]["scans"], "every reading and scan"
     assert (out / "health.jsonl").read_text().strip(), "no health line was logged"
     # privacy: frames lived in memory only
-    assert sorted(p.name for p in out.iterdir()) == ["cart_updates.jsonl", "events.sqlite", "health.jsonl",
+    assert sorted(p.name for p in out.iterdir()) == ["cart_updates.jsonl", "events.sqlite", "health.jsonl", "live.lock",
                                                      "receipts.jsonl", "run.json", "tracks.jsonl"]
     assert _image_like(out) == [] and _image_like(tmp) == []
     assert "Traceback" not in live_out

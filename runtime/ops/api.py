@@ -54,12 +54,35 @@ class Seek(BaseModel):
     t: float = Field(ge=0)
 
 
+class Prune(BaseModel):
+    days: float = Field(gt=0, description="drop track states, notes and evidence older than this")
+    receipts_days: float | None = Field(default=None, gt=0, description="receipts too, older than this (none: kept)")
+
+
+class Erase(BaseModel):
+    account_id: str = Field(min_length=1)
+    why: str = Field(min_length=1)
+
+
+def direct_jobs(desk: ReviewDesk, lock: threading.Lock) -> Callable:
+    """Privacy jobs on the desk's own connection (a replay, or a stopped store: no runtime writes)."""
+    from runtime.ops import privacy
+
+    def run(name: str, **kw) -> dict:
+        with lock:
+            return getattr(privacy, name)(desk.db, now_wall=desk.clock.wall_s(), **kw)
+    return run
+
+
 def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Tokens, replay=None,
-               throttle: Throttle | None = None) -> FastAPI:
-    """``replay``: a :class:`runtime.ops.replay.LogReplay` when the API serves a recorded run."""
+               throttle: Throttle | None = None, jobs: Callable | None = None) -> FastAPI:
+    """``replay``: a :class:`runtime.ops.replay.LogReplay` when the API serves a recorded run;
+    ``jobs(name, **kw)``: runs a privacy job (:mod:`runtime.ops.privacy`) where the event log's writer
+    is (a live store's runtime thread); by default on the desk's connection."""
     throttle = throttle or Throttle()
     app = FastAPI(title=f"storetwin: {store.name}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()     # the desk's connection is shared by the server's worker threads
+    jobs = jobs or direct_jobs(desk, lock)
 
     def token_of(headers, cookies) -> str | None:
         h = headers.get("authorization", "")
@@ -191,6 +214,26 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
         return {"pending": [i for i in items if i["delivered_wall"] is None],
                 "delivered": [i for i in items if i["delivered_wall"] is not None]}
 
+    @app.post("/api/admin/prune", tags=["privacy"])
+    def prune(body: Prune, p: Principal = Depends(need("admin"))) -> dict:
+        """Apply the retention now (what goes: runtime.ops.privacy)."""
+        from runtime.ops.privacy import PrivacyError
+
+        try:
+            return {"removed": jobs("prune", days=body.days, receipts_days=body.receipts_days), "by": p.name}
+        except PrivacyError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.post("/api/admin/erase", tags=["privacy"])
+    def erase(body: Erase, p: Principal = Depends(need("admin"))) -> dict:
+        """Erase one account's data (refused while the shopper is in the store)."""
+        from runtime.ops.privacy import PrivacyError
+
+        try:
+            return {"removed": jobs("erase", account=body.account_id, by=p.name, why=body.why), "by": p.name}
+        except PrivacyError as e:
+            raise HTTPException(422, str(e)) from None
+
     @app.post("/api/replay/seek", tags=["replay"])
     def seek(body: Seek, _: Principal = Depends(need("read"))) -> dict:
         if replay is None:
@@ -292,7 +335,7 @@ class OpsServer:
 
 
 def open_ops(store: StoreSpec, log_dir, tokens: Tokens, view: StoreView | None = None, replay=None, host="127.0.0.1",
-             port: int = 8080, clock=None) -> tuple[OpsServer, StoreView, ReviewDesk]:
+             port: int = 8080, clock=None, jobs: Callable | None = None) -> tuple[OpsServer, StoreView, ReviewDesk]:
     """The API over the event log in ``log_dir`` (created if new), started."""
     from pathlib import Path
 
@@ -304,7 +347,7 @@ def open_ops(store: StoreSpec, log_dir, tokens: Tokens, view: StoreView | None =
     connect(db).close()
     view = view or StoreView(clock=clock)
     desk = ReviewDesk(db, store, clock=clock)
-    server = OpsServer(create_app(store, view, desk, tokens, replay=replay), host, port).start()
+    server = OpsServer(create_app(store, view, desk, tokens, replay=replay, jobs=jobs), host, port).start()
     return server, view, desk
 
 

@@ -147,5 +147,5 @@ class ReviewDesk:
 
     def _insert(self, kind: str, t: float, receipt_id: int, payload: dict) -> None:
         # account_id "#<id>": a receipt's own events, apart from the shopper's (open_carts never reads them)
-        self.db.execute("INSERT INTO events (kind, t, account_id, payload) VALUES (?, ?, ?, ?)",
-                        (kind, t, f"#{receipt_id}", json.dumps(payload)))
+        self.db.execute("INSERT INTO events (kind, t, account_id, payload, wall) VALUES (?, ?, ?, ?, ?)",
+                        (kind, t, f"#{receipt_id}", json.dumps(payload), payload["wall"]))
