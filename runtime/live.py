@@ -29,7 +29,7 @@ import numpy as np
 
 from runtime.cameras import CameraReader
 from runtime.clock import SYSTEM_CLOCK, Clock
-from runtime.config import RuntimeConfig
+from runtime.config import RuntimeConfig, as_dict
 from runtime.devices import Devices, HttpGates, MqttSensors, SerialCells
 from runtime.messages import CartUpdate, Receipt, WeightSample
 from runtime.pipeline import Runtime
@@ -100,7 +100,12 @@ class LiveStore:
         self._cell_seen: dict[str, float] = {}
         self.health: list[dict] = []
         self.resumed = resumed
-        self._jobs: queue.Queue = queue.Queue()     # privacy jobs for the runtime's thread (privacy_job)
+        self._jobs: queue.Queue = queue.Queue()     # jobs for the runtime's thread (privacy, rollout)
+        self.shadow = None                          # a candidate runtime in shadow (start_rollout)
+        self.rollout_auto = True
+        self.rollouts: list[dict] = []
+        self._rollouts = 0
+        self._next_look = 0.0
         self.retention_days = retention_days
         self._next_prune = 0.0
         self.view = None           # the API's view of the store (serve_api), fed what the runtime publishes
@@ -115,31 +120,121 @@ class LiveStore:
         self.view = StoreView(latency="wall", clock=self.clock)
         self.view.reset(carts={a: dict(self.runtime.carts.cart(a) or {}) for a in self.runtime.carts.accounts()})
         self._api, _, self._desk = open_ops(self.store, self.dir, tokens, view=self.view, host=host, port=port,
-                                            clock=self.clock, jobs=self.privacy_job)
+                                            clock=self.clock, jobs=self.privacy_job, rollout=self)
         return self._api.url
 
-    def privacy_job(self, name: str, timeout_s: float = 30.0, **kw) -> dict:
-        """A privacy job (``prune`` or ``erase``, :mod:`runtime.ops.privacy`) run by the runtime's own
-        thread between two messages, on its event log, its JSONL copies written again after; from
-        any thread. Its result, or its error raised here."""
+    def job(self, fn, timeout_s: float = 60.0):
+        """``fn()`` run by the runtime's own thread between two messages (it may touch the runtime and
+        its event log); from any thread. Its result, or its error raised here."""
         from concurrent.futures import Future
 
         fut: Future = Future()
-        self._jobs.put((name, kw, fut))
+        self._jobs.put((fn, fut))
         return fut.result(timeout=timeout_s)
 
-    def _run_jobs(self) -> None:
+    def privacy_job(self, name: str, **kw) -> dict:
+        """A privacy job (``prune`` or ``erase``, :mod:`runtime.ops.privacy`) on the runtime's event
+        log, its JSONL copies written again after."""
+        return self.job(lambda: self._privacy(name, **kw))
+
+    def _privacy(self, name: str, **kw) -> dict:
         from runtime.ops import privacy
 
+        log_ = self.runtime.log
+        log_.flush()
+        out = getattr(privacy, name)(log_.db, now_wall=self.clock.wall_s(), **kw)
+        log_.rewrite_copies()
+        return out
+
+    def _run_jobs(self) -> None:
         while not self._jobs.empty():
-            name, kw, fut = self._jobs.get_nowait()
+            fn, fut = self._jobs.get_nowait()
             try:
-                log_ = self.runtime.log
-                log_.flush()
-                fut.set_result(getattr(privacy, name)(log_.db, now_wall=self.clock.wall_s(), **kw))
-                log_.rewrite_copies()
+                fut.set_result(fn())
             except Exception as e:     # to the caller (the API answers it), never into the loop
                 fut.set_exception(e)
+
+    # -- rollout (runtime.ops.rollout) ---------------------------------------------------------------
+    def start_rollout(self, settings: dict, min_receipts: int = 5, max_lost: int = 0, auto: bool = True) -> dict:
+        """A candidate (settings over the live ones: a model path, thresholds) in shadow from now; with
+        ``auto`` it is promoted or dropped as soon as its comparison decides."""
+        from runtime.ops.rollout import Shadow, candidate_config
+
+        cfg = candidate_config(self.cfg, settings)     # a bad key is refused here, before anything starts
+
+        def start():
+            if self.shadow is not None:
+                raise ValueError("a candidate is in shadow already: promote or drop it first")
+            self.runtime.log.flush()
+            self._rollouts += 1
+            self.shadow = Shadow(self.store, cfg, self.dir / "events.sqlite", self.dir / f"shadow-{self._rollouts}",
+                                 settings, min_receipts=min_receipts, max_lost=max_lost, clock=self.clock)
+            self.rollout_auto = auto
+            self.runtime._note("rollout", {"t": self.runtime.t, "action": "shadow", "settings": settings,
+                                           "min_receipts": min_receipts, "max_lost": max_lost, "wall": self.clock.wall_s()})
+            return self.shadow.compare()
+        return self.job(start, timeout_s=120.0)
+
+    def rollout_status(self) -> dict:
+        sh = self.shadow
+        return {"active": sh is not None, "config": as_dict(self.cfg), "history": list(self.rollouts),
+                **({"shadow": sh.compare(), "auto": self.rollout_auto} if sh is not None else {})}
+
+    def promote(self, force: bool = False) -> dict:
+        return self.job(lambda: self._promote(force), timeout_s=120.0)
+
+    def drop(self) -> dict:
+        return self.job(lambda: self._drop("dropped by hand"), timeout_s=120.0)
+
+    def _promote(self, force: bool = False) -> dict:
+        """The runtime restarted in place with the candidate's settings and models, from the live log."""
+        sh = self.shadow
+        if sh is None:
+            raise ValueError("no candidate in shadow")
+        cmp = sh.compare()
+        if cmp["verdict"] != "pass" and not force:
+            raise ValueError(f"the candidate's verdict is {cmp['verdict']} ({cmp['compared']} compared, {cmp['lost']} lost)")
+        wall0 = self.clock.wall_s()
+        self.shadow = None
+        self._published(self.runtime.finish())      # what the live runtime holds is decided by it
+        self.runtime.close()
+        sh.stop()
+        rt = sh.runtime
+        self.runtime = Runtime(self.store, sh.cfg, self.dir, restore=True, clock=self.clock, detector=rt.detector,
+                               products_detector=rt.hands.products if rt.hands is not None else None)
+        self.cfg = sh.cfg
+        self._published(self.runtime._restored)
+        rec = {"action": "promote", "settings": sh.settings, "comparison": cmp, "forced": force,
+               "swap_s": round(self.clock.wall_s() - wall0, 3), "wall": self.clock.wall_s()}
+        self.runtime._note("rollout", {"t": self.runtime.t, **rec})
+        self.rollouts.append(rec)
+        log.warning("rollout: promoted %s (%d receipts compared, %d lost; swapped in %.2f s)", sh.settings,
+                    cmp["compared"], cmp["lost"], rec["swap_s"])
+        return rec
+
+    def _drop(self, why: str) -> dict:
+        sh = self.shadow
+        if sh is None:
+            raise ValueError("no candidate in shadow")
+        self.shadow = None
+        cmp = sh.compare()
+        sh.stop()
+        rec = {"action": "drop", "why": why, "settings": sh.settings, "comparison": cmp, "wall": self.clock.wall_s()}
+        self.runtime._note("rollout", {"t": self.runtime.t, **rec})
+        self.rollouts.append(rec)
+        log.warning("rollout: dropped %s: %s (%d receipts compared, %d lost)", sh.settings, why, cmp["compared"], cmp["lost"])
+        return rec
+
+    def _decide_rollout(self, now: float) -> None:
+        """With ``auto``: promote or drop as soon as the comparison says (looked at once a second)."""
+        if self.shadow is None or not self.rollout_auto or now < self._next_look:
+            return
+        self._next_look = now + 1.0
+        v = self.shadow.compare()["verdict"]
+        if v == "pass":
+            self._promote()
+        elif v == "fail":
+            self._drop("it would lose a receipt" if not self.shadow.failed else "it failed")
 
     def deliver_to(self, webhook) -> None:
         """Receipts (and reviewed versions) to the point-of-sale system from the event log's outbox."""
@@ -182,7 +277,7 @@ class LiveStore:
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> dict:
         """Until :meth:`stop` (or ``duration_s`` of wall clock); the run's summary."""
-        rt, wall0 = self.runtime, self.clock.wall_s()
+        wall0 = self.clock.wall_s()
         next_health = wall0 + self.health_s
         timer = threading.Timer(duration_s, self.stop) if duration_s is not None else None
         if timer is not None:
@@ -194,13 +289,16 @@ class LiveStore:
                     if isinstance(msg, WeightSample):
                         self._cell_seen[msg.cell_id] = self.clock.wall_s()
                     t = time.perf_counter()
-                    self._published(rt.process(msg))
+                    self._published(self.runtime.process(msg))
                     self._busy_s += time.perf_counter() - t
+                    if self.shadow is not None:
+                        self.shadow.feed(msg)
                 now = self.clock.wall_s()
                 self._run_jobs()
+                self._decide_rollout(now)
                 if self.retention_days is not None and now >= self._next_prune:     # at the start, then daily
                     self._next_prune = now + 86400.0
-                    self._jobs.put(("prune", {"days": self.retention_days}, _Logged()))
+                    self._jobs.put((lambda: self._privacy("prune", days=self.retention_days), _Logged()))
                 if now >= next_health:
                     self._log_health(now, now - (next_health - self.health_s))
                     next_health = now + self.health_s
@@ -212,10 +310,14 @@ class LiveStore:
                     dev.close()
             self.merge.close()              # a gate scan after this stays unacknowledged: the next start gets it
             for msg in self.merge:          # what the devices sent before
-                self._published(rt.process(msg))
-            self._published(rt.finish())
+                self._published(self.runtime.process(msg))
+                if self.shadow is not None:
+                    self.shadow.feed(msg)
+            self._published(self.runtime.finish())
             self._run_jobs()
-            rt.close()
+            if self.shadow is not None:
+                self._drop("the store stopped")
+            self.runtime.close()
             if self.sensors is not None:    # after the last scans were acknowledged
                 self.sensors.close()
             summary = self.summary(self.clock.wall_s() - wall0)

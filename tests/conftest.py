@@ -25,3 +25,17 @@ def recorded(tmp_path_factory) -> tuple[Path, list[dict]]:
     assert main(["run", "scenario=tiny_pick", f"recorded={run}", "pacing=asfast", f"out={root / 'replay'}"]) == 0
     receipts = [json.loads(x) for x in (root / "replay" / "out" / "receipts.jsonl").read_text().splitlines()]
     return run, receipts
+
+
+@pytest.fixture(scope="session")
+def put_backs(tmp_path_factory) -> Path:
+    """tiny_put_backs simulated and run (fused, and weight_only in ``out-weight_only``) once."""
+    from harness.run import RunConfig, run
+    from runtime.config import RuntimeConfig
+
+    out = tmp_path_factory.mktemp("rt") / "tiny_put_backs"
+    cfg = RunConfig(scenario=str(HERE / "scenarios" / "tiny_put_backs.yaml"), pacing="asfast", out=str(out),
+                    sensing=("fused", "weight_only"),
+                    runtime=RuntimeConfig(pose_model=str(HERE.parent / "models" / "person_pose.onnx")))
+    run(cfg, progress=False)
+    return out

@@ -35,7 +35,9 @@ NEEDS = {("GET", "/openapi.json"): "any", ("GET", "/"): "page", ("POST", "/login
          ("GET", "/api/health"): "read", ("GET", "/api/receipts"): "receipts",
          ("GET", "/api/receipts/{receipt_id}"): "receipts", ("GET", "/api/review"): "review",
          ("GET", "/api/review/{receipt_id}"): "review", ("POST", "/api/review/{receipt_id}/{action}"): "review",
-         ("GET", "/api/outbox"): "admin", ("POST", "/api/admin/prune"): "admin", ("POST", "/api/admin/erase"): "admin", ("POST", "/api/replay/seek"): "read", ("WS", "/api/stream"): "read",
+         ("GET", "/api/outbox"): "admin", ("POST", "/api/admin/prune"): "admin", ("POST", "/api/admin/erase"): "admin",
+         ("POST", "/api/admin/rollout"): "admin", ("GET", "/api/admin/rollout"): "admin",
+         ("POST", "/api/admin/rollout/promote"): "admin", ("POST", "/api/admin/rollout/drop"): "admin", ("POST", "/api/replay/seek"): "read", ("WS", "/api/stream"): "read",
          ("GET", "/healthz"): "none"}
 ALLOWED = {"read": {"operator", "admin"}, "review": {"operator", "admin"}, "admin": {"admin"},
            "receipts": {"pos", "operator", "admin"}, "any": {"pos", "operator", "admin"}}
@@ -80,7 +82,7 @@ def _routes(app) -> set[tuple[str, str]]:
 def _call(c: httpx.Client, method: str, path: str, token: str | None) -> int:
     url = path.replace("{receipt_id}", "1").replace("{action}", "approve").replace("{name}", "app.js")
     h = {"Authorization": f"Bearer {token}"} if token else {}
-    body = {"why": "test", "t": 0.0, "days": 3650, "account_id": "nobody"} if method == "POST" else None
+    body = {"why": "test", "t": 0.0, "days": 3650, "account_id": "nobody", "settings": {}} if method == "POST" else None
     return c.request(method, url, headers=h, json=body).status_code
 
 

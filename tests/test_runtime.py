@@ -47,15 +47,6 @@ def live_pick(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def put_backs(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("rt") / "tiny_put_backs"
-    cfg = RunConfig(scenario=str(HERE / "scenarios" / "tiny_put_backs.yaml"), pacing="asfast", out=str(out),
-                    sensing=("fused", "weight_only"), runtime=RuntimeConfig(pose_model=MODEL))
-    run(cfg, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def unsync_pick(tmp_path_factory) -> Path:
     """tiny_pick filmed by unsynchronised cameras: clocks off by up to ±60 ms, ±20 ms jitter, each
     camera at its own phase, 10 and 15 fps."""

@@ -59,6 +59,17 @@ class Prune(BaseModel):
     receipts_days: float | None = Field(default=None, gt=0, description="receipts too, older than this (none: kept)")
 
 
+class Rollout(BaseModel):
+    settings: dict = Field(description='the candidate: runtime settings over the live ones, e.g. {"pose_model": "models/new.onnx"}')
+    min_receipts: int = Field(default=5, ge=1, description="visits compared before it may be promoted")
+    max_lost: int = Field(default=0, ge=0, description="receipts it may lose (differ on) and still be promoted")
+    auto: bool = Field(default=True, description="promote or drop as soon as the comparison decides")
+
+
+class Promote(BaseModel):
+    force: bool = False
+
+
 class Erase(BaseModel):
     account_id: str = Field(min_length=1)
     why: str = Field(min_length=1)
@@ -75,10 +86,11 @@ def direct_jobs(desk: ReviewDesk, lock: threading.Lock) -> Callable:
 
 
 def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Tokens, replay=None,
-               throttle: Throttle | None = None, jobs: Callable | None = None) -> FastAPI:
+               throttle: Throttle | None = None, jobs: Callable | None = None, rollout=None) -> FastAPI:
     """``replay``: a :class:`runtime.ops.replay.LogReplay` when the API serves a recorded run;
     ``jobs(name, **kw)``: runs a privacy job (:mod:`runtime.ops.privacy`) where the event log's writer
-    is (a live store's runtime thread); by default on the desk's connection."""
+    is (a live store's runtime thread); by default on the desk's connection. ``rollout``: the live store
+    (:class:`runtime.live.LiveStore`: start_rollout, rollout_status, promote, drop), none in a replay."""
     throttle = throttle or Throttle()
     app = FastAPI(title=f"storetwin: {store.name}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()     # the desk's connection is shared by the server's worker threads
@@ -234,6 +246,34 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
         except PrivacyError as e:
             raise HTTPException(422, str(e)) from None
 
+    def live_only():
+        if rollout is None:
+            raise HTTPException(404, "not a live store: a rollout needs a running runtime")
+        return rollout
+
+    def rolled(fn, *a, **kw):
+        try:
+            return fn(*a, **kw)
+        except ValueError as e:
+            raise HTTPException(409, str(e).splitlines()[0]) from None
+
+    @app.post("/api/admin/rollout", tags=["rollout"])
+    def rollout_start(body: Rollout, _: Principal = Depends(need("admin"))) -> dict:
+        """A candidate model or settings in shadow on the live messages, compared receipt by receipt."""
+        return rolled(live_only().start_rollout, body.settings, body.min_receipts, body.max_lost, body.auto)
+
+    @app.get("/api/admin/rollout", tags=["rollout"])
+    def rollout_status(_: Principal = Depends(need("admin"))) -> dict:
+        return rolled(live_only().rollout_status)
+
+    @app.post("/api/admin/rollout/promote", tags=["rollout"])
+    def rollout_promote(body: Promote, _: Principal = Depends(need("admin"))) -> dict:
+        return rolled(live_only().promote, body.force)
+
+    @app.post("/api/admin/rollout/drop", tags=["rollout"])
+    def rollout_drop(_: Principal = Depends(need("admin"))) -> dict:
+        return rolled(live_only().drop)
+
     @app.post("/api/replay/seek", tags=["replay"])
     def seek(body: Seek, _: Principal = Depends(need("read"))) -> dict:
         if replay is None:
@@ -335,7 +375,7 @@ class OpsServer:
 
 
 def open_ops(store: StoreSpec, log_dir, tokens: Tokens, view: StoreView | None = None, replay=None, host="127.0.0.1",
-             port: int = 8080, clock=None, jobs: Callable | None = None) -> tuple[OpsServer, StoreView, ReviewDesk]:
+             port: int = 8080, clock=None, jobs: Callable | None = None, rollout=None) -> tuple[OpsServer, StoreView, ReviewDesk]:
     """The API over the event log in ``log_dir`` (created if new), started."""
     from pathlib import Path
 
@@ -347,7 +387,7 @@ def open_ops(store: StoreSpec, log_dir, tokens: Tokens, view: StoreView | None =
     connect(db).close()
     view = view or StoreView(clock=clock)
     desk = ReviewDesk(db, store, clock=clock)
-    server = OpsServer(create_app(store, view, desk, tokens, replay=replay, jobs=jobs), host, port).start()
+    server = OpsServer(create_app(store, view, desk, tokens, replay=replay, jobs=jobs, rollout=rollout), host, port).start()
     return server, view, desk
 
 
