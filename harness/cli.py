@@ -57,6 +57,7 @@ commands:
              with the store's API and dashboard (api_port=, tokens=<secrets file> or STORETWIN_TOKENS) and the
              receipts to the point-of-sale system (webhook=<url>, its secret in STORETWIN_WEBHOOK_SECRET)
              e.g. storetwin live ... api_port=8080 tokens=/etc/storetwin/tokens.yaml webhook=https://pos.local/receipts
+             the event log on a PostgreSQL server many stores report to (a schema per store): log=postgresql://…
   privacy    retention and erasure on a stopped live store's event log (a running one: its API's
              /api/admin/prune and /api/admin/erase, or live retention_days=)
              e.g. storetwin privacy out=runs/live prune_days=30      e.g. storetwin privacy out=runs/live erase=a17 why="asked"
@@ -417,7 +418,8 @@ def cmd_serve(overrides: list[str]) -> int:
 
 LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
               "[lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [api_port=<port>] "
-              "[api_host=127.0.0.1] [tokens=<secrets file>] [webhook=<url>] [retention_days=<d>] [runtime.<key>=<value> ...]")
+              "[api_host=127.0.0.1] [tokens=<secrets file>] [webhook=<url>] [retention_days=<d>] "
+              "[log=postgresql://user@host/db (password in PGPASSWORD)] [runtime.<key>=<value> ...]")
 PRIVACY_USAGE = ("storetwin privacy out=<a stopped live store's folder> (prune_days=<d> [receipts_days=<d>] | "
                  "erase=<account id> why=<text>)")
 
@@ -525,7 +527,7 @@ def cmd_live(overrides: list[str]) -> int:
 
     plain = [o for o in overrides if not o.startswith("runtime.")]
     args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "max_lateness_s", "health_s",
-                               "api_port", "api_host", "tokens", "webhook", "retention_days"}, LIVE_USAGE, required=("store", "devices", "out"))
+                               "api_port", "api_host", "tokens", "webhook", "retention_days", "log"}, LIVE_USAGE, required=("store", "devices", "out"))
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
     store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)
@@ -540,7 +542,7 @@ def cmd_live(overrides: list[str]) -> int:
     tokens, made = _tokens(args.get("tokens")) if "api_port" in nums else (None, None)
     live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
                      max_lateness_s=nums.get("max_lateness_s"), health_s=nums.get("health_s", 5.0),
-                     retention_days=nums.get("retention_days"))
+                     retention_days=nums.get("retention_days"), log_url=args.get("log"))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
     if tokens is not None:

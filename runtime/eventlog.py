@@ -23,13 +23,13 @@ idempotency key. A receipt's id is its row in ``events``; a reviewed receipt's n
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from runtime.clock import SYSTEM_CLOCK, Clock
+from runtime.logdb import LogDB
 from runtime.messages import CartUpdate, Receipt, TrackState
 
 _FILES = {TrackState: "tracks.jsonl", CartUpdate: "cart_updates.jsonl", Receipt: "receipts.jsonl"}
@@ -39,11 +39,14 @@ _KINDS = {TrackState: "track", CartUpdate: "cart_update", Receipt: "receipt"}
 class EventLog:
     """``out_dir/events.sqlite`` plus one JSONL file per kind of message in ``out_dir``."""
 
-    def __init__(self, out_dir: str | Path, jsonl: bool = True, clock: Clock = SYSTEM_CLOCK):
+    def __init__(self, out_dir: str | Path, jsonl: bool = True, clock: Clock = SYSTEM_CLOCK, url: str | None = None,
+                 store: str | None = None):
+        """``url``: a PostgreSQL log (``store`` names its schema) instead of ``out_dir/events.sqlite``;
+        the JSONL copies stay in ``out_dir``."""
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
-        self.db = connect(self.dir / "events.sqlite")
+        self.db = connect(url or self.dir / "events.sqlite", store)
         if jsonl:
             for cls, name in _FILES.items():
                 self._catch_up(self.dir / name, _KINDS[cls])
@@ -57,7 +60,8 @@ class EventLog:
         lines committed but not yet copied are added (a copy is written after its commit)."""
         _cut_partial_line(path)
         have = sum(1 for _ in open(path)) if path.is_file() else 0
-        rows = self.db.execute("SELECT payload FROM events WHERE kind = ? ORDER BY seq LIMIT -1 OFFSET ?", (kind, have))
+        rows = self.db.execute("SELECT payload FROM events WHERE kind = ? ORDER BY seq LIMIT 9223372036854775807 OFFSET ?",
+                               (kind, have))
         missing = [r[0] for r in rows]
         if missing:
             with open(path, "a") as f:
@@ -79,12 +83,10 @@ class EventLog:
         payload = asdict(msg) if is_dataclass(msg) else dict(msg)
         kind = kind or _KINDS.get(type(msg), type(msg).__name__)
         text = json.dumps(payload, default=_plain)
-        cur = self.db.execute("INSERT INTO events (kind, t, account_id, payload, wall) VALUES (?, ?, ?, ?, ?)",
-                              (kind, float(payload.get("t", payload.get("t_decided", payload.get("t_exit", 0.0)))),
-                               payload.get("account_id"), text, self.clock.wall_s()))
+        seq = self.db.insert("events", {"kind": kind, "t": float(payload.get("t", payload.get("t_decided", payload.get("t_exit", 0.0)))),
+                                        "account_id": payload.get("account_id"), "payload": text, "wall": self.clock.wall_s()})
         if kind == "receipt":     # to the point-of-sale system, in the same transaction
-            enqueue(self.db, f"receipt-{cur.lastrowid}-v1", "receipt",
-                    {"receipt_id": cur.lastrowid, "version": 1, **payload}, self.clock.wall_s())
+            enqueue(self.db, f"receipt-{seq}-v1", "receipt", {"receipt_id": seq, "version": 1, **payload}, self.clock.wall_s())
         f = self._files.get(type(msg))
         if f is not None:
             self._lines.append((f, text))
@@ -176,38 +178,17 @@ class EventLog:
         return out
 
 
-SCHEMA = (
-    # t: the store clock; wall: when it was written (what retention counts days by)
-    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
-    "t REAL NOT NULL, account_id TEXT, payload TEXT NOT NULL, wall REAL)",
-    "CREATE INDEX IF NOT EXISTS events_account ON events (account_id, kind)",
-    "CREATE INDEX IF NOT EXISTS events_kind ON events (kind, seq)",
-    # what goes to the point-of-sale system: one row per delivery, its key the idempotency key
-    "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, "
-    "kind TEXT NOT NULL, payload TEXT NOT NULL, created_wall REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-    "next_wall REAL NOT NULL, delivered_wall REAL, last_error TEXT)",
-)
+def connect(where: str | Path, store: str | None = None) -> LogDB:
+    """One connection to an event log (created if new): a SQLite file (WAL, full sync, a writer that
+    waits up to 10 s for another: the runtime, the API's review desk and the deliverer each hold
+    their own) or a PostgreSQL URL (the store's schema)."""
+    return LogDB(where, store)
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """One connection to an event log (created if new): WAL, full sync, and a writer that waits up to
-    10 s for another (the runtime, the API's review desk and the deliverer each hold their own)."""
-    db = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA secure_delete=ON")     # a deleted row's bytes are overwritten, not left in free pages (erasure)
-    for stmt in SCHEMA:
-        db.execute(stmt)
-    if "wall" not in {r[1] for r in db.execute("PRAGMA table_info(events)")}:     # a log from before the column
-        db.execute("ALTER TABLE events ADD COLUMN wall REAL")
-    db.commit()
-    return db
-
-
-def enqueue(db: sqlite3.Connection, key: str, kind: str, payload: dict, wall_s: float) -> None:
+def enqueue(db: LogDB, key: str, kind: str, payload: dict, wall_s: float) -> None:
     """One delivery into the outbox (inside the caller's transaction); a key already there is kept."""
-    db.execute("INSERT OR IGNORE INTO outbox (key, kind, payload, created_wall, next_wall) VALUES (?, ?, ?, ?, ?)",
-               (key, kind, json.dumps(payload, default=_plain), wall_s, wall_s))
+    db.insert("outbox", {"key": key, "kind": kind, "payload": json.dumps(payload, default=_plain),
+                         "created_wall": wall_s, "next_wall": wall_s}, ignore_duplicate=True)
 
 
 def _cut_partial_line(path: Path) -> None:

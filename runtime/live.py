@@ -42,6 +42,19 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "live.lock"
 
 
+def _has_events(where, store: str) -> bool:
+    """A log to resume from: a SQLite file that exists, or a PostgreSQL schema with events in it."""
+    from runtime.logdb import LogDB, is_url
+
+    if not is_url(where):
+        return Path(where).is_file()
+    db = LogDB(where, store)
+    try:
+        return db.execute("SELECT COUNT(*) FROM events").fetchone()[0] > 0
+    finally:
+        db.close()
+
+
 def hold_folder(folder: Path):
     """An exclusive lock on a live store's folder, held while the runtime runs (the kernel drops it
     when the process ends, killed or not): a second runtime, or a privacy job from outside, is
@@ -70,7 +83,7 @@ class _Logged:
 class LiveStore:
     def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
                  lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None,
-                 max_lateness_s: float | None = None, retention_days: float | None = None):
+                 max_lateness_s: float | None = None, retention_days: float | None = None, log_url: str | None = None):
         max_lateness_s = lateness_s if max_lateness_s is None else max_lateness_s
         if not max_lateness_s >= lateness_s:
             raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
@@ -78,8 +91,11 @@ class LiveStore:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = hold_folder(self.dir)
-        resumed = (self.dir / "events.sqlite").is_file()
-        self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock)
+        # the event log: out_dir/events.sqlite, or the store's schema on a PostgreSQL server (log_url)
+        self.log_url = log_url
+        self.log_where = log_url or self.dir / "events.sqlite"
+        resumed = _has_events(self.log_where, store.name)
+        self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock, log_url=log_url)
         if resumed:
             log.warning("%s: resuming from its event log (%d open carts)", self.dir, len(self.runtime.carts.accounts()))
         # a camera's frames reach the merge its latency_s after their stamps (and the cells' and gates'
@@ -120,7 +136,7 @@ class LiveStore:
         self.view = StoreView(latency="wall", clock=self.clock)
         self.view.reset(carts={a: dict(self.runtime.carts.cart(a) or {}) for a in self.runtime.carts.accounts()})
         self._api, _, self._desk = open_ops(self.store, self.dir, tokens, view=self.view, host=host, port=port,
-                                            clock=self.clock, jobs=self.privacy_job, rollout=self)
+                                            clock=self.clock, jobs=self.privacy_job, rollout=self, log=self.log_where)
         return self._api.url
 
     def job(self, fn, timeout_s: float = 60.0):
@@ -167,7 +183,7 @@ class LiveStore:
                 raise ValueError("a candidate is in shadow already: promote or drop it first")
             self.runtime.log.flush()
             self._rollouts += 1
-            self.shadow = Shadow(self.store, cfg, self.dir / "events.sqlite", self.dir / f"shadow-{self._rollouts}",
+            self.shadow = Shadow(self.store, cfg, self.log_where, self.dir / f"shadow-{self._rollouts}",
                                  settings, min_receipts=min_receipts, max_lost=max_lost, clock=self.clock)
             self.rollout_auto = auto
             self.runtime._note("rollout", {"t": self.runtime.t, "action": "shadow", "settings": settings,
@@ -201,7 +217,7 @@ class LiveStore:
         sh.stop()
         rt = sh.runtime
         self.runtime = Runtime(self.store, sh.cfg, self.dir, restore=True, clock=self.clock, detector=rt.detector,
-                               products_detector=rt.hands.products if rt.hands is not None else None)
+                               products_detector=rt.hands.products if rt.hands is not None else None, log_url=self.log_url)
         self.cfg = sh.cfg
         self._published(self.runtime._restored)
         rec = {"action": "promote", "settings": sh.settings, "comparison": cmp, "forced": force,
@@ -240,7 +256,7 @@ class LiveStore:
         """Receipts (and reviewed versions) to the point-of-sale system from the event log's outbox."""
         from runtime.ops.outbox import Deliverer
 
-        self._deliverer = Deliverer(self.dir / "events.sqlite", webhook, clock=self.clock).start()
+        self._deliverer = Deliverer(self.log_where, webhook, clock=self.clock, store=self.store.name).start()
 
     # -- devices -----------------------------------------------------------------------------------
     def open(self) -> "LiveStore":

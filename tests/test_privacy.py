@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 from runtime.clock import ManualClock
-from runtime.eventlog import EventLog
+from runtime.eventlog import EventLog, connect
 from runtime.live import hold_folder
 from runtime.messages import CartUpdate, Receipt, ReceiptLine, TrackState
 from runtime.ops import privacy
@@ -72,7 +72,7 @@ def test_retention_drops_tracks_notes_and_evidence_but_keeps_receipts_and_open_v
 
 
 def test_receipts_go_only_after_their_own_retention(log_dir) -> None:
-    db = sqlite3.connect(log_dir / "events.sqlite")
+    db = connect(log_dir / "events.sqlite")
     with pytest.raises(privacy.PrivacyError):
         privacy.prune(db, days=30, now_wall=NOW, receipts_days=10)
     removed = privacy.prune(db, days=30, now_wall=NOW, receipts_days=35)

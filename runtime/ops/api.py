@@ -375,16 +375,18 @@ class OpsServer:
 
 
 def open_ops(store: StoreSpec, log_dir, tokens: Tokens, view: StoreView | None = None, replay=None, host="127.0.0.1",
-             port: int = 8080, clock=None, jobs: Callable | None = None, rollout=None) -> tuple[OpsServer, StoreView, ReviewDesk]:
-    """The API over the event log in ``log_dir`` (created if new), started."""
+             port: int = 8080, clock=None, jobs: Callable | None = None, rollout=None,
+             log=None) -> tuple[OpsServer, StoreView, ReviewDesk]:
+    """The API over the event log in ``log_dir`` (created if new), or at ``log`` (a SQLite file or a
+    PostgreSQL URL), started."""
     from pathlib import Path
 
     from runtime.clock import SYSTEM_CLOCK
 
     clock = clock or SYSTEM_CLOCK
-    db = Path(log_dir) / "events.sqlite"
+    db = log or Path(log_dir) / "events.sqlite"
     Path(log_dir).mkdir(parents=True, exist_ok=True)
-    connect(db).close()
+    connect(db, store.name).close()
     view = view or StoreView(clock=clock)
     desk = ReviewDesk(db, store, clock=clock)
     server = OpsServer(create_app(store, view, desk, tokens, replay=replay, jobs=jobs, rollout=rollout), host, port).start()

@@ -117,19 +117,20 @@ def body_bytes(payload: dict) -> bytes:
 class Deliverer:
     """Sends an event log's pending outbox rows to one webhook; one deliverer per log.
 
-    It holds its own SQLite connection and HTTP client. Use :meth:`deliver_due` directly (tests, a
+    It holds its own connection to the log (a SQLite file, or a PostgreSQL URL with ``store`` naming
+    its schema) and HTTP client. Use :meth:`deliver_due` directly (tests, a
     one-shot flush) or :meth:`start` a background thread that calls it every ``poll_s`` seconds, or
     at once after :meth:`notify`.
     """
 
     def __init__(self, db_path: str | Path, webhook: WebhookConfig, clock: Clock = SYSTEM_CLOCK,
-                 poll_s: float = 0.2):
+                 poll_s: float = 0.2, store: str | None = None):
         if not math.isfinite(poll_s) or poll_s <= 0:
             raise ValueError(f"poll_s={poll_s!r}: expected a finite number of seconds > 0")
         self.webhook = webhook
         self.clock = clock
         self.poll_s = poll_s
-        self._db = connect(db_path)
+        self._db = connect(db_path, store)     # a SQLite file, or a PostgreSQL URL (``store``: its schema)
         self._client = httpx.Client(timeout=webhook.timeout_s)
         self._db_lock = threading.Lock()      # the connection: one statement sequence at a time
         self._pass_lock = threading.Lock()    # one delivery pass at a time

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
+
+from runtime.logdb import LogDB
 
 NOTE_KINDS = ("track", "unexplained", "reach", "cell_back", "enter", "exit")
 DAY_S = 86400.0
@@ -33,7 +34,7 @@ class PrivacyError(ValueError):
     pass
 
 
-def open_accounts(db: sqlite3.Connection) -> set[str]:
+def open_accounts(db: LogDB) -> set[str]:
     """Accounts whose visit is open (entered, no receipt since)."""
     open_: set[str] = set()
     for kind, account in db.execute("SELECT kind, account_id FROM events WHERE kind IN ('enter', 'receipt') ORDER BY seq"):
@@ -45,7 +46,7 @@ def _when() -> str:
     return "COALESCE(wall, t)"
 
 
-def prune(db: sqlite3.Connection, days: float, now_wall: float, receipts_days: float | None = None) -> dict:
+def prune(db: LogDB, days: float, now_wall: float, receipts_days: float | None = None) -> dict:
     """Apply the retention; how many rows of each kind went (``evidence``: cart updates stripped)."""
     if not days > 0 or (receipts_days is not None and not receipts_days >= days):
         raise PrivacyError(f"days={days}, receipts_days={receipts_days}: expected days > 0 and receipts_days ≥ days")
@@ -53,7 +54,7 @@ def prune(db: sqlite3.Connection, days: float, now_wall: float, receipts_days: f
     keep = sorted(open_accounts(db))
     not_open = f"(account_id IS NULL OR account_id NOT IN ({','.join('?' * len(keep))}))" if keep else "1"
     out: dict[str, int] = {}
-    with db:
+    with db.transaction():
         for kind in NOTE_KINDS:
             out[kind] = db.execute(f"DELETE FROM events WHERE kind = ? AND {_when()} < ? AND {not_open}",
                                    (kind, cutoff, *keep)).rowcount
@@ -67,9 +68,13 @@ def prune(db: sqlite3.Connection, days: float, now_wall: float, receipts_days: f
                 db.execute("UPDATE events SET payload = ? WHERE seq = ?", (json.dumps(d), seq))
                 stripped += 1
         out["evidence"] = stripped
-        out["stock"] = db.execute(
-            f"DELETE FROM events WHERE kind = 'stock' AND {_when()} < ? AND seq NOT IN "
-            "(SELECT MAX(seq) FROM events WHERE kind = 'stock' GROUP BY json_extract(payload, '$.cell'))", (cutoff,)).rowcount
+        last: dict[str, int] = {}
+        stock = db.execute(f"SELECT seq, payload, {_when()} FROM events WHERE kind = 'stock' ORDER BY seq").fetchall()
+        for seq, p, _ in stock:
+            last[json.loads(p)["cell"]] = seq
+        keep_stock = set(last.values())
+        out["stock"] = sum(db.execute("DELETE FROM events WHERE seq = ?", (seq,)).rowcount
+                           for seq, _, when in stock if when < cutoff and seq not in keep_stock)
         out["outbox"] = db.execute("DELETE FROM outbox WHERE delivered_wall IS NOT NULL AND delivered_wall < ?",
                                    (cutoff,)).rowcount
         if receipts_days is not None:
@@ -86,7 +91,7 @@ def prune(db: sqlite3.Connection, days: float, now_wall: float, receipts_days: f
     return out
 
 
-def erase(db: sqlite3.Connection, account: str, by: str, why: str, now_wall: float) -> dict:
+def erase(db: LogDB, account: str, by: str, why: str, now_wall: float) -> dict:
     """Erase one account's data; how many rows went, and how many other rows were scrubbed of it."""
     if not account or account.startswith("#"):
         raise PrivacyError(f"account={account!r}: expected an account id as the gate scans it")
@@ -95,18 +100,20 @@ def erase(db: sqlite3.Connection, account: str, by: str, why: str, now_wall: flo
     if account in open_accounts(db):
         raise PrivacyError(f"account {account!r} is in the store now (an open visit): erase it after the visit ends")
     out: dict[str, int] = {}
-    with db:
-        tracks = [t for (t,) in db.execute("SELECT DISTINCT json_extract(payload, '$.track_id') FROM events "
-                                           "WHERE kind = 'track' AND account_id = ?", (account,))]
+    with db.transaction():
+        tracks = {json.loads(p)["track_id"] for (p,) in db.execute(
+            "SELECT payload FROM events WHERE kind = 'track' AND account_id = ?", (account,))}
         rids = [r for (r,) in db.execute("SELECT seq FROM events WHERE kind = 'receipt' AND account_id = ?", (account,))]
         out["own"] = db.execute("DELETE FROM events WHERE account_id = ?", (account,)).rowcount
-        out["tracks"] = sum(db.execute("DELETE FROM events WHERE kind = 'track' AND json_extract(payload, '$.track_id') = ?",
-                                       (t,)).rowcount for t in tracks)
+        theirs = [seq for seq, p in db.execute("SELECT seq, payload FROM events WHERE kind = 'track' AND account_id IS NULL")
+                  if json.loads(p)["track_id"] in tracks]     # their tracks before they took the account
+        out["tracks"] = sum(db.execute("DELETE FROM events WHERE seq = ?", (seq,)).rowcount for seq in theirs)
         out["receipt_events"] = sum(db.execute("DELETE FROM events WHERE account_id = ?", (f"#{r}",)).rowcount for r in rids)
         out["outbox"] = sum(db.execute("DELETE FROM outbox WHERE key LIKE ?", (f"receipt-{r}-v%",)).rowcount for r in rids)
         needle = json.dumps(account)
         scrubbed = 0
-        for seq, p in db.execute("SELECT seq, payload FROM events WHERE instr(payload, ?) > 0", (needle,)).fetchall():
+        like = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        for seq, p in db.execute("SELECT seq, payload FROM events WHERE payload LIKE ? ESCAPE '\\'", (like,)).fetchall():
             d = _scrub(json.loads(p), account)
             db.execute("UPDATE events SET payload = ? WHERE seq = ?", (json.dumps(d), seq))
             scrubbed += 1
@@ -125,12 +132,10 @@ def _scrub(v, account: str):
     return "erased" if v == account else v
 
 
-def _note(db: sqlite3.Connection, payload: dict) -> None:
-    db.execute("INSERT INTO events (kind, t, account_id, payload, wall) VALUES ('privacy', 0, NULL, ?, ?)",
-               (json.dumps(payload), payload["wall"]))
+def _note(db: LogDB, payload: dict) -> None:
+    db.insert("events", {"kind": "privacy", "t": 0.0, "account_id": None, "payload": json.dumps(payload),
+                         "wall": payload["wall"]})
 
 
-def _wipe(db: sqlite3.Connection) -> None:
-    """After the commit: the write-ahead log's old copies of the pages written back and emptied
-    (``secure_delete`` has overwritten the rows in the pages themselves)."""
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+def _wipe(db: LogDB) -> None:
+    db.wipe()

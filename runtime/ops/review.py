@@ -16,11 +16,11 @@ never an image) and what the runtime noted but could not charge.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.eventlog import connect, enqueue
+from runtime.logdb import LogDB
 from runtime.store import StoreSpec
 
 ACTIONS = ("approve", "change", "refund")
@@ -36,8 +36,9 @@ class ReviewError(ValueError):
 
 class ReviewDesk:
     def __init__(self, db_path: str | Path, store: StoreSpec, clock: Clock = SYSTEM_CLOCK):
-        self.path, self.store, self.clock = Path(db_path), store, clock
-        self.db: sqlite3.Connection = connect(self.path)
+        """``db_path``: the event log's SQLite file, or its PostgreSQL URL (the store's schema)."""
+        self.path, self.store, self.clock = db_path, store, clock
+        self.db: LogDB = connect(db_path, store.name)
         self._price = {p.sku: p.price for p in store.catalog}
 
     def close(self) -> None:
@@ -130,7 +131,7 @@ class ReviewDesk:
         wall = self.clock.wall_s()
         review = {"receipt_id": receipt_id, "action": action, "by": by, "why": why.strip(), "wall": wall,
                   "sku": sku, "qty": qty, "from_version": cur["version"]}
-        with self.db:     # one transaction: the review, the new version and its delivery
+        with self.db.transaction():     # one transaction: the review, the new version and its delivery
             changed = action != "approve" and sorted(lines.values(), key=lambda x: x["sku"]) != \
                 sorted(cur["lines"], key=lambda x: x["sku"])
             if changed:
@@ -147,5 +148,5 @@ class ReviewDesk:
 
     def _insert(self, kind: str, t: float, receipt_id: int, payload: dict) -> None:
         # account_id "#<id>": a receipt's own events, apart from the shopper's (open_carts never reads them)
-        self.db.execute("INSERT INTO events (kind, t, account_id, payload, wall) VALUES (?, ?, ?, ?, ?)",
-                        (kind, t, f"#{receipt_id}", json.dumps(payload), payload["wall"]))
+        self.db.insert("events", {"kind": kind, "t": t, "account_id": f"#{receipt_id}", "payload": json.dumps(payload),
+                                  "wall": payload["wall"]})

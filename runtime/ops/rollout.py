@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 from pathlib import Path
 
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import RuntimeConfig, as_dict, runtime_config_from
+from runtime.logdb import LogDB
 from runtime.messages import Frame, SensorMessage
 from runtime.pipeline import Runtime
 from runtime.store import StoreSpec
@@ -49,8 +49,8 @@ def candidate_config(live: RuntimeConfig, settings: dict) -> RuntimeConfig:
     return runtime_config_from(data)
 
 
-def _receipts(db_path: Path, after_seq: int) -> list[dict]:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+def _receipts(where, after_seq: int, store: str) -> list[dict]:
+    db = LogDB(where, store)
     try:
         rows = db.execute("SELECT seq, payload FROM events WHERE kind = 'receipt' AND seq > ? ORDER BY seq",
                           (after_seq,)).fetchall()
@@ -75,16 +75,15 @@ class Shadow:
     def __init__(self, store: StoreSpec, config: RuntimeConfig, live_log: str | Path, folder: str | Path,
                  settings: dict, min_receipts: int = 5, max_lost: int = 0, max_backlog: int = 64,
                  clock: Clock = SYSTEM_CLOCK, detector=None):
+        """``live_log``: the live event log's SQLite file or PostgreSQL URL; the shadow's own log is a
+        SQLite file in ``folder``, a copy of the live one to start from."""
         self.store, self.cfg, self.settings, self.clock = store, config, dict(settings), clock
-        self.live_log, self.dir = Path(live_log), Path(folder)
+        self.live_log, self.dir = live_log, Path(folder)
         self.min_receipts, self.max_lost, self.max_backlog = min_receipts, max_lost, max_backlog
         self.dir.mkdir(parents=True, exist_ok=False)
-        src = sqlite3.connect(f"file:{self.live_log}?mode=ro", uri=True, timeout=10)
-        dst = sqlite3.connect(self.dir / "events.sqlite")
-        src.backup(dst)
-        self.start_seq = dst.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        src = LogDB(live_log, store.name)
+        self.start_seq = src.copy_to_sqlite(self.dir / "events.sqlite")
         src.close()
-        dst.close()
         self.started_wall = clock.wall_s()
         self.runtime = Runtime(store, config, self.dir, detector=detector, restore=True, clock=clock)
         self.frames_left_out = 0
@@ -137,8 +136,8 @@ class Shadow:
 
     def compare(self) -> dict:
         """The candidate's receipts against the live ones, for the visits both have decided."""
-        live = _receipts(self.live_log, self.start_seq)
-        cand = _receipts(self.dir / "events.sqlite", self.start_seq)
+        live = _receipts(self.live_log, self.start_seq, self.store.name)
+        cand = _receipts(self.dir / "events.sqlite", self.start_seq, self.store.name)
         horizon = self.runtime.t
         rows, lost = [], 0
         for r in live:
