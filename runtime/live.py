@@ -135,6 +135,7 @@ class LiveStore:
 
         self.view = StoreView(latency="wall", clock=self.clock)
         self.view.reset(carts={a: dict(self.runtime.carts.cart(a) or {}) for a in self.runtime.carts.accounts()})
+        self.runtime.on_track = self.view.publish
         self._api, _, self._desk = open_ops(self.store, self.dir, tokens, view=self.view, host=host, port=port,
                                             clock=self.clock, jobs=self.privacy_job, rollout=self, log=self.log_where)
         return self._api.url
@@ -219,6 +220,8 @@ class LiveStore:
         self.runtime = Runtime(self.store, sh.cfg, self.dir, restore=True, clock=self.clock, detector=rt.detector,
                                products_detector=rt.hands.products if rt.hands is not None else None, log_url=self.log_url)
         self.cfg = sh.cfg
+        if self.view is not None:
+            self.runtime.on_track = self.view.publish
         self._published(self.runtime._restored)
         rec = {"action": "promote", "settings": sh.settings, "comparison": cmp, "forced": force,
                "swap_s": round(self.clock.wall_s() - wall0, 3), "wall": self.clock.wall_s()}

@@ -50,7 +50,8 @@ def gate_key(g: GateEvent) -> tuple:
 
 @dataclass(frozen=True, slots=True)
 class TrackState:
-    """A shopper on the floor plane, metres. ``ended``: the track is no longer shown from ``t`` on
+    """A shopper on the floor plane, metres (with the wrists triangulated at a tick, ``hands``).
+    ``ended``: the track is no longer shown from ``t`` on
     (the shopper walked out, or was lost; ``x``, ``y`` where it was last shown). A track that comes
     back (found again) is shown again by its next state."""
 
@@ -61,6 +62,7 @@ class TrackState:
     y: float
     confidence: float = 1.0
     ended: bool = False
+    hands: tuple = ()          # the wrists seen at this state's tick, (x, y, z) metres: a display draws the arms
 
 
 @dataclass(frozen=True, slots=True)

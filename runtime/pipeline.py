@@ -82,6 +82,7 @@ class Runtime:
         self.fusion = Fusion(store, config, self.hands)
         self.carts = Carts(store, clock)
         self.evidence = Evidence(store)
+        self.on_track: Callable | None = None       # track states as they are published (a live display)
         self.t = 0.0                          # the stream's time as far as it has been decided
         self._t_in = 0.0                      # the newest message's time
         # What waits behind the person model, in the order it came: (the stream's time to decide it
@@ -217,6 +218,8 @@ class Runtime:
     def _publish(self, m) -> None:
         if self.log is not None:
             self.log.append(m)
+        if self.on_track is not None and isinstance(m, TrackState):
+            self.on_track(m)
 
     def _note(self, kind: str, payload: dict) -> None:
         if self.log is not None:
@@ -267,8 +270,9 @@ class Runtime:
         shown = {}
         active = self.tracker.active()
         for k in active:
-            shown[k.id] = TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1]))
-            self._publish(shown[k.id])  # logged, not returned
+            hands = tuple(tuple(round(float(v), 3) for v in w) for tw, w in k.wrists if abs(tw - t) < 1e-6)
+            shown[k.id] = TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1]), hands=hands)
+            self._publish(shown[k.id])  # logged (and to on_track), not returned
         self._forecast(t, active)
         for gone in self._shown.keys() - shown.keys():    # shown at the last tick, not now: the track ended
             last = self._shown[gone]

@@ -96,6 +96,7 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
         assert serve.returncode == 0, serve_out
         time.sleep(1.0)                   # the merge's lateness bound and the last messages on their way
         api = httpx.get(f"http://127.0.0.1:{api_port}/api/receipts", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        health = httpx.get(f"http://127.0.0.1:{api_port}/api/health", headers={"Authorization": f"Bearer {API_TOKEN}"})
         live.send_signal(signal.SIGTERM)
         live_out, _ = live.communicate(timeout=60)
     finally:
@@ -107,6 +108,8 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
     receipts = [json.loads(x) for x in (out / "receipts.jsonl").read_text().splitlines()]
     assert _lines(receipts) == _lines(replay_receipts), live_out
     assert _lines(api.json()) == _lines(receipts), "the API serves the receipts while the store runs"
+    published = health.json()["published"]
+    assert published.get("track", 0) > 10 and published.get("cart_update", 0) >= 1, published   # to the dashboard
     assert [ok for _, ok, _ in _Till.got] == [True] * len(receipts), "each delivery signed right"
     assert len({k for k, _, _ in _Till.got}) == len(_Till.got), "each receipt delivered once"
     assert _lines([b for _, _, b in _Till.got]) == _lines(receipts)

@@ -191,7 +191,7 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
     @app.get("/api/health", tags=["store"])
     def health(_: Principal = Depends(need("read"))) -> dict:
         s = view.snapshot()
-        return {**s["health"], "latency": s["latency"], "stream_clients": view.clients}
+        return {**s["health"], "latency": s["latency"], "stream_clients": view.clients, "published": dict(view.by_type)}
 
     @app.get("/api/receipts", tags=["receipts"])
     def receipts(since_id: int = 0, _: Principal = Depends(need("receipts"))) -> list:
@@ -301,8 +301,7 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
             await ws.send_text(json.dumps({"type": "snapshot", "data": view.snapshot(), "wall": view.clock.wall_s()},
                                           default=str))
             while True:
-                ev = await sub.queue.get()
-                await ws.send_text(json.dumps(ev, default=str))
+                await ws.send_text(await sub.queue.get())
 
         async def listen():     # a client that goes away is noticed at once, not at the next message
             while True:

@@ -53,7 +53,19 @@ class ReviewDesk:
             q += " AND t <= ?"
             args.append(until_t)
         rows = self.db.execute(q + " ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
-        return [self._current(rid, json.loads(p)) for rid, p in rows]
+        if not rows:
+            return []
+        # every receipt's last version and whether it was reviewed: two queries, not two per receipt
+        last, reviewed = {}, set()
+        for kind, account, p in self.db.execute(
+                "SELECT kind, account_id, payload FROM events WHERE kind IN ('receipt_revision', 'review') AND seq > ? "
+                "ORDER BY seq", (rows[0][0],)):
+            rid = int(account[1:])
+            if kind == "review":
+                reviewed.add(rid)
+            else:
+                last[rid] = json.loads(p)
+        return [self._status(rid, json.loads(p), last.get(rid), rid in reviewed) for rid, p in rows]
 
     def receipt(self, receipt_id: int) -> dict:
         """One receipt: its current version, every version and the reviews."""
@@ -92,9 +104,13 @@ class ReviewDesk:
             "SELECT payload FROM events WHERE kind = 'review' AND account_id = ? ORDER BY seq", (f"#{receipt_id}",))]
 
     def _current(self, receipt_id: int, first: dict) -> dict:
-        revs, reviews = self._revisions(receipt_id), self._reviews(receipt_id)
-        cur = revs[-1] if revs else {"receipt_id": receipt_id, "version": 1, **first}
-        status = "reviewed" if reviews else ("to review" if first.get("flagged") else "ok")
+        revs = self._revisions(receipt_id)
+        return self._status(receipt_id, first, revs[-1] if revs else None, bool(self._reviews(receipt_id)))
+
+    @staticmethod
+    def _status(receipt_id: int, first: dict, last: dict | None, reviewed: bool) -> dict:
+        cur = last if last is not None else {"receipt_id": receipt_id, "version": 1, **first}
+        status = "reviewed" if reviewed else ("to review" if first.get("flagged") else "ok")
         return {**cur, "flagged": bool(first.get("flagged")), "reason": first.get("reason", ""), "status": status}
 
     # -- acting ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ runtime's thread; readers take :meth:`snapshot`.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import deque
 from dataclasses import asdict
@@ -26,7 +27,7 @@ class Subscriber:
         self.loop, self.queue = loop, asyncio.Queue(maxsize)
         self.dropped = 0
 
-    def _put(self, ev: dict) -> None:     # on the loop's thread
+    def _put(self, ev: str) -> None:     # on the loop's thread; the event as the JSON text sent
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
@@ -54,6 +55,7 @@ class StoreView:
             self.delays: deque = deque(maxlen=5000)
             self.t = t
             self.published = 0
+            self.by_type: dict[str, int] = {}
 
     # -- in ----------------------------------------------------------------------------------------
     def publish(self, msg, fan_out: bool = True) -> dict | None:
@@ -63,7 +65,7 @@ class StoreView:
         with self._lock:
             if isinstance(msg, TrackState):
                 d = {"t": msg.t, "track_id": msg.track_id, "account_id": msg.account_id, "x": round(msg.x, 3),
-                     "y": round(msg.y, 3), "ended": msg.ended}
+                     "y": round(msg.y, 3), "ended": msg.ended, "hands": [list(h) for h in msg.hands]}
                 if msg.ended:
                     self.tracks.pop(msg.track_id, None)
                 else:
@@ -94,9 +96,12 @@ class StoreView:
             ev["wall"] = wall
             ev["t"] = self.t
             self.published += 1
+            self.by_type[ev["type"]] = self.by_type.get(ev["type"], 0) + 1
             subs = list(self._subs) if fan_out else []
-        for s in subs:
-            s.loop.call_soon_threadsafe(s._put, ev)
+        if subs:
+            text = json.dumps(ev, default=str)     # once, however many clients listen
+            for s in subs:
+                s.loop.call_soon_threadsafe(s._put, text)
         return ev
 
     # -- out ---------------------------------------------------------------------------------------

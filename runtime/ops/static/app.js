@@ -48,6 +48,12 @@ function drawFloor() {
   }
   for (const tr of S.tracks.values()) {
     const [px, py, k] = floorXY(tr.x, tr.y);
+    g.strokeStyle = colour(tr.account_id || tr.track_id); g.lineWidth = 3;
+    for (const [hx, hy, hz] of tr.hands || []) {      // the arms: from the body to each wrist seen, its height as the dot's size
+      const [qx, qy] = floorXY(hx, hy);
+      g.beginPath(); g.moveTo(px, py); g.lineTo(qx, qy); g.stroke();
+      g.beginPath(); g.arc(qx, qy, 2 + 2 * Math.max(0, hz), 0, 2 * Math.PI); g.stroke();
+    }
     g.fillStyle = colour(tr.account_id || tr.track_id);
     g.beginPath(); g.arc(px, py, Math.max(5, 0.15 * k), 0, 2 * Math.PI); g.fill();
     g.fillStyle = "#fff"; g.font = "11px sans-serif"; g.fillText(tr.account_id || `#${tr.track_id}`, px + 9, py - 8);
@@ -149,6 +155,8 @@ function onEvent(ev) {
     const d = ev.data;
     if (d.ended) { S.tracks.delete(d.track_id); S.trails.delete(d.track_id); }
     else {
+      const before = S.tracks.get(d.track_id);     // a forecast between ticks keeps the arms last seen
+      if (before && (!d.hands || !d.hands.length) && Math.abs(d.t - before.t) < 0.3) d.hands = before.hands;
       S.tracks.set(d.track_id, d);
       const tr = S.trails.get(d.track_id) || []; tr.push([d.x, d.y]); if (tr.length > 60) tr.shift(); S.trails.set(d.track_id, tr);
     }
