@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEBS := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 mosquitto \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
-	chromium chromium-driver postgresql
+	chromium chromium-driver postgresql wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYOPENGL_PLATFORM := egl
 export YOLO_OFFLINE := 1

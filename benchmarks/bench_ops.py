@@ -1,17 +1,19 @@
 """The store's API under load beside a live store: `storetwin serve` plays a recording (RTSP + MQTT)
-into `storetwin live … api_port=`, while a second process keeps ``--clients`` WebSocket clients on
-the live stream and sends ``--rps`` API requests a second (open loop: on a fixed schedule, however
-long the answers take) over the read routes a point of sale and a dashboard use.
+into `storetwin live … api_port=`, while one process keeps ``--clients`` WebSocket clients on the
+live stream and wrk (Debian's HTTP load generator, in C) sends about ``--rps`` API requests a second
+over the read routes a point of sale and a dashboard use (20 connections, each pausing so that
+together they ask ``--rps`` a second).
 
     .venv/bin/python benchmarks/bench_ops.py run --recorded runs/<suite>/busy_store --clients 50 --rps 200 --out runs/bench-ops
     .venv/bin/python benchmarks/bench_ops.py run --recorded runs/<suite>/busy_store --clients 0 --rps 0 --out runs/bench-ops-idle
+    .venv/bin/python benchmarks/bench_ops.py run ... --live runtime.perception_hz=2.5   (settings for storetwin live)
 
 Prints and writes ``<out>/bench_ops.json``: the API's answer times (p50 / p95 / p99 / max) and
 errors, the requests a second reached, the stream's messages per client and their delay from the
 runtime's publication to the client, messages a slow client lost; the runtime's lag behind the
 store clock and its busy share (its health lines) and the receipts against the twin's truth and
-the recording's own replay. The clients share the machine's two cores with the runtime (at
-``nice -n 10``; in a store they are other machines).
+the recording's own replay. The clients and wrk share the machine's two cores with the runtime (at
+``nice -n 10``; in a store they are other machines); the load starts once the API answers.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,6 +32,8 @@ os.environ["STORETWIN_TOKENS"] = f"bench:operator:{TOKEN}"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_live import Served, exact, receipts, truth  # noqa: E402
+
+import httpx  # noqa: E402
 
 from harness.servers import free_port  # noqa: E402
 
@@ -42,70 +47,79 @@ def pct(xs: list[float], q: float) -> float | None:
     return round(xs[min(len(xs) - 1, int(q / 100 * len(xs)))], 4)
 
 
-async def _load(url: str, clients: int, rps: float, seconds: float) -> dict:
-    import httpx
+async def _listen(url: str, clients: int, seconds: float) -> dict:
     import websockets
 
     stop = time.time() + seconds
-    ws_stats = [{"messages": 0, "delays": [], "closed": None} for _ in range(clients)]
+    stats = [{"messages": 0, "events": 0, "delays": [], "closed": None, "connects": 0} for _ in range(clients)]
 
-    async def listen(i: int):
-        st = ws_stats[i]
-        try:
-            async with websockets.connect(url.replace("http", "ws") + "/api/stream", max_size=None,
-                                          additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
-                while time.time() < stop:
-                    try:
-                        m = json.loads(await asyncio.wait_for(ws.recv(), 1.0))
-                    except asyncio.TimeoutError:
-                        continue
-                    st["messages"] += 1
-                    if m.get("type") != "snapshot":
-                        st["delays"].append(time.time() - m["wall"])
-        except Exception as e:      # counted: a client that lost its stream
-            st["closed"] = type(e).__name__
+    async def listen(st: dict):
+        while time.time() < stop:
+            try:
+                async with websockets.connect(url.replace("http", "ws") + "/api/stream", max_size=None,
+                                              additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+                    st["connects"] += 1
+                    while time.time() < stop:
+                        try:
+                            m = json.loads(await asyncio.wait_for(ws.recv(), 1.0))
+                        except asyncio.TimeoutError:
+                            continue
+                        st["messages"] += 1
+                        now = time.time()
+                        for e in m.get("events", []):
+                            st["events"] += 1
+                            st["delays"].append(now - e["wall"])
+            except Exception as e:      # counted; the client connects again
+                st["closed"] = type(e).__name__
+                await asyncio.sleep(0.5)
 
-    lat: list[float] = []
-    codes: dict[str, int] = {}
-
-    async def request(c: httpx.AsyncClient, path: str):
-        t = time.perf_counter()
-        try:
-            r = await c.get(path)
-            key = str(r.status_code)
-        except httpx.HTTPError as e:
-            key = type(e).__name__
-        lat.append(time.perf_counter() - t)
-        codes[key] = codes.get(key, 0) + 1
-
-    async def requests():
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, limits=limits,
-                                     timeout=30) as c:
-            tasks, k, t0 = [], 0, time.time()
-            while rps > 0 and time.time() < stop:
-                due = t0 + k / rps
-                await asyncio.sleep(max(0.0, due - time.time()))
-                tasks.append(asyncio.create_task(request(c, ROUTES[k % len(ROUTES)])))
-                k += 1
-            await asyncio.gather(*tasks)
-            return k, time.time() - t0
-
-    listeners = [asyncio.create_task(listen(i)) for i in range(clients)]
-    sent, span = await requests() if rps > 0 else (0, seconds)
-    if rps <= 0:
-        await asyncio.sleep(max(0.0, stop - time.time()))
-    await asyncio.gather(*listeners)
-    delays = [d for s in ws_stats for d in s["delays"]]
-    return {"requests": sent, "requests_per_s": round(sent / span, 1) if span else 0, "codes": codes,
-            "answer_s": {"p50": pct(lat, 50), "p95": pct(lat, 95), "p99": pct(lat, 99), "max": pct(lat, 100)},
-            "clients": clients, "messages_per_client": [s["messages"] for s in ws_stats],
+    await asyncio.gather(*(listen(st) for st in stats))
+    delays = [d for st in stats for d in st["delays"]]
+    return {"clients": clients, "connects": sum(st["connects"] for st in stats),
+            "messages_per_client": [st["messages"] for st in stats], "events_per_client": [st["events"] for st in stats],
             "stream_delay_s": {"p50": pct(delays, 50), "p95": pct(delays, 95), "p99": pct(delays, 99), "max": pct(delays, 100)},
-            "clients_closed": [s["closed"] for s in ws_stats if s["closed"]]}
+            "clients_lost_stream": [st["closed"] for st in stats if st["closed"]]}
+
+
+WRK_LUA = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1], {["Authorization"] = "Bearer %s"})
+end
+delay = function() return %d end
+"""
+
+
+def wrk(url: str, rps: float, seconds: float, out: Path, connections: int = 20) -> dict:
+    """About ``rps`` requests a second: each of ``connections`` pauses connections / rps between its
+    requests (wrk is closed-loop: a slow answer lowers the rate reached, which is reported)."""
+    script = out / "load.lua"
+    script.write_text(WRK_LUA % (", ".join(f'"{p}"' for p in ROUTES), TOKEN, int(1000 * connections / rps)))
+    res = subprocess.run(["nice", "-n", "10", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
+                          "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True)
+    text = res.stdout
+    (out / "wrk.txt").write_text(text + res.stderr)
+
+    def seconds_of(v: str) -> float:
+        for unit, k in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+            if v.endswith(unit):
+                return round(float(v[: -len(unit)]) * k, 5)
+        return float(v)
+    dist = {m.group(1): seconds_of(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", text, re.M)}
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {"requests": int(total.group(1)) if total else None,
+            "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)) if "Requests/sec" in text else None,
+            "answer_s": {"p50": dist.get("50"), "p90": dist.get("90"), "p99": dist.get("99"),
+                         "max": seconds_of(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", text).group(1)) if "Latency" in text else None},
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None}
 
 
 def cmd_load(a) -> dict:
-    return asyncio.run(_load(a.url, a.clients, a.rps, a.seconds))
+    return asyncio.run(_listen(a.url, a.clients, a.seconds))
 
 
 def cmd_run(a) -> dict:
@@ -114,30 +128,49 @@ def cmd_run(a) -> dict:
     run, out = Path(a.recorded), Path(a.out)
     dur = recording_s(run)
     port = free_port()
-    s = Served(run, out, [], start_in_s=a.start_in_s, live_args=[f"api_port={port}", "health_s=2"])
+    s = Served(run, out, [], start_in_s=a.start_in_s, live_args=[f"api_port={port}", "health_s=2", *a.live])
+    started = time.time()     # serve has encoded its cameras; the play starts start_in_s from now
     live = s.start_live()
-    load = None
-    if a.clients or a.rps:
-        load = subprocess.Popen(["nice", "-n", "10", sys.executable, __file__, "load", f"--url=http://127.0.0.1:{port}",
-                                 f"--clients={a.clients}", f"--rps={a.rps}", f"--seconds={a.start_in_s + dur}",
-                                 f"--json={out / 'load.json'}"], stdout=open(out / "load.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):     # the live store loads its models, then answers
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    left = max(10.0, a.start_in_s + dur - (time.time() - started))
+    listen = load = None
+    if a.clients:
+        listen = subprocess.Popen(["nice", "-n", "10", sys.executable, __file__, "load", f"--url={url}",
+                                   f"--clients={a.clients}", f"--seconds={left}", f"--json={out / 'stream.json'}"],
+                                  stdout=open(out / "load.log", "w"), stderr=subprocess.STDOUT)
+    if a.rps:
+        import threading
+
+        box: dict = {}
+        load = threading.Thread(target=lambda: box.update(wrk(url, a.rps, left, out)))
+        load.start()
     s.finish()
+    if listen is not None:
+        listen.wait(timeout=120)
     if load is not None:
-        load.wait(timeout=120)
+        load.join(timeout=120)
     health = [json.loads(x) for x in (out / "live" / "health.jsonl").read_text().splitlines()]
     playing = [h for h in health if h.get("lag_s") is not None]
     lags, busy = [h["lag_s"] for h in playing], [h["busy"] for h in playing]
     gt, rep, got = truth(run), receipts(run / "out" / "receipts.jsonl"), receipts(out / "live" / "receipts.jsonl")
-    res = {"recording": str(run), "duration_s": round(dur, 1), "clients": a.clients, "rps": a.rps,
-           "load": json.loads((out / "load.json").read_text()) if load is not None else None,
+    res = {"recording": str(run), "duration_s": round(dur, 1), "clients": a.clients, "rps": a.rps, "live": a.live,
+           "http": box if a.rps else None,
+           "stream": json.loads((out / "stream.json").read_text()) if a.clients else None,
            "lag_s": {"p50": pct(lags, 50), "p95": pct(lags, 95), "max": pct(lags, 100)},
            "busy": {"p50": pct(busy, 50), "max": pct(busy, 100)},
            "update_delay_p95_s": [h["delay_p95_s"] for h in playing][-1:] or None,
            "visits": len(gt), "exact_live": exact(got, gt), "exact_replay": exact(rep, gt),
            "same_as_replay": sum(got.get(k) == v for k, v in rep.items()), "crashed": live.returncode != 0}
-    ld = res["load"] or {}
-    print(f"clients {a.clients} rps {a.rps}: answers p50/p95/p99 {ld.get('answer_s')} codes {ld.get('codes')} "
-          f"reached {ld.get('requests_per_s')} req/s; stream delay {ld.get('stream_delay_s')}; "
+    ld, st = res["http"] or {}, res["stream"] or {}
+    print(f"clients {a.clients} rps {a.rps}: answers {ld.get('answer_s')} non-2xx {ld.get('non_2xx')} errors "
+          f"{ld.get('socket_errors')} reached {ld.get('requests_per_s')} req/s; stream delay {st.get('stream_delay_s')} "
+          f"events/client {sorted(st.get('events_per_client', [0]))[len(st.get('events_per_client', [0])) // 2]}; "
           f"runtime lag {res['lag_s']} busy {res['busy']}; exact {res['exact_live']}/{res['visits']} "
           f"(replay {res['exact_replay']}), same as replay {res['same_as_replay']}", flush=True)
     return res
@@ -152,10 +185,10 @@ def main() -> int:
     r.add_argument("--clients", type=int, default=50)
     r.add_argument("--rps", type=float, default=200)
     r.add_argument("--start-in-s", type=float, default=15)
+    r.add_argument("--live", nargs="*", default=[], help="more settings for storetwin live, e.g. runtime.perception_hz=2.5")
     ld = sub.add_parser("load")
     ld.add_argument("--url", required=True)
     ld.add_argument("--clients", type=int, default=50)
-    ld.add_argument("--rps", type=float, default=200)
     ld.add_argument("--seconds", type=float, required=True)
     ld.add_argument("--json")
     a = ap.parse_args()

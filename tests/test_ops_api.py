@@ -183,10 +183,12 @@ def test_the_stream_sends_a_snapshot_then_each_update_as_it_is_published(ops) ->
             assert json.loads(await ws.recv())["type"] == "snapshot"
             sent = time.time()
             view.publish(CartUpdate("tess", "cola_zero_330", 1, 3.0, 3.2, sent, 0.9))
+            view.publish(TrackState(3.3, 7, "tess", 1.0, 2.0, hands=((1.2, 2.1, 1.0),)))
             msg = json.loads(await asyncio.wait_for(ws.recv(), 2.0))
             return msg, time.time() - sent
     msg, delay_s = asyncio.run(go())
-    assert msg["type"] == "cart_update" and msg["data"]["cart"] == {"cola_zero_330": 1}
+    assert msg["type"] == "batch" and [e["type"] for e in msg["events"]] == ["cart_update", "track"], msg
+    assert msg["events"][0]["data"]["cart"] == {"cola_zero_330": 1} and msg["events"][1]["data"]["hands"] == [[1.2, 2.1, 1.0]]
     assert delay_s < 1.0
     end = time.time() + 3
     while view.clients and time.time() < end:

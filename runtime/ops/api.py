@@ -25,7 +25,7 @@ from importlib import resources
 from typing import Callable
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from runtime.eventlog import connect
@@ -42,6 +42,34 @@ form{background:#1b2530;padding:2em;border-radius:8px}input{display:block;margin
 <body><form method="post" action="/login"><h2>storetwin: {store}</h2><label>API token
 <input id="token" name="token" type="password" autocomplete="current-password" autofocus></label>
 <button id="signin" type="submit">Sign in</button><p>{note}</p></form></body></html>"""
+
+
+class _Cache:
+    """Answers kept for ``ttl_s`` (the store's state moves at 10 states a second: a point of sale and
+    fifty dashboards asking hundreds of times a second get the same bytes, made once), dropped at
+    once when a review or a privacy job changes what they show."""
+
+    def __init__(self, ttl_s: float = 0.1):
+        import time
+
+        self.ttl_s, self._now, self._data, self._lock = ttl_s, time.monotonic, {}, threading.Lock()
+        self._generation = 0
+
+    def json(self, key, make: Callable) -> Response:
+        now = self._now()
+        with self._lock:
+            hit, gen = self._data.get(key), self._generation
+        if hit is None or now - hit[0] >= self.ttl_s:
+            hit = (now, json.dumps(make(), default=str).encode())
+            with self._lock:
+                if self._generation == gen:     # made before a change that cleared the cache: not kept
+                    self._data[key] = hit
+        return Response(content=hit[1], media_type="application/json")
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._generation += 1
 
 
 class Action(BaseModel):
@@ -128,6 +156,7 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
                 raise HTTPException(e.status, str(e)) from None
 
     until = (lambda: replay.t) if replay is not None else (lambda: None)
+    cache = _Cache(0.1)
 
     @app.get("/healthz", tags=["liveness"])
     def healthz() -> dict:
@@ -176,34 +205,37 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
         """The floor plan: floor, shelf units (footprints), gates, cameras, the catalog."""
         return plan(store, replay)
 
-    @app.get("/api/state", tags=["store"])
-    def state(_: Principal = Depends(need("read"))) -> dict:
-        return {**view.snapshot(), "queue": len(desk_call(desk.queue, until_t=until()))}
+    @app.get("/api/state", tags=["store"], response_class=JSONResponse)
+    def state(_: Principal = Depends(need("read"))):
+        """Tracks, open carts, health, the latency histogram and the queue's length at once."""
+        return cache.json("state", lambda: {**view.snapshot(), "queue": len(desk_call(desk.queue, until_t=until()))})
 
-    @app.get("/api/carts", tags=["store"])
-    def carts(_: Principal = Depends(need("read"))) -> list:
-        return view.snapshot()["carts"]
+    @app.get("/api/carts", tags=["store"], response_class=JSONResponse)
+    def carts(_: Principal = Depends(need("read"))):
+        return cache.json("carts", lambda: view.snapshot()["carts"])
 
-    @app.get("/api/tracks", tags=["store"])
-    def tracks(_: Principal = Depends(need("read"))) -> list:
-        return view.snapshot()["tracks"]
+    @app.get("/api/tracks", tags=["store"], response_class=JSONResponse)
+    def tracks(_: Principal = Depends(need("read"))):
+        return cache.json("tracks", lambda: view.snapshot()["tracks"])
 
-    @app.get("/api/health", tags=["store"])
-    def health(_: Principal = Depends(need("read"))) -> dict:
-        s = view.snapshot()
-        return {**s["health"], "latency": s["latency"], "stream_clients": view.clients, "published": dict(view.by_type)}
+    @app.get("/api/health", tags=["store"], response_class=JSONResponse)
+    def health(_: Principal = Depends(need("read"))):
+        def make():
+            s = view.snapshot()
+            return {**s["health"], "latency": s["latency"], "stream_clients": view.clients, "published": dict(view.by_type)}
+        return cache.json("health", make)
 
-    @app.get("/api/receipts", tags=["receipts"])
-    def receipts(since_id: int = 0, _: Principal = Depends(need("receipts"))) -> list:
-        return desk_call(desk.receipts, since_id=since_id, until_t=until())
+    @app.get("/api/receipts", tags=["receipts"], response_class=JSONResponse)
+    def receipts(since_id: int = 0, _: Principal = Depends(need("receipts"))):
+        return cache.json(("receipts", since_id), lambda: desk_call(desk.receipts, since_id=since_id, until_t=until()))
 
     @app.get("/api/receipts/{receipt_id}", tags=["receipts"])
     def receipt(receipt_id: int, _: Principal = Depends(need("receipts"))) -> dict:
         return desk_call(desk.receipt, receipt_id)
 
-    @app.get("/api/review", tags=["review"])
-    def queue(_: Principal = Depends(need("review"))) -> list:
-        return desk_call(desk.queue, until_t=until())
+    @app.get("/api/review", tags=["review"], response_class=JSONResponse)
+    def queue(_: Principal = Depends(need("review"))):
+        return cache.json("review", lambda: desk_call(desk.queue, until_t=until()))
 
     @app.get("/api/review/{receipt_id}", tags=["review"])
     def evidence(receipt_id: int, _: Principal = Depends(need("review"))) -> dict:
@@ -212,6 +244,7 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
     @app.post("/api/review/{receipt_id}/{action}", tags=["review"])
     def act(receipt_id: int, action: str, body: Action, p: Principal = Depends(need("review"))) -> dict:
         r = desk_call(desk.act, receipt_id, action, by=p.name, why=body.why, sku=body.sku, qty=body.qty)
+        cache.clear()
         view.publish({"type": "review", "data": {"receipt_id": receipt_id, "action": action, "by": p.name,
                                                  "receipt": {k: v for k, v in r.items() if k not in ("versions", "reviews")}}})
         return r
@@ -235,6 +268,8 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
             return {"removed": jobs("prune", days=body.days, receipts_days=body.receipts_days), "by": p.name}
         except PrivacyError as e:
             raise HTTPException(422, str(e)) from None
+        finally:
+            cache.clear()
 
     @app.post("/api/admin/erase", tags=["privacy"])
     def erase(body: Erase, p: Principal = Depends(need("admin"))) -> dict:
@@ -245,6 +280,8 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
             return {"removed": jobs("erase", account=body.account_id, by=p.name, why=body.why), "by": p.name}
         except PrivacyError as e:
             raise HTTPException(422, str(e)) from None
+        finally:
+            cache.clear()
 
     def live_only():
         if rollout is None:
@@ -279,6 +316,7 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
         if replay is None:
             raise HTTPException(404, "not a replay: the live store cannot be moved in time")
         replay.seek(body.t)
+        cache.clear()
         return {"t": replay.t, "duration_s": replay.duration_s}
 
     @app.websocket("/api/stream")

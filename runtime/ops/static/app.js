@@ -149,6 +149,7 @@ function applySnapshot(s) {
   S.health = s.health; S.latency = s.latency; S.t = s.t;
 }
 function onEvent(ev) {
+  if (ev.type === "batch") { for (const e of ev.events) onEvent(e); return; }
   S.t = ev.t ?? S.t;
   if (ev.type === "snapshot") { applySnapshot(ev.data); renderCarts(); renderHealth(); renderQueue(); renderReceipts(); }
   else if (ev.type === "track") {
