@@ -1,8 +1,8 @@
 """The store's API under load beside a live store: `storetwin serve` plays a recording (RTSP + MQTT)
 into `storetwin live … api_port=`, while one process keeps ``--clients`` WebSocket clients on the
 live stream and wrk (Debian's HTTP load generator, in C) sends about ``--rps`` API requests a second
-over the read routes a point of sale and a dashboard use (20 connections, each pausing so that
-together they ask ``--rps`` a second).
+over the read routes a point of sale and a dashboard use (``--rps`` × 0.13 connections, each
+pausing 0.1 s after every answer).
 
     .venv/bin/python benchmarks/bench_ops.py run --recorded runs/<suite>/busy_store --clients 50 --rps 200 --out runs/bench-ops
     .venv/bin/python benchmarks/bench_ops.py run --recorded runs/<suite>/busy_store --clients 0 --rps 0 --out runs/bench-ops-idle
@@ -92,11 +92,13 @@ delay = function() return %d end
 """
 
 
-def wrk(url: str, rps: float, seconds: float, out: Path, connections: int = 20) -> dict:
-    """About ``rps`` requests a second: each of ``connections`` pauses connections / rps between its
-    requests (wrk is closed-loop: a slow answer lowers the rate reached, which is reported)."""
+def wrk(url: str, rps: float, seconds: float, out: Path, pause_s: float = 0.1, answer_s: float = 0.03) -> dict:
+    """About ``rps`` requests a second from rps × (pause_s + answer_s) connections, each pausing
+    ``pause_s`` after every answer (wrk is closed-loop: answers slower than ``answer_s`` lower the rate
+    reached, which is reported)."""
+    connections = max(1, round(rps * (pause_s + answer_s)))
     script = out / "load.lua"
-    script.write_text(WRK_LUA % (", ".join(f'"{p}"' for p in ROUTES), TOKEN, int(1000 * connections / rps)))
+    script.write_text(WRK_LUA % (", ".join(f'"{p}"' for p in ROUTES), TOKEN, int(1000 * pause_s)))
     res = subprocess.run(["nice", "-n", "10", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
                           "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True)
     text = res.stdout
@@ -111,7 +113,7 @@ def wrk(url: str, rps: float, seconds: float, out: Path, connections: int = 20) 
     total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     errors = re.search(r"Socket errors: (.*)", text)
-    return {"requests": int(total.group(1)) if total else None,
+    return {"connections": connections, "requests": int(total.group(1)) if total else None,
             "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)) if "Requests/sec" in text else None,
             "answer_s": {"p50": dist.get("50"), "p90": dist.get("90"), "p99": dist.get("99"),
                          "max": seconds_of(re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", text).group(1)) if "Latency" in text else None},
@@ -138,7 +140,8 @@ def cmd_run(a) -> dict:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
-    left = max(10.0, a.start_in_s + dur - (time.time() - started))
+    # the load ends 3 s before the play (after it the store stops and every request would fail)
+    left = max(10.0, a.start_in_s + dur - (time.time() - started) - 3.0)
     listen = load = None
     if a.clients:
         listen = subprocess.Popen(["nice", "-n", "10", sys.executable, __file__, "load", f"--url={url}",

@@ -5,7 +5,8 @@ own rate. Perception therefore runs on a common schedule of ticks, ``perception_
 ``T_k = k / perception_hz`` on the store clock, and each camera gives every tick the one frame of
 its own that lies nearest ``T_k``, if that frame is within ``window_s`` of it (by default half
 the slowest camera's frame period, so every camera has a frame in reach, plus the jitter its
-stamps may have). Views of
+stamps may have; a camera whose frames come at least a quarter slower than the store file says
+gets half its real period). Views of
 one tick are one moment for the tracker: that is how two cameras see one person at once.
 
 A tick is complete when every camera that is delivering has given it a frame, or when the stream
@@ -51,8 +52,11 @@ class TickBuilder:
         # half the slowest period puts one frame of every camera in reach; ``jitter_s`` more keeps
         # it there when a camera's stamps wander by that much round its nominal rate
         self.window_s = window_s or min(0.5 / slowest + jitter_s, 0.5 * self.period_s - 1e-6)
+        self._auto, self.jitter_s = not window_s, jitter_s
+        self._widest = self.window_s                 # the widest camera window: when a tick may close
         self.quiet_after_s = quiet_after_s
         self._frame_period = {c: 1.0 / f for c, f in camera_fps.items()}
+        self._nominal = dict(self._frame_period)
         self._last_frame_t: dict[str, float] = {}
         self._served: dict[str, int] = {}            # camera → last tick it gave a frame to
         self._open: dict[int, Tick] = {}
@@ -70,7 +74,7 @@ class TickBuilder:
         self._last_frame_t[cam] = t if last is None else max(last, t)
         k = round(t / self.period_s)
         t_k = k * self.period_s
-        if abs(t - t_k) > self.window_s or self._served.get(cam, -math.inf) >= k:
+        if abs(t - t_k) > self._window(cam) or self._served.get(cam, -math.inf) >= k:
             return None
         if k <= self._closed_upto:
             self.late += 1
@@ -85,6 +89,17 @@ class TickBuilder:
         tick.frames.append(ref)
         return tick
 
+    def _window(self, cam: str) -> float:
+        """A camera that sends fewer frames than the store file says (a 10 fps camera set to 5, a
+        stream thinned on the way) gets half its real period as its window, up to half a tick: its
+        frames, at whatever phase its clock puts them, still reach the tick nearest them."""
+        p, nominal = self._frame_period.get(cam), self._nominal.get(cam)
+        if not self._auto or p is None or nominal is None or p < 1.25 * nominal:
+            return self.window_s
+        w = min(max(self.window_s, 0.5 * p + self.jitter_s), 0.5 * self.period_s - 1e-6)
+        self._widest = max(self._widest, w)
+        return w
+
     def due(self, t: float) -> list[Tick]:
         """The ticks to close now that the stream has reached ``t``, oldest first: those whose
         window has passed, and those every delivering camera has given its frame. At the start
@@ -98,7 +113,7 @@ class TickBuilder:
         out = []
         for k in sorted(self._open):
             tick = self._open[k]
-            if t <= tick.t + self.window_s:
+            if t <= tick.t + self._widest:
                 if live is None:
                     live = self._delivering(t)
                 if not (live and live <= {f.camera_id for f in tick.frames}):

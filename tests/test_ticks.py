@@ -180,3 +180,23 @@ def test_an_explicit_window() -> None:
     assert builder.select(FrameRef("b", 1, 0.19)) is not None  # 0.01 from it: inside
     assert builder.due(0.215) == []                           # 0.215 < 0.2 + 0.02: a may still come
     assert [t.t for t in builder.due(0.225)] == [0.2]         # the watermark passed: closed without a
+
+
+@pytest.mark.parametrize("phase_s", [0.0, 0.06, 0.09, 0.13, 0.19])
+def test_a_camera_slower_than_the_store_file_says_still_serves_every_tick(phase_s: float) -> None:
+    """The store file says 10 fps (window 0.07 s); the cameras send 5 fps, stamped at a phase of
+    their own clock's making (a live store: epoch stamps): after the first frames show their real
+    period, every 5 Hz tick gets each camera's nearest frame, whatever the phase."""
+    b = TickBuilder({"cam_01": 10.0, "cam_02": 10.0}, perception_hz=5.0, jitter_s=0.02)
+    t0 = 1_796_000_000.0 + phase_s
+    stream = [FrameRef(c, i, t0 + 0.2 * i) for i in range(50) for c in ("cam_01", "cam_02")]
+    closed, chosen = _run(b, stream)
+    ticks = [tick for _, tick in closed if tick.index * 0.2 > t0 + 1.0]     # once the period is learnt
+    assert len(ticks) >= 40 and all(len(t.frames) == 2 for t in ticks[:-1])
+    assert len(chosen) >= 2 * 45 and b.late == 0
+
+
+def test_cameras_at_their_nominal_rate_keep_the_nominal_window() -> None:
+    b = TickBuilder({"cam_01": 10.0}, perception_hz=5.0, jitter_s=0.02)
+    _run(b, [FrameRef("cam_01", i, 0.1 * i + 0.003 * (i % 3)) for i in range(40)])
+    assert b._window("cam_01") == b.window_s == pytest.approx(0.07)
