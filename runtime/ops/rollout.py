@@ -17,7 +17,6 @@ models, from the live log: the devices stay connected and the carts carry on.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -27,6 +26,7 @@ from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import RuntimeConfig, as_dict, runtime_config_from
 from runtime.logdb import LogDB
 from runtime.messages import Frame, SensorMessage
+from runtime.ops.review import ReviewDesk
 from runtime.pipeline import Runtime
 from runtime.store import StoreSpec
 
@@ -49,22 +49,13 @@ def candidate_config(live: RuntimeConfig, settings: dict) -> RuntimeConfig:
     return runtime_config_from(data)
 
 
-def _receipts(where, after_seq: int, store: str) -> list[dict]:
-    db = LogDB(where, store)
+def _receipts(where, after_seq: int, store: StoreSpec) -> list[dict]:
+    """Receipts after ``after_seq`` as they stand (a reviewer's correction is the better reference)."""
+    desk = ReviewDesk(where, store)
     try:
-        rows = db.execute("SELECT seq, payload FROM events WHERE kind = 'receipt' AND seq > ? ORDER BY seq",
-                          (after_seq,)).fetchall()
-        out = []
-        for seq, p in rows:
-            d = json.loads(p)
-            rev = db.execute("SELECT payload FROM events WHERE kind = 'receipt_revision' AND account_id = ? "
-                             "ORDER BY seq DESC LIMIT 1", (f"#{seq}",)).fetchone()
-            if rev is not None:        # a reviewer's correction is the better reference
-                d = {**d, **{k: v for k, v in json.loads(rev[0]).items() if k in ("lines", "total")}}
-            out.append(d)
-        return out
+        return desk.receipts(since_id=after_seq, limit=100_000)
     finally:
-        db.close()
+        desk.close()
 
 
 def _lines(r: dict) -> list[tuple]:
@@ -136,8 +127,8 @@ class Shadow:
 
     def compare(self) -> dict:
         """The candidate's receipts against the live ones, for the visits both have decided."""
-        live = _receipts(self.live_log, self.start_seq, self.store.name)
-        cand = _receipts(self.dir / "events.sqlite", self.start_seq, self.store.name)
+        live = _receipts(self.live_log, self.start_seq, self.store)
+        cand = _receipts(self.dir / "events.sqlite", self.start_seq, self.store)
         horizon = self.runtime.t
         rows, lost = [], 0
         for r in live:
