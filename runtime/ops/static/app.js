@@ -71,15 +71,24 @@ function renderCarts() {
   }
   $("cart-count").textContent = `(${S.carts.size})`;
 }
+const latest = {};    // a panel shows the answer to its newest request only (answers can come back out of order)
+async function fresh(panel, path) {
+  const n = latest[panel] = (latest[panel] || 0) + 1;
+  const data = await api(path);
+  return n === latest[panel] ? data : null;
+}
 async function renderQueue() {
-  const q = await api("/api/review");
+  const q = await fresh("queue", "/api/review");
+  if (q === null) return;
   $("queue-count").textContent = `(${q.length})`;
   $("queue").innerHTML = q.map((r) => `<li id="review-${r.receipt_id}" data-id="${r.receipt_id}"><b>${esc(r.account_id)}</b> ${money(r.total)}
     <small>${esc(r.reason)}</small></li>`).join("") || "<li><small>nothing to review</small></li>";
   for (const li of $("queue").querySelectorAll("li[data-id]")) li.onclick = () => openEvidence(Number(li.dataset.id));
 }
 async function renderReceipts() {
-  const rs = (await api("/api/receipts")).slice(-12).reverse();
+  const all = await fresh("receipts", "/api/receipts");
+  if (all === null) return;
+  const rs = all.slice(-12).reverse();
   const body = $("receipts").tBodies[0];
   body.innerHTML = rs.map((r) => `<tr id="receipt-${r.receipt_id}" data-status="${r.status}" data-version="${r.version}">
     <td>${esc(r.account_id)}</td><td>${r.lines.map((l) => `${l.qty}× ${esc(l.sku)}`).join(", ")}</td><td>${money(r.total)}</td>
