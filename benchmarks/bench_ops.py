@@ -31,7 +31,7 @@ TOKEN = "bench-ops-operator-token-0123456789"
 os.environ["STORETWIN_TOKENS"] = f"bench:operator:{TOKEN}"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_live import Served, exact, receipts, truth  # noqa: E402
+from bench_live import CLI, ENV, Served, exact, receipts, truth  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -130,16 +130,33 @@ def cmd_run(a) -> dict:
     run, out = Path(a.recorded), Path(a.out)
     dur = recording_s(run)
     port = free_port()
-    s = Served(run, out, [], start_in_s=a.start_in_s, live_args=[f"api_port={port}", "health_s=2", *a.live])
-    started = time.time()     # serve has encoded its cameras; the play starts start_in_s from now
-    live = s.start_live()
+    out.mkdir(parents=True, exist_ok=True)
+    live_args = [f"api_port={port}", "health_s=2", f"api_process={a.api_process}", *a.live]
     url = f"http://127.0.0.1:{port}"
+    if a.source == "served":
+        s = Served(run, out, [], start_in_s=a.start_in_s, live_args=live_args)
+        started = time.time()     # serve has encoded its cameras; the play starts start_in_s from now
+        live = s.start_live()
+    else:                         # a live replay: the recording in place of the devices, no servers
+        s = None
+        live = subprocess.Popen([*CLI, "live", f"replay={run}", f"out={out / 'live'}", *live_args], env=ENV,
+                                stdout=open(out / "live-0.log", "w"), stderr=subprocess.STDOUT)
     for _ in range(1200):     # the live store loads its models, then answers
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
+    if s is None:             # the replay starts a second after the models are warm: its first health line
+        while live.poll() is None:
+            try:
+                h = httpx.get(url + "/api/health", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
+                if h.get("lag_s") is not None:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        started, a.start_in_s = time.time(), 0.0
     # the load ends 3 s before the play (after it the store stops and every request would fail)
     left = max(10.0, a.start_in_s + dur - (time.time() - started) - 3.0)
     listen = load = None
@@ -153,7 +170,10 @@ def cmd_run(a) -> dict:
         box: dict = {}
         load = threading.Thread(target=lambda: box.update(wrk(url, a.rps, left, out)))
         load.start()
-    s.finish()
+    if s is not None:
+        s.finish()
+    else:
+        live.wait(timeout=dur + 600)
     if listen is not None:
         listen.wait(timeout=120)
     if load is not None:
@@ -162,7 +182,8 @@ def cmd_run(a) -> dict:
     playing = [h for h in health if h.get("lag_s") is not None]
     lags, busy = [h["lag_s"] for h in playing], [h["busy"] for h in playing]
     gt, rep, got = truth(run), receipts(run / "out" / "receipts.jsonl"), receipts(out / "live" / "receipts.jsonl")
-    res = {"recording": str(run), "duration_s": round(dur, 1), "clients": a.clients, "rps": a.rps, "live": a.live,
+    res = {"recording": str(run), "source": a.source, "api_process": a.api_process, "duration_s": round(dur, 1),
+           "clients": a.clients, "rps": a.rps, "live": a.live,
            "http": box if a.rps else None,
            "stream": json.loads((out / "stream.json").read_text()) if a.clients else None,
            "lag_s": {"p50": pct(lags, 50), "p95": pct(lags, 95), "max": pct(lags, 100)},
@@ -188,6 +209,11 @@ def main() -> int:
     r.add_argument("--clients", type=int, default=50)
     r.add_argument("--rps", type=float, default=200)
     r.add_argument("--start-in-s", type=float, default=15)
+    r.add_argument("--source", choices=("replay", "served"), default="replay",
+                   help="replay: storetwin live replay= (the recording in place of the devices, on the wall clock); "
+                        "served: storetwin serve's RTSP cameras and MQTT cells (their servers on these cores too)")
+    r.add_argument("--api-process", choices=("true", "false"), default="true",
+                   help="the API in a process of its own (the default) or in a thread of the runtime's")
     r.add_argument("--live", nargs="*", default=[], help="more settings for storetwin live, e.g. runtime.perception_hz=2.5")
     ld = sub.add_parser("load")
     ld.add_argument("--url", required=True)

@@ -58,6 +58,8 @@ commands:
              receipts to the point-of-sale system (webhook=<url>, its secret in STORETWIN_WEBHOOK_SECRET)
              e.g. storetwin live ... api_port=8080 tokens=/etc/storetwin/tokens.yaml webhook=https://pos.local/receipts
              the event log on a PostgreSQL server many stores report to (a schema per store): log=postgresql://…
+             a live replay (a recorded run in place of the devices, on the wall clock; the store from it):
+             e.g. storetwin live replay=runs/x/busy_store out=runs/live-replay api_port=8080
   privacy    retention and erasure on a stopped live store's event log (a running one: its API's
              /api/admin/prune and /api/admin/erase, or live retention_days=)
              e.g. storetwin privacy out=runs/live prune_days=30      e.g. storetwin privacy out=runs/live erase=a17 why="asked"
@@ -416,9 +418,9 @@ def cmd_serve(overrides: list[str]) -> int:
     return 0
 
 
-LIVE_USAGE = ("storetwin live store=<name or store file> devices=<devices.yaml> out=<folder> [duration_s=<s>] "
-              "[lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [api_port=<port>] "
-              "[api_host=127.0.0.1] [tokens=<secrets file>] [webhook=<url>] [retention_days=<d>] "
+LIVE_USAGE = ("storetwin live (store=<name or store file> devices=<devices.yaml> | replay=<recorded run>) "
+              "out=<folder> [duration_s=<s>] [lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [api_port=<port>] "
+              "[api_host=127.0.0.1] [api_process=true] [tokens=<secrets file>] [webhook=<url>] [retention_days=<d>] "
               "[log=postgresql://user@host/db (password in PGPASSWORD)] [runtime.<key>=<value> ...]")
 PRIVACY_USAGE = ("storetwin privacy out=<a stopped live store's folder> (prune_days=<d> [receipts_days=<d>] | "
                  "erase=<account id> why=<text>)")
@@ -521,17 +523,34 @@ def cmd_live(overrides: list[str]) -> int:
 
     from harness.paths import store_dir
     from runtime.config import runtime_config_from
-    from runtime.devices import load_devices
+    from runtime.devices import Broker, Devices, load_devices
     from runtime.live import LiveStore
     from runtime.store import load_store
 
     plain = [o for o in overrides if not o.startswith("runtime.")]
-    args = _key_values(plain, {"store", "devices", "out", "duration_s", "lateness_s", "max_lateness_s", "health_s",
-                               "api_port", "api_host", "tokens", "webhook", "retention_days", "log"}, LIVE_USAGE, required=("store", "devices", "out"))
+    args = _key_values(plain, {"store", "devices", "replay", "out", "duration_s", "lateness_s", "max_lateness_s",
+                               "health_s", "api_port", "api_host", "api_process", "tokens", "webhook", "retention_days",
+                               "log"}, LIVE_USAGE, required=("out",))
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
-    store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
+    replay = Path(args["replay"]) if args.get("replay") else None
+    if replay is not None:     # a live replay: the recording in place of the devices, its own store file
+        if "devices" in args:
+            raise ValueError("live: replay= and devices= both given: a live replay takes no devices")
+        if not (replay / "store.yaml").is_file():
+            raise FileNotFoundError(f"replay={replay}: no store.yaml there (expected a recorded run's folder)")
+        store_file = replay / "store.yaml"
+    elif "store" not in args or "devices" not in args:
+        raise ValueError(f"live: store= and devices= are needed (or replay=<recorded run>); usage: {LIVE_USAGE}")
+    else:
+        store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)
-    devices = load_devices(args["devices"], store)
+    if replay is not None and args.get("store") and Path(args["store"]).stem != store.name:
+        raise ValueError(f"live: store={args['store']} but replay={replay} is of store {store.name}")
+    devices = load_devices(args["devices"], store) if replay is None else Devices("replay", Broker(), {}, cells="none",
+                                                                                  gates="none")
+    api_process = args.get("api_process", "true").lower()
+    if api_process not in ("true", "false"):
+        raise ValueError(f"live: api_process={args['api_process']}: expected true or false")
     nums = _numbers(args, {**dict.fromkeys(("duration_s", "lateness_s", "max_lateness_s", "health_s", "retention_days"),
                                            float), "api_port": int}, LIVE_USAGE)
     webhook = None
@@ -546,13 +565,16 @@ def cmd_live(overrides: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
     if tokens is not None:
-        url = live.serve_api(tokens, host=args.get("api_host", "127.0.0.1"), port=nums["api_port"])
+        url = live.serve_api(tokens, host=args.get("api_host", "127.0.0.1"), port=nums["api_port"],
+                             process=api_process == "true")
         print(f"API and dashboard: {url}/" + (f"  (this session's admin token: {made})" if made else ""), flush=True)
     if webhook is not None:
         live.deliver_to(webhook)
     live.open()
+    if replay is not None:
+        live.play(replay)
     summary = live.run(duration_s=nums.get("duration_s"))
-    print(f"live: {summary['wall_s']:.0f} s; frames {sum(c['frames'] for c in summary['cameras'].values())}; "
+    print(f"live: {summary['wall_s']:.0f} s; frames {summary['frames_seen']}; "
           f"MQTT messages {summary['mqtt']['received'] if summary['mqtt'] else 0}; event log in {args['out']}")
     return 0
 

@@ -31,7 +31,7 @@ from runtime.cameras import CameraReader
 from runtime.clock import SYSTEM_CLOCK, Clock
 from runtime.config import RuntimeConfig, as_dict
 from runtime.devices import Devices, HttpGates, MqttSensors, SerialCells
-from runtime.messages import CartUpdate, Receipt, WeightSample
+from runtime.messages import CartUpdate, Frame, Receipt, WeightSample
 from runtime.pipeline import Runtime
 from runtime.sources import LiveMerge
 from runtime.store import StoreSpec
@@ -126,10 +126,20 @@ class LiveStore:
         self._next_prune = 0.0
         self.view = None           # the API's view of the store (serve_api), fed what the runtime publishes
         self._api = self._desk = self._deliverer = None     # beside the runtime; stopped after it
+        self.played: dict | None = None                     # a live replay's counts (play)
 
     # -- beside the runtime --------------------------------------------------------------------------
-    def serve_api(self, tokens, host: str = "127.0.0.1", port: int = 8080) -> str:
-        """The store's API and dashboard over this run's event log (:mod:`runtime.ops.api`); its URL."""
+    def serve_api(self, tokens, host: str = "127.0.0.1", port: int = 8080, process: bool = True) -> str:
+        """The store's API and dashboard over this run's event log (:mod:`runtime.ops.api`); its URL.
+        By default in a process of its own at a lower CPU priority (:mod:`runtime.ops.process`), fed
+        what the runtime publishes, so that requests never hold the runtime back; ``process=False``:
+        in a thread of this one."""
+        if process:
+            from runtime.ops.process import ApiProcess
+
+            self._api = self.view = ApiProcess(self, tokens, host=host, port=port)
+            self.runtime.on_track = self.view.publish
+            return self._api.url
         from runtime.ops.api import open_ops
         from runtime.ops.view import StoreView
 
@@ -293,6 +303,37 @@ class LiveStore:
         self._stopped.set()
         self.merge.close()
 
+    def play(self, run: str | Path, start_in_s: float = 1.0) -> "LiveStore":
+        """A live replay: a recorded run's messages (its cameras' frames, cells' readings and gate
+        scans) put into the merge at the wall clock's pace, in place of the store's devices, each
+        stamped on the store clock as a device would stamp it; the store stops after the last one
+        (what the merge holds is decided first). Call before :meth:`run`."""
+        from dataclasses import replace
+
+        from runtime.sources import ReplaySource, paced
+
+        run = Path(run)
+        source = ReplaySource(run, cameras=() if self.cfg.sensing == "weight_only" else None,
+                              weights=self.cfg.sensing != "vision_only")
+        self.played = {"run": str(run), "messages": 0, "frames": 0}
+
+        def feed() -> None:
+            wall0 = self.clock.wall_s() + start_in_s
+            try:
+                for m in paced(source, wall0, clock=self.clock):
+                    if self._stopped.is_set():
+                        break
+                    self.merge.put(replace(m, t=m.t + wall0))
+                    self.played["messages"] += 1
+                    self.played["frames"] += isinstance(m, Frame)
+            except Exception:
+                log.exception("%s: the replay failed; the store stops", run)
+            finally:
+                self.stop()
+        self._player = threading.Thread(target=feed, name="live-replay", daemon=True)
+        self._player.start()
+        return self
+
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, duration_s: float | None = None) -> dict:
         """Until :meth:`stop` (or ``duration_s`` of wall clock); the run's summary."""
@@ -347,7 +388,8 @@ class LiveStore:
                 self._deliverer = None
             if self._api is not None:
                 self._api.stop()
-                self._desk.close()
+                if self._desk is not None:
+                    self._desk.close()
                 self._api = self._desk = None
             self._lock.close()     # the folder is free for the next start, or a privacy job
         return summary
@@ -396,7 +438,8 @@ class LiveStore:
 
     def summary(self, wall_s: float) -> dict:
         rt = self.runtime
-        return {"source": "devices", "devices": self.devices.path, "resumed": self.resumed, "wall_s": round(wall_s, 3),
+        return {"source": "replay" if self.played is not None else "devices", "devices": self.devices.path,
+                "replay": self.played, "resumed": self.resumed, "wall_s": round(wall_s, 3),
                 "stream_t_end": rt.t, "sensing": self.cfg.sensing,
                 "cameras": {c: {"frames": r.frames, "opens": r.opens, "failures": r.failures,
                                 "outages_s": [round(o, 3) for o in r.outages]} for c, r in self.cameras.items()},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 from importlib import resources
@@ -222,7 +223,8 @@ def create_app(store: StoreSpec, view: StoreView, desk: ReviewDesk, tokens: Toke
     def health(_: Principal = Depends(need("read"))):
         def make():
             s = view.snapshot()
-            return {**s["health"], "latency": s["latency"], "stream_clients": view.clients, "published": dict(view.by_type)}
+            return {**s["health"], "latency": s["latency"], "stream_clients": view.clients, "published": dict(view.by_type),
+                    "api_pid": os.getpid()}
         return cache.json("health", make)
 
     @app.get("/api/receipts", tags=["receipts"], response_class=JSONResponse)
