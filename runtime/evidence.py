@@ -36,7 +36,8 @@ class Evidence:
     def around(self, cell_id: str, t_start: float, t_end: float, tracks: tuple[TrackView, ...] = ()) -> dict:
         """``trace``: the cell's readings from ``before_s`` ahead of the step to ``after_s`` past it
         ([t, grams], at most ``max_points``, evenly thinned); ``near``: each track within ``near_m`` of
-        one of the cell's bins when the step began, with its floor path and wrists in that window."""
+        one of the cell's bins when the step began, with its floor path and wrists in that window and its
+        skeleton (17 joints, metres) seen nearest the step's start."""
         t0, t1 = t_start - self.before_s, t_end + self.after_s
         trace = [(t, g) for t, g in self._readings.get(cell_id, ()) if t0 <= t <= t1]
         if len(trace) > self.max_points:
@@ -52,8 +53,13 @@ class Evidence:
                 continue
             path = [(t, *xy) for t, xy in k.positions if t0 <= t <= t1]
             wrists = [(t, *p) for t, p in k.wrists if t0 <= t <= t1]
+            # the skeleton seen nearest the step's start (where the hand was when the weight changed)
+            sk = min((q for q in k.skeletons if t0 <= q[0] <= t1), key=lambda q: abs(q[0] - t_start), default=None)
             near.append({"track": k.id, "account": k.account, "distance_m": round(float(d), 3),
                          "path": [[round(float(v), 3) for v in q] for q in path[:: max(1, len(path) // 20)]],
-                         "wrists": [[round(float(v), 3) for v in q] for q in wrists[:: max(1, len(wrists) // 20)]]})
+                         "wrists": [[round(float(v), 3) for v in q] for q in wrists[:: max(1, len(wrists) // 20)]],
+                         "skeleton": None if sk is None else {
+                             "t": round(float(sk[0]), 3),
+                             "joints": [None if np.isnan(p[0]) else [round(float(v), 3) for v in p] for p in sk[1]]}})
         return {"trace": [[round(float(t), 3), round(float(g), 1)] for t, g in trace],
                 "near": sorted(near, key=lambda n: n["distance_m"])}

@@ -50,7 +50,8 @@ def gate_key(g: GateEvent) -> tuple:
 
 @dataclass(frozen=True, slots=True)
 class TrackState:
-    """A shopper on the floor plane, metres (with the wrists triangulated at a tick, ``hands``).
+    """A shopper on the floor plane, metres (with the wrists triangulated at a tick, ``hands``, and
+    the skeleton, ``skeleton``).
     ``ended``: the track is no longer shown from ``t`` on
     (the shopper walked out, or was lost; ``x``, ``y`` where it was last shown). A track that comes
     back (found again) is shown again by its next state."""
@@ -63,6 +64,7 @@ class TrackState:
     confidence: float = 1.0
     ended: bool = False
     hands: tuple = ()          # the wrists seen at this state's tick, (x, y, z) metres: a display draws the arms
+    skeleton: tuple = ()       # the 17 joints (COCO order) at this tick, (x, y, z) metres or None where not found
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from runtime.attribution import Attributor
 from runtime.carts import Carts
 from runtime.cell_health import CellHealth
@@ -50,6 +52,16 @@ from runtime.tracking import WorldTracker, associate, person_views
 from runtime.weight_events import PlateJoiner, StepDetector, WeightEvent
 
 log = logging.getLogger(__name__)
+
+
+def skeleton_now(k, t: float) -> tuple:
+    """A track's skeleton seen at tick ``t`` as a message carries it: 17 joints, (x, y, z) metres
+    rounded to the millimetre or None; () when none was seen then."""
+    sk = k.skeletons[-1] if k.skeletons and abs(k.skeletons[-1][0] - t) < 1e-6 else None
+    if sk is None:
+        return ()
+    return tuple(None if np.isnan(p[0]) else (round(float(p[0]), 3), round(float(p[1]), 3), round(float(p[2]), 3))
+                 for p in sk[1])
 
 
 class Runtime:
@@ -271,7 +283,8 @@ class Runtime:
         active = self.tracker.active()
         for k in active:
             hands = tuple(tuple(round(float(v), 3) for v in w) for tw, w in k.wrists if abs(tw - t) < 1e-6)
-            shown[k.id] = TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1]), hands=hands)
+            shown[k.id] = TrackState(t, k.id, k.account, float(k.xy[0]), float(k.xy[1]), hands=hands,
+                                     skeleton=skeleton_now(k, t))
             self._publish(shown[k.id])  # logged (and to on_track), not returned
         self._forecast(t, active)
         for gone in self._shown.keys() - shown.keys():    # shown at the last tick, not now: the track ended

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from runtime.config import TrackingConfig
-from runtime.geometry import floor_point_cov, pixel_to_floor, triangulate
+from runtime.geometry import floor_point_cov, pixel_rays, pixel_to_floor, triangulate
 from runtime.perception import Detection
 from runtime.store import Camera, StoreSpec
 from runtime.ticks import FrameRef
@@ -41,6 +41,7 @@ class PersonView:
     wrists_uv: list[np.ndarray | None]     # left, right (None when not seen)
     appearance: np.ndarray
     cov: np.ndarray | None = None          # 2×2 floor covariance (None: ``view_sd_m`` every way)
+    keypoints: np.ndarray | None = None    # the 17 joints (u, v, confidence), for the skeleton a display draws
 
     @property
     def camera_id(self) -> str:
@@ -64,6 +65,7 @@ class Observation:
     xy: np.ndarray
     views: list[PersonView]
     wrists: list[np.ndarray] = field(default_factory=list)   # triangulated, world metres
+    skeleton: np.ndarray | None = None    # 17 × 3 world metres, NaN where a joint was not found (:func:`skeleton_3d`)
     track_id: int | None = None       # the track whose predicted place these views were given to (or None)
 
     @property
@@ -130,7 +132,7 @@ def person_views(cam: Camera, frame: FrameRef, bgr: np.ndarray, dets: list[Detec
             continue
         wrists = [kp[i, :2].copy() if kp is not None and kp[i, 2] >= cfg.kpt_conf else None for i in WRISTS]
         out.append(PersonView(frame, xy, d.score, wrists, appearance_signature(bgr, d.box),
-                              floor_point_cov(cam, xy, z, sd, cfg.view_px, cfg.view_sd_m)))
+                              floor_point_cov(cam, xy, z, sd, cfg.view_px, cfg.view_sd_m), keypoints=kp))
     return out
 
 
@@ -281,8 +283,42 @@ def associate(t: float, views: list[PersonView], store: StoreSpec, cfg: Tracking
                         pts.append(p)
             if pts:
                 o.wrists.append(np.median(pts, axis=0))
+        o.skeleton = skeleton_3d(g, store, cfg)
         obs.append(o)
     return obs
+
+
+def skeleton_3d(views: list[PersonView], store: StoreSpec, cfg: TrackingConfig) -> np.ndarray | None:
+    """A person's 17 joints in world metres (NaN where a joint was not found), for display and a
+    review's evidence: each joint triangulated from the two most certain views that have keypoints
+    (every joint at once, one ray pair each), kept where both saw it with ``kpt_conf``, the rays meet
+    within ``wrist_ray_m`` and the point lies between the floor and ``wrist_max_z_m``. None with fewer
+    than two such views. Nothing the runtime decides reads it."""
+    vs = sorted((v for v in views if v.keypoints is not None and len(v.keypoints) == 17), key=lambda v: -v.score)[:2]
+    if len(vs) < 2:
+        return None
+    a, b = vs
+    ok = (a.keypoints[:, 2] >= cfg.kpt_conf) & (b.keypoints[:, 2] >= cfg.kpt_conf)
+    if not ok.any():
+        return None
+    o1, d1 = pixel_rays(store.camera_by_id[a.camera_id], a.keypoints[ok, :2].astype(float))
+    o2, d2 = pixel_rays(store.camera_by_id[b.camera_id], b.keypoints[ok, :2].astype(float))
+    w = o1 - o2
+    c = np.einsum("ij,ij->i", d1, d2)
+    den = 1.0 - c * c
+    dd, e = d1 @ w, d2 @ w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s, u = (c * e - dd) / den, (e - c * dd) / den
+    p1, p2 = o1 + s[:, None] * d1, o2 + u[:, None] * d2
+    p = (p1 + p2) / 2
+    good = (den > 1e-6) & (s > 0) & (u > 0) & (np.linalg.norm(p1 - p2, axis=1) < cfg.wrist_ray_m) \
+        & (p[:, 2] > -0.05) & (p[:, 2] < cfg.wrist_max_z_m)
+    out = np.full((17, 3), np.nan)
+    idx = np.flatnonzero(ok)[good]
+    if not idx.size:
+        return None
+    out[idx] = p[good]
+    return out
 
 
 def _merge_split_groups(groups: list[list[PersonView]], cfg: TrackingConfig,
@@ -346,6 +382,7 @@ class TrackView:
     velocity: np.ndarray       # m/s, the constant-velocity model's
     wrists: tuple              # (t, xyz), triangulated
     hand_views: tuple[HandView, ...]
+    skeletons: tuple = ()      # (t, 17 × 3 world metres, NaN where not found)
 
     def position_at(self, t: float) -> np.ndarray:
         """Where the track was nearest in time to ``t``."""
@@ -370,6 +407,7 @@ class _Track:
     positions: deque = field(default_factory=deque)   # (t, xy)
     wrists: deque = field(default_factory=deque)      # (t, xyz)
     hand_views: deque = field(default_factory=deque)  # HandView
+    skeletons: deque = field(default_factory=deque)   # (t, 17 × 3)
     moved_m: float = 0.0
     first_xy: np.ndarray | None = None
     max_views: int = 1     # the most cameras that saw it at one time
@@ -390,7 +428,7 @@ class _Track:
                          (self.first_xy if self.first_xy is not None else self.xy).copy(), self.moved_m,
                          self.confirmed, self.lost, self.closed, tuple(self.positions), self.velocity.copy(),
                          tuple(self.wrists),
-                         tuple(self.hand_views))
+                         tuple(self.hand_views), tuple(self.skeletons))
 
 
 class WorldTracker:
@@ -544,11 +582,13 @@ class WorldTracker:
         k.positions.append((o.t, k.xy.copy()))
         for w in o.wrists:
             k.wrists.append((o.t, w))
+        if o.skeleton is not None:
+            k.skeletons.append((o.t, o.skeleton))
         for v in o.views:
             if any(uv is not None for uv in v.wrists_uv):
                 k.hand_views.append(HandView(o.t, v.frame, tuple(v.wrists_uv)))
         horizon = o.t - self.cfg.history_s
-        for dq in (k.positions, k.wrists):
+        for dq in (k.positions, k.wrists, k.skeletons):
             while dq and dq[0][0] < horizon:
                 dq.popleft()
         while k.hand_views and k.hand_views[0].t < horizon:
@@ -584,4 +624,5 @@ class WorldTracker:
             new.positions = deque([*best.positions, *new.positions])
             new.wrists = deque([*best.wrists, *new.wrists])
             new.hand_views = deque([*best.hand_views, *new.hand_views])
+            new.skeletons = deque([*best.skeletons, *new.skeletons])
             best.closed = True

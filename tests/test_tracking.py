@@ -298,3 +298,35 @@ def test_views_are_weighed_against_every_track_at_once_as_pair_by_pair():
     looks = [rng.random(64).astype(np.float32) for _ in range(3)] + [None]
     pairwise = [[appearance_distance(v.appearance, k) if k is not None else 0.0 for k in looks] for v in views]
     np.testing.assert_allclose(_appearance_many([v.appearance for v in views], looks), pairwise, atol=1e-6)
+
+
+def test_the_skeleton_is_triangulated_from_the_two_surest_views_and_published_with_the_track(store) -> None:
+    from runtime.pipeline import skeleton_now
+
+    rng = np.random.default_rng(3)
+    joints = np.column_stack([2.0 + rng.uniform(-0.3, 0.3, 17), 1.9 + rng.uniform(-0.2, 0.2, 17),
+                              rng.uniform(0.05, 1.7, 17)])
+
+    def view(cam_id: str, score: float, lost: tuple = ()) -> PersonView:
+        uv = project(store.camera_by_id[cam_id], joints)[0]
+        kp = np.column_stack([uv, np.full(17, 0.9)])
+        kp[list(lost), 2] = 0.1                            # joints this camera did not see
+        v = _view(store, cam_id, (2.0, 1.9), score=score)
+        v.keypoints = kp
+        return v
+
+    (o,) = associate(0.0, [view("cam_01", 0.9, lost=(3,)), view("cam_02", 0.8)], store, TrackingConfig())
+    assert o.skeleton is not None and o.skeleton.shape == (17, 3)
+    seen = [i for i in range(17) if i != 3]
+    np.testing.assert_allclose(o.skeleton[seen], joints[seen], atol=1e-6)
+    assert np.isnan(o.skeleton[3]).all(), "a joint one of the two views missed is not made up"
+    (one,) = associate(0.0, [view("cam_01", 0.9)], store, TrackingConfig())
+    assert one.skeleton is None, "one camera gives no skeleton"
+
+    tracker = WorldTracker(store, TrackingConfig(min_hits=1))
+    tracker.update(0.0, [o])
+    (k,) = tracker.snapshot()
+    shown = skeleton_now(k, 0.0)
+    assert len(shown) == 17 and shown[3] is None
+    np.testing.assert_allclose(shown[0], joints[0], atol=1e-3)
+    assert skeleton_now(k, 0.2) == (), "a tick without a skeleton publishes none"

@@ -68,7 +68,8 @@ class StoreView:
         with self._lock:
             if isinstance(msg, TrackState):
                 d = {"t": msg.t, "track_id": msg.track_id, "account_id": msg.account_id, "x": round(msg.x, 3),
-                     "y": round(msg.y, 3), "ended": msg.ended, "hands": [list(h) for h in msg.hands]}
+                     "y": round(msg.y, 3), "ended": msg.ended, "hands": [list(h) for h in msg.hands],
+                     "skeleton": [list(j) if j is not None else None for j in msg.skeleton]}
                 if msg.ended:
                     self.tracks.pop(msg.track_id, None)
                 else:

@@ -15,6 +15,9 @@ const colour = (key) => { let h = 0; for (const c of String(key)) h = (h * 31 + 
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 
 // -- floor ----------------------------------------------------------------------------------------
+// COCO's 17 joints: the bones a skeleton is drawn with (head, arms, trunk, legs)
+const BONES = [[0, 1], [0, 2], [1, 3], [2, 4], [5, 6], [5, 7], [7, 9], [6, 8], [8, 10], [5, 11], [6, 12], [11, 12],
+               [11, 13], [13, 15], [12, 14], [14, 16]];
 function floorXY(x, y) {
   const c = $("floor"), f = S.plan.floor, pad = 20;
   const k = Math.min((c.width - 2 * pad) / f.width_m, (c.height - 2 * pad) / f.depth_m);
@@ -49,6 +52,17 @@ function drawFloor() {
   for (const tr of S.tracks.values()) {
     const [px, py, k] = floorXY(tr.x, tr.y);
     g.strokeStyle = colour(tr.account_id || tr.track_id); g.lineWidth = 3;
+    const sk = tr.skeleton || [];
+    if (sk.length === 17) {     // the skeleton from above: its bones, each joint's height as its dot's size
+      g.lineWidth = 2;
+      for (const [a, b] of BONES) {
+        if (!sk[a] || !sk[b]) continue;
+        const [ax, ay] = floorXY(sk[a][0], sk[a][1]), [bx, by] = floorXY(sk[b][0], sk[b][1]);
+        g.beginPath(); g.moveTo(ax, ay); g.lineTo(bx, by); g.stroke();
+      }
+      for (const j of sk) { if (!j) continue; const [jx, jy] = floorXY(j[0], j[1]); g.beginPath(); g.arc(jx, jy, 1 + Math.max(0, j[2]), 0, 2 * Math.PI); g.stroke(); }
+      g.lineWidth = 3;
+    }
     for (const [hx, hy, hz] of tr.hands || []) {      // the arms: from the body to each wrist seen, its height as the dot's size
       const [qx, qy] = floorXY(hx, hy);
       g.beginPath(); g.moveTo(px, py); g.lineTo(qx, qy); g.stroke();
@@ -124,13 +138,15 @@ async function openEvidence(id) {
       confidence ${Number(u.confidence).toFixed(2)}; candidates: ${(u.evidence.candidates || []).map((c) =>
       `${esc(c.bin || "")} ${esc(JSON.stringify(c.items || ""))} ${c.residual_g ?? ""} g`).join("; ")};
       near: ${(u.evidence.near || []).map((n) => `${esc(n.account || "#" + n.track)} ${n.distance_m} m`).join(", ") || "–"}</small>
-      ${(u.evidence.trace || []).length > 1 ? `<canvas class="trace" id="trace-${i}" width="340" height="60"></canvas>` : ""}</div>`).join("")}
+      ${(u.evidence.trace || []).length > 1 ? `<canvas class="trace" id="trace-${i}" width="340" height="60"></canvas>` : ""}
+      ${(u.evidence.near || []).some((n) => n.skeleton) ? `<canvas class="trace" id="near-${i}" width="340" height="110"></canvas>` : ""}</div>`).join("")}
     <div><input id="why" placeholder="why (kept in the event log)" size="30"></div>
     <div><select id="line-sku">${r.lines.map((l) => `<option>${esc(l.sku)}</option>`).join("")}</select>
       <input id="line-qty" type="number" min="0" value="1" style="width:4em"></div>
     <button id="approve-${id}">Approve</button><button id="change-${id}">Set quantity</button>
     <button class="warn" id="refund-${id}">Refund line</button>`;
   ups.forEach((u, i) => { if ($(`trace-${i}`)) drawTrace($(`trace-${i}`), u.evidence.trace); });
+  ups.forEach((u, i) => { if ($(`near-${i}`)) drawNear($(`near-${i}`), u.evidence.near); });
   const act = async (action, extra) => {
     const why = $("why").value.trim() || (action === "approve" ? "checked on the dashboard" : "");
     if (!why) { $("why").focus(); return; }
@@ -151,6 +167,24 @@ function drawTrace(c, pts) {
   g.stroke(); g.fillStyle = "#8aa0b5"; g.font = "9px sans-serif"; g.fillText(`${(g1 - g0).toFixed(0)} g`, 4, 10);
 }
 
+function drawNear(c, near) {
+  // the skeletons near the bin at the step, from the side (along the floor's x, height up), side by side
+  const g = c.getContext("2d"), sks = near.filter((n) => n.skeleton);
+  const pts = sks.flatMap((n) => n.skeleton.joints.filter(Boolean)); if (!pts.length) return;
+  const x0 = Math.min(...pts.map((p) => p[0])) - 0.3, x1 = Math.max(...pts.map((p) => p[0])) + 0.3;
+  const s = Math.min((c.width - 8) / (x1 - x0), (c.height - 14) / 2.0);
+  const at = (p) => [4 + (p[0] - x0) * s, c.height - 4 - p[2] * s];
+  g.strokeStyle = "#56687a"; g.beginPath(); g.moveTo(0, c.height - 4); g.lineTo(c.width, c.height - 4); g.stroke();
+  for (const n of sks) {
+    const j = n.skeleton.joints; g.strokeStyle = colour(n.account || n.track); g.lineWidth = 2;
+    for (const [a, b] of BONES) { if (!j[a] || !j[b]) continue; const [ax, ay] = at(j[a]), [bx, by] = at(j[b]);
+      g.beginPath(); g.moveTo(ax, ay); g.lineTo(bx, by); g.stroke(); }
+    const head = j.find(Boolean); const [hx, hy] = at(head);
+    g.fillStyle = colour(n.account || n.track); g.font = "9px sans-serif"; g.fillText(n.account || `#${n.track}`, hx + 4, Math.max(10, hy - 4));
+  }
+  g.fillStyle = "#8aa0b5"; g.font = "9px sans-serif"; g.fillText("from the side, at the step", 4, 10);
+}
+
 // -- the live stream ------------------------------------------------------------------------------
 function applySnapshot(s) {
   S.tracks = new Map(s.tracks.map((t) => [t.track_id, t])); S.trails = new Map();
@@ -167,6 +201,7 @@ function onEvent(ev) {
     else {
       const before = S.tracks.get(d.track_id);     // a forecast between ticks keeps the arms last seen
       if (before && (!d.hands || !d.hands.length) && Math.abs(d.t - before.t) < 0.3) d.hands = before.hands;
+      if (before && (!d.skeleton || !d.skeleton.length) && Math.abs(d.t - before.t) < 0.3) d.skeleton = before.skeleton;
       S.tracks.set(d.track_id, d);
       const tr = S.trails.get(d.track_id) || []; tr.push([d.x, d.y]); if (tr.length > 60) tr.shift(); S.trails.set(d.track_id, tr);
     }
