@@ -1,11 +1,14 @@
-"""The store's API under load beside a live store: `storetwin serve` plays a recording (RTSP + MQTT)
-into `storetwin live … api_port=`, while one process keeps ``--clients`` WebSocket clients on the
-live stream and wrk (Debian's HTTP load generator, in C) sends about ``--rps`` API requests a second
-over the read routes a point of sale and a dashboard use (``--rps`` × 0.13 connections, each
-pausing 0.1 s after every answer).
+"""The store's API under load beside a live store: a live replay (`storetwin live replay=<run>`: the
+recording in place of the devices, on the wall clock; ``--source replay``, the default) or the twin
+served as a store (`storetwin serve` plays it over RTSP + MQTT into `storetwin live … devices=`;
+``--source served``, its servers on the same cores), with ``api_port=``, while one process keeps
+``--clients`` WebSocket clients on the live stream and wrk (Debian's HTTP load generator, in C) sends
+about ``--rps`` API requests a second over the read routes a point of sale and a dashboard use
+(``--rps`` × 0.13 connections, each pausing 0.1 s after every answer).
 
     .venv/bin/python benchmarks/bench_ops.py run --recorded runs/<suite>/busy_store --clients 50 --rps 200 --out runs/bench-ops
     .venv/bin/python benchmarks/bench_ops.py run --recorded runs/<suite>/busy_store --clients 0 --rps 0 --out runs/bench-ops-idle
+    .venv/bin/python benchmarks/bench_ops.py run ... --api-process false      (the API in a thread of the runtime's process)
     .venv/bin/python benchmarks/bench_ops.py run ... --live runtime.perception_hz=2.5   (settings for storetwin live)
 
 Prints and writes ``<out>/bench_ops.json``: the API's answer times (p50 / p95 / p99 / max) and
@@ -13,7 +16,8 @@ errors, the requests a second reached, the stream's messages per client and thei
 runtime's publication to the client, messages a slow client lost; the runtime's lag behind the
 store clock and its busy share (its health lines) and the receipts against the twin's truth and
 the recording's own replay. The clients and wrk share the machine's two cores with the runtime (at
-``nice -n 10``; in a store they are other machines); the load starts once the API answers.
+``nice -n 10``; in a store they are other machines); the load starts once the API answers (a live
+replay: once the replay plays).
 """
 from __future__ import annotations
 
