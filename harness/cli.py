@@ -57,6 +57,7 @@ commands:
              with the store's API and dashboard (api_port=, tokens=<secrets file> or STORETWIN_TOKENS) and the
              receipts to the point-of-sale system (webhook=<url>, its secret in STORETWIN_WEBHOOK_SECRET)
              e.g. storetwin live ... api_port=8080 tokens=/etc/storetwin/tokens.yaml webhook=https://pos.local/receipts
+             (webhook_carts=true: every cart update to it as well, as it happens)
              the event log on a PostgreSQL server many stores report to (a schema per store): log=postgresql://…
              a live replay (a recorded run in place of the devices, on the wall clock; the store from it):
              e.g. storetwin live replay=runs/x/busy_store out=runs/live-replay api_port=8080
@@ -420,7 +421,7 @@ def cmd_serve(overrides: list[str]) -> int:
 
 LIVE_USAGE = ("storetwin live (store=<name or store file> devices=<devices.yaml> | replay=<recorded run>) "
               "out=<folder> [duration_s=<s>] [lateness_s=0.3] [max_lateness_s=<s: learn the bound up to this>] [health_s=5] [api_port=<port>] "
-              "[api_host=127.0.0.1] [api_process=true] [tokens=<secrets file>] [webhook=<url>] [retention_days=<d>] "
+              "[api_host=127.0.0.1] [api_process=true] [tokens=<secrets file>] [webhook=<url>] [webhook_carts=false] [retention_days=<d>] "
               "[log=postgresql://user@host/db (password in PGPASSWORD)] [runtime.<key>=<value> ...]")
 PRIVACY_USAGE = ("storetwin privacy out=<a stopped live store's folder> (prune_days=<d> [receipts_days=<d>] | "
                  "erase=<account id> why=<text>)")
@@ -529,7 +530,8 @@ def cmd_live(overrides: list[str]) -> int:
 
     plain = [o for o in overrides if not o.startswith("runtime.")]
     args = _key_values(plain, {"store", "devices", "replay", "out", "duration_s", "lateness_s", "max_lateness_s",
-                               "health_s", "api_port", "api_host", "api_process", "tokens", "webhook", "retention_days",
+                               "health_s", "api_port", "api_host", "api_process", "tokens", "webhook", "webhook_carts",
+                               "retention_days",
                                "log"}, LIVE_USAGE, required=("out",))
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
     replay = Path(args["replay"]) if args.get("replay") else None
@@ -548,6 +550,9 @@ def cmd_live(overrides: list[str]) -> int:
         raise ValueError(f"live: store={args['store']} but replay={replay} is of store {store.name}")
     devices = load_devices(args["devices"], store) if replay is None else Devices("replay", Broker(), {}, cells="none",
                                                                                   gates="none")
+    webhook_carts = args.get("webhook_carts", "false").lower()
+    if webhook_carts not in ("true", "false") or (webhook_carts == "true" and not args.get("webhook")):
+        raise ValueError(f"live: webhook_carts={args['webhook_carts']}: expected true or false, with webhook=<url>")
     api_process = args.get("api_process", "true").lower()
     if api_process not in ("true", "false"):
         raise ValueError(f"live: api_process={args['api_process']}: expected true or false")
@@ -561,7 +566,8 @@ def cmd_live(overrides: list[str]) -> int:
     tokens, made = _tokens(args.get("tokens")) if "api_port" in nums else (None, None)
     live = LiveStore(store, devices, args["out"], cfg, lateness_s=nums.get("lateness_s", 0.3),
                      max_lateness_s=nums.get("max_lateness_s"), health_s=nums.get("health_s", 5.0),
-                     retention_days=nums.get("retention_days"), log_url=args.get("log"))
+                     retention_days=nums.get("retention_days"), log_url=args.get("log"),
+                     outbox=("receipt", "cart_update") if webhook_carts == "true" else ("receipt",))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: live.stop())
     if tokens is not None:

@@ -40,9 +40,13 @@ class EventLog:
     """``out_dir/events.sqlite`` plus one JSONL file per kind of message in ``out_dir``."""
 
     def __init__(self, out_dir: str | Path, jsonl: bool = True, clock: Clock = SYSTEM_CLOCK, url: str | None = None,
-                 store: str | None = None):
+                 store: str | None = None, outbox: tuple[str, ...] = ("receipt",)):
         """``url``: a PostgreSQL log (``store`` names its schema) instead of ``out_dir/events.sqlite``;
-        the JSONL copies stay in ``out_dir``."""
+        the JSONL copies stay in ``out_dir``. ``outbox``: what goes to the point-of-sale system, in
+        the transaction that logs it: receipts, and with ``cart_update`` every cart update too."""
+        if not set(outbox) <= {"receipt", "cart_update"}:
+            raise ValueError(f"outbox={outbox!r}: expected receipt and, or, cart_update")
+        self.outbox = tuple(outbox)
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
@@ -85,8 +89,11 @@ class EventLog:
         text = json.dumps(payload, default=_plain)
         seq = self.db.insert("events", {"kind": kind, "t": float(payload.get("t", payload.get("t_decided", payload.get("t_exit", 0.0)))),
                                         "account_id": payload.get("account_id"), "payload": text, "wall": self.clock.wall_s()})
-        if kind == "receipt":     # to the point-of-sale system, in the same transaction
+        if kind == "receipt" and kind in self.outbox:     # to the point-of-sale system, in the same transaction
             enqueue(self.db, f"receipt-{seq}-v1", "receipt", {"receipt_id": seq, "version": 1, **payload}, self.clock.wall_s())
+        elif kind == "cart_update" and kind in self.outbox:     # the numbers of the change, not its evidence
+            enqueue(self.db, f"cart-update-{seq}", "cart_update",
+                    {"event_id": seq, **{k: v for k, v in payload.items() if k != "evidence"}}, self.clock.wall_s())
         f = self._files.get(type(msg))
         if f is not None:
             self._lines.append((f, text))

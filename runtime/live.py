@@ -83,7 +83,8 @@ class _Logged:
 class LiveStore:
     def __init__(self, store: StoreSpec, devices: Devices, out_dir: str | Path, config: RuntimeConfig = RuntimeConfig(),
                  lateness_s: float = 0.3, health_s: float = 5.0, clock: Clock = SYSTEM_CLOCK, detector=None,
-                 max_lateness_s: float | None = None, retention_days: float | None = None, log_url: str | None = None):
+                 max_lateness_s: float | None = None, retention_days: float | None = None, log_url: str | None = None,
+                 outbox: tuple[str, ...] = ("receipt",)):
         max_lateness_s = lateness_s if max_lateness_s is None else max_lateness_s
         if not max_lateness_s >= lateness_s:
             raise ValueError(f"max_lateness_s={max_lateness_s}: expected seconds ≥ lateness_s={lateness_s}")
@@ -95,7 +96,9 @@ class LiveStore:
         self.log_url = log_url
         self.log_where = log_url or self.dir / "events.sqlite"
         resumed = _has_events(self.log_where, store.name)
-        self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock, log_url=log_url)
+        self.outbox = tuple(outbox)     # what goes to the point of sale: receipts, and cart updates too
+        self.runtime = Runtime(store, config, self.dir, detector=detector, restore=resumed, clock=clock, log_url=log_url,
+                               outbox=self.outbox)
         if resumed:
             log.warning("%s: resuming from its event log (%d open carts)", self.dir, len(self.runtime.carts.accounts()))
         # a camera's frames reach the merge its latency_s after their stamps (and the cells' and gates'
@@ -228,7 +231,8 @@ class LiveStore:
         sh.stop()
         rt = sh.runtime
         self.runtime = Runtime(self.store, sh.cfg, self.dir, restore=True, clock=self.clock, detector=rt.detector,
-                               products_detector=rt.hands.products if rt.hands is not None else None, log_url=self.log_url)
+                               products_detector=rt.hands.products if rt.hands is not None else None, log_url=self.log_url,
+                               outbox=self.outbox)
         self.cfg = sh.cfg
         if self.view is not None:
             self.runtime.on_track = self.view.publish
@@ -405,8 +409,9 @@ class LiveStore:
                 self._delays.append(m.wall_published - m.t_interaction)
             if self.view is not None:
                 self.view.publish(m)
-            if isinstance(m, Receipt) and self._deliverer is not None:
-                self._deliverer.notify()     # the receipt is committed: the deliverer sends it now
+            if self._deliverer is not None and (isinstance(m, Receipt) or (isinstance(m, CartUpdate)
+                                                                            and "cart_update" in self.outbox)):
+                self._deliverer.notify()     # committed with its outbox row: the deliverer sends it now
 
     # -- health ------------------------------------------------------------------------------------
     def _log_health(self, now: float, span_s: float) -> None:

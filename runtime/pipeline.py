@@ -67,11 +67,13 @@ def skeleton_now(k, t: float) -> tuple:
 class Runtime:
     def __init__(self, store: StoreSpec, config: RuntimeConfig = RuntimeConfig(), out_dir: str | Path | None = None,
                  detector: Detector | Callable | None = None, restore: bool = False, products_detector: Detector | None = None,
-                 clock: Clock = SYSTEM_CLOCK, log_url: str | None = None):
+                 clock: Clock = SYSTEM_CLOCK, log_url: str | None = None, outbox: tuple[str, ...] = ("receipt",)):
         """``log_url``: the event log on a PostgreSQL server (the store's schema) instead of
-        ``out_dir/events.sqlite``; the JSONL copies stay in ``out_dir``."""
+        ``out_dir/events.sqlite``; the JSONL copies stay in ``out_dir``. ``outbox``: what the event
+        log queues for the point-of-sale system (:class:`runtime.eventlog.EventLog`)."""
         self.store, self.cfg, self.clock = store, config, clock
-        self.log = EventLog(out_dir, clock=clock, url=log_url, store=store.name) if out_dir is not None else None
+        self.log = EventLog(out_dir, clock=clock, url=log_url, store=store.name, outbox=outbox) \
+            if out_dir is not None else None
         self.vision = config.sensing in ("fused", "vision_only")
         self.scales = config.sensing in ("fused", "weight_only")
         self.detector = as_detector(detector) if detector is not None else \

@@ -284,3 +284,35 @@ def test_webhook_config_validation(monkeypatch):
 def test_backoff_is_capped():
     config = WebhookConfig(url="https://pos.example/hook", secret=SECRET, backoff_s=1.0, max_backoff_s=60.0)
     assert [config.retry_delay_s(n) for n in (1, 2, 3, 6, 7, 5000)] == [1.0, 2.0, 4.0, 32.0, 60.0, 60.0]
+
+
+def test_cart_updates_go_to_the_pos_too_when_asked_in_order_without_their_evidence(tmp_path, receivers):
+    from runtime.messages import CartUpdate
+
+    clock = ManualClock(START_WALL_S)
+    pos = receivers(clock.wall_s)
+    log = EventLog(tmp_path, clock=clock, outbox=("receipt", "cart_update"))
+    up = CartUpdate(account_id="acct-1", sku="milk-1l", delta_qty=2, t_interaction=40.0, t_decided=40.4,
+                    wall_published=START_WALL_S, confidence=0.9, evidence={"trace": [[40.0, 812.0]] * 50},
+                    update_id="u1")
+    log.append(up)
+    log.append(receipt())
+    log.close()
+    deliverer = Deliverer(tmp_path / "events.sqlite", webhook(pos.url), clock=clock)
+    try:
+        assert deliverer.deliver_due() == 2
+    finally:
+        deliverer.stop()
+    assert pos.bad_signatures == 0
+    assert [r.kind for r in pos.requests] == ["cart_update", "receipt"], "in the order they were logged"
+    (key, body), _ = pos.accepted
+    assert key.startswith("cart-update-") and body["update_id"] == "u1" and body["delta_qty"] == 2
+    assert "evidence" not in body, "the numbers of the change, not its evidence"
+
+    plain = tmp_path / "plain"
+    log = EventLog(plain, clock=clock)        # by default receipts only
+    log.append(up)
+    log.close()
+    assert Deliverer(plain / "events.sqlite", webhook(pos.url), clock=clock).pending() == []
+    with pytest.raises(ValueError, match="outbox="):
+        EventLog(tmp_path / "bad", outbox=("track",))
