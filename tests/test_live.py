@@ -90,7 +90,8 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
             assert time.time() < deadline, "serve did not start its servers"
             time.sleep(0.1)
         live = subprocess.Popen([*cli, "live", "store=tiny_unit", f"devices={devices}", f"out={out}", "health_s=2",
-                                 f"api_port={api_port}", f"webhook=http://127.0.0.1:{till.server_port}/receipts"],
+                                 f"api_port={api_port}", f"webhook=http://127.0.0.1:{till.server_port}/receipts",
+                                 "webhook_carts=true"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         serve_out, _ = serve.communicate(timeout=90)
         assert serve.returncode == 0, serve_out
@@ -110,9 +111,16 @@ def test_live_on_the_served_twin_gives_the_receipts_of_replay(recorded, tmp_path
     assert _lines(api.json()) == _lines(receipts), "the API serves the receipts while the store runs"
     published = health.json()["published"]
     assert published.get("track", 0) > 10 and published.get("cart_update", 0) >= 1, published   # to the dashboard
-    assert [ok for _, ok, _ in _Till.got] == [True] * len(receipts), "each delivery signed right"
-    assert len({k for k, _, _ in _Till.got}) == len(_Till.got), "each receipt delivered once"
-    assert _lines([b for _, _, b in _Till.got]) == _lines(receipts)
+    assert [ok for _, ok, _ in _Till.got] == [True] * len(_Till.got), "each delivery signed right"
+    assert len({k for k, _, _ in _Till.got}) == len(_Till.got), "each receipt and cart update delivered once"
+    assert _lines([b for k, _, b in _Till.got if k.startswith("receipt-")]) == _lines(receipts)
+    carts: dict = {}                  # webhook_carts=true: the cart updates add up to each receipt
+    for k, _, b in _Till.got:
+        if k.startswith("cart-update-"):
+            cart = carts.setdefault(b["account_id"], {})
+            cart[b["sku"]] = cart.get(b["sku"], 0) + b["delta_qty"]
+    assert carts and {a: {s: q for s, q in c.items() if q} for a, c in carts.items()} == \
+        {r["account_id"]: {ln["sku"]: ln["qty"] for ln in r["lines"]} for r in receipts}
     info = json.loads((out / "run.json").read_text())
     served = json.loads((tmp_path / "serve.json").read_text())
     for cam, c in info["cameras"].items():
