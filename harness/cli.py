@@ -532,7 +532,10 @@ def cmd_live(overrides: list[str]) -> int:
     args = _key_values(plain, {"store", "devices", "replay", "out", "duration_s", "lateness_s", "max_lateness_s",
                                "health_s", "api_port", "api_host", "api_process", "tokens", "webhook", "webhook_carts",
                                "retention_days",
-                               "log"}, LIVE_USAGE, required=("out",))
+                               "log"}, LIVE_USAGE)
+    missing = [k for k in (("out",) if args.get("replay") else ("store", "devices", "out")) if not args.get(k)]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}=; usage: {LIVE_USAGE}")
     cfg = runtime_config_from(_compose([o for o in overrides if o.startswith("runtime.")])["runtime"])
     replay = Path(args["replay"]) if args.get("replay") else None
     if replay is not None:     # a live replay: the recording in place of the devices, its own store file
@@ -541,8 +544,6 @@ def cmd_live(overrides: list[str]) -> int:
         if not (replay / "store.yaml").is_file():
             raise FileNotFoundError(f"replay={replay}: no store.yaml there (expected a recorded run's folder)")
         store_file = replay / "store.yaml"
-    elif "store" not in args or "devices" not in args:
-        raise ValueError(f"live: store= and devices= are needed (or replay=<recorded run>); usage: {LIVE_USAGE}")
     else:
         store_file = Path(args["store"]) if args["store"].endswith((".yaml", ".yml")) else store_dir() / f"{args['store']}.yaml"
     store = load_store(store_file)

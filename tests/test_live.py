@@ -353,6 +353,13 @@ def test_serve_refuses_bad_options_in_one_line(recorded, capsys) -> None:
     assert "not a run folder" in capsys.readouterr().err
     assert main(["live", "store=tiny_unit"]) == 2
     assert "missing devices, out=" in capsys.readouterr().err
+    assert main(["live", f"replay={run.parent / 'nothing'}", f"out={run.parent / 'live-bad'}"]) == 2
+    assert "no store.yaml there (expected a recorded run's folder)" in capsys.readouterr().err
+    assert main(["live", f"replay={run}", "devices=conf/devices/x.yaml", f"out={run.parent / 'live-bad'}"]) == 2
+    assert "replay= and devices= both given" in capsys.readouterr().err
+    assert main(["live", f"replay={run}", f"out={run.parent / 'live-bad'}", "webhook_carts=true"]) == 2
+    assert "webhook_carts=true: expected true or false, with webhook=<url>" in capsys.readouterr().err
+    assert not (run.parent / "live-bad").exists(), "nothing written for a refused start"
     assert main(["serve", f"recorded={run}", "repeat=two"]) == 2
     assert "repeat=two: expected a whole number" in capsys.readouterr().err
     devices = run.parent / "devices.yaml"
