@@ -29,6 +29,7 @@ from runtime.ticks import FrameRef
 log = logging.getLogger(__name__)
 
 ANKLES, WRISTS, SHOULDERS = (15, 16), (9, 10), (5, 6)
+SKELETON_REACH_M = 0.9     # no joint of a standing adult lies farther than this from the middle of the others, seen from above
 
 
 @dataclass
@@ -292,7 +293,8 @@ def skeleton_3d(views: list[PersonView], store: StoreSpec, cfg: TrackingConfig) 
     """A person's 17 joints in world metres (NaN where a joint was not found), for display and a
     review's evidence: each joint triangulated from the two most certain views that have keypoints
     (every joint at once, one ray pair each), kept where both saw it with ``kpt_conf``, the rays meet
-    within ``wrist_ray_m`` and the point lies between the floor and ``wrist_max_z_m``. None with fewer
+    within ``wrist_ray_m``, the point lies between the floor and ``wrist_max_z_m`` and within
+    :data:`SKELETON_REACH_M` of the joints' middle seen from above. None with fewer
     than two such views. Nothing the runtime decides reads it."""
     vs = sorted((v for v in views if v.keypoints is not None and len(v.keypoints) == 17), key=lambda v: -v.score)[:2]
     if len(vs) < 2:
@@ -313,6 +315,11 @@ def skeleton_3d(views: list[PersonView], store: StoreSpec, cfg: TrackingConfig) 
     p = (p1 + p2) / 2
     good = (den > 1e-6) & (s > 0) & (u > 0) & (np.linalg.norm(p1 - p2, axis=1) < cfg.wrist_ray_m) \
         & (p[:, 2] > -0.05) & (p[:, 2] < cfg.wrist_max_z_m)
+    # two views' joints paired wrongly (left for right, a neighbour's wrist) can still meet: a joint
+    # farther than a person's reach from the others' middle is left out
+    if good.any():
+        mid = np.median(p[good, :2], axis=0)
+        good &= np.linalg.norm(p[:, :2] - mid, axis=1) <= SKELETON_REACH_M
     out = np.full((17, 3), np.nan)
     idx = np.flatnonzero(ok)[good]
     if not idx.size:

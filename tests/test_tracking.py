@@ -320,6 +320,11 @@ def test_the_skeleton_is_triangulated_from_the_two_surest_views_and_published_wi
     seen = [i for i in range(17) if i != 3]
     np.testing.assert_allclose(o.skeleton[seen], joints[seen], atol=1e-6)
     assert np.isnan(o.skeleton[3]).all(), "a joint one of the two views missed is not made up"
+    far = joints.copy()
+    joints[10] = [3.4, 1.9, 1.0]                           # a wrist 1.4 m from the body: a wrong pairing
+    (o2,) = associate(0.0, [view("cam_01", 0.9), view("cam_02", 0.8)], store, TrackingConfig())
+    assert np.isnan(o2.skeleton[10]).all() and not np.isnan(o2.skeleton[9]).any(), "a joint out of reach is left out"
+    joints[:] = far
     (one,) = associate(0.0, [view("cam_01", 0.9)], store, TrackingConfig())
     assert one.skeleton is None, "one camera gives no skeleton"
 

@@ -53,14 +53,13 @@ function drawFloor() {
     const [px, py, k] = floorXY(tr.x, tr.y);
     g.strokeStyle = colour(tr.account_id || tr.track_id); g.lineWidth = 3;
     const sk = tr.skeleton || [];
-    if (sk.length === 17) {     // the skeleton from above: its bones, each joint's height as its dot's size
+    if (sk.length === 17) {     // the skeleton from above: its bones (the body's dot drawn smaller on it)
       g.lineWidth = 2;
       for (const [a, b] of BONES) {
         if (!sk[a] || !sk[b]) continue;
         const [ax, ay] = floorXY(sk[a][0], sk[a][1]), [bx, by] = floorXY(sk[b][0], sk[b][1]);
         g.beginPath(); g.moveTo(ax, ay); g.lineTo(bx, by); g.stroke();
       }
-      for (const j of sk) { if (!j) continue; const [jx, jy] = floorXY(j[0], j[1]); g.beginPath(); g.arc(jx, jy, 1 + Math.max(0, j[2]), 0, 2 * Math.PI); g.stroke(); }
       g.lineWidth = 3;
     }
     for (const [hx, hy, hz] of tr.hands || []) {      // the arms: from the body to each wrist seen, its height as the dot's size
@@ -69,7 +68,7 @@ function drawFloor() {
       g.beginPath(); g.arc(qx, qy, 2 + 2 * Math.max(0, hz), 0, 2 * Math.PI); g.stroke();
     }
     g.fillStyle = colour(tr.account_id || tr.track_id);
-    g.beginPath(); g.arc(px, py, Math.max(5, 0.15 * k), 0, 2 * Math.PI); g.fill();
+    g.beginPath(); g.arc(px, py, sk.length === 17 ? 4 : Math.max(5, 0.15 * k), 0, 2 * Math.PI); g.fill();
     g.fillStyle = "#fff"; g.font = "11px sans-serif"; g.fillText(tr.account_id || `#${tr.track_id}`, px + 9, py - 8);
   }
 }
@@ -130,7 +129,12 @@ async function openEvidence(id) {
   S.open = id;
   const e = await api(`/api/review/${id}`), r = e.receipt, box = $("evidence");
   box.hidden = false;
-  const ups = e.updates.filter((u) => u.delta_qty !== 0);
+  // a provisional update's weight trace and the shoppers near the bin come with the final one that settles it
+  const settling = new Map(e.updates.filter((u) => u.settles).map((u) => [u.settles, u]));
+  const ups = e.updates.filter((u) => u.delta_qty !== 0).map((u) => {
+    const f = settling.get(u.update_id); if (!f || !f.evidence) return u;
+    return {...u, evidence: {...u.evidence, trace: u.evidence.trace || f.evidence.trace, near: u.evidence.near || f.evidence.near}};
+  });
   box.innerHTML = `<h3>Receipt ${id}: ${esc(r.account_id)}, ${money(r.total)} <span class="status-${r.status.replace(" ", "-")}">${r.status}</span></h3>
     <div><small>${esc(r.reason)}</small></div>
     <table>${r.lines.map((l) => `<tr><td>${l.qty}×</td><td>${esc(l.sku)}</td><td>${money(l.unit_price)}</td></tr>`).join("")}</table>
@@ -168,8 +172,8 @@ function drawTrace(c, pts) {
 }
 
 function drawNear(c, near) {
-  // the skeletons near the bin at the step, from the side (along the floor's x, height up), side by side
-  const g = c.getContext("2d"), sks = near.filter((n) => n.skeleton);
+  // the skeletons nearest the bin at the step, from the side (along the floor's x, height up)
+  const g = c.getContext("2d"), sks = near.filter((n) => n.skeleton).slice(0, 3);     // the three nearest
   const pts = sks.flatMap((n) => n.skeleton.joints.filter(Boolean)); if (!pts.length) return;
   const x0 = Math.min(...pts.map((p) => p[0])) - 0.3, x1 = Math.max(...pts.map((p) => p[0])) + 0.3;
   const s = Math.min((c.width - 8) / (x1 - x0), (c.height - 14) / 2.0);
