@@ -181,8 +181,11 @@ class RuntimeConfig:
     tick_window_s: float = 0.0                   # a camera's frame joins a tick this close to it; 0: half the slowest camera's period ...
     tick_jitter_s: float = 0.02                  # ... plus this, as IP cameras' stamps jitter by tens of ms
     person_conf: float = 0.35
-    perception_streams: int = 2                  # frames the person model runs at a time (OpenVINO's throughput mode; 1: one
-                                                 # by one). Two streams on two cores: 1.5x the frames a second, same detections
+    perception_streams: int = 1                  # inferences of the person model at a time (OpenVINO's throughput mode with
+                                                 # more). Same detections either way. Two streams on two cores ran the model
+                                                 # 1.5x faster alone, but a live store on them fell behind: a live replay of
+                                                 # busy_store at 2 lag p50 0.59 s, 86 % busy, 413 frames dropped; at 1 lag
+                                                 # 0.33 s, 23 %, 110 (docs/BENCHMARKS.md, issue 15 second stop)
     perception_batch: int = 6                    # up to this many of a tick's frames in one inference of the person model
                                                  # (a model exported with a dynamic batch; 1: a frame an inference)
     person_input: str = "fit"                    # fit: each camera's frame at the smallest input of the person model that
