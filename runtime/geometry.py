@@ -161,6 +161,21 @@ def triangulate(cam_a: Camera, uv_a: np.ndarray, cam_b: Camera, uv_b: np.ndarray
     return closest_point_of_rays(o1, d1[0], o2, d2[0])
 
 
+def closest_points_of_rays(o1: np.ndarray, d1: np.ndarray, o2: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`closest_point_of_rays` for N ray pairs at once (origins 3, unit directions N×3 each):
+    the N midpoints and segment lengths, (NaN, inf) where the rays are parallel or meet behind
+    either camera."""
+    w = o1 - o2
+    b = np.einsum("ij,ij->i", d1, d2)
+    den = 1.0 - b * b
+    d, e = d1 @ w, d2 @ w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s, u = (b * e - d) / den, (e - b * d) / den
+    p1, p2 = o1 + s[:, None] * d1, o2 + u[:, None] * d2
+    ok = (den >= 1e-6) & (s > 0) & (u > 0)
+    return np.where(ok[:, None], (p1 + p2) / 2, np.nan), np.where(ok, np.linalg.norm(p1 - p2, axis=1), np.inf)
+
+
 def closest_point_of_rays(o1: np.ndarray, d1: np.ndarray, o2: np.ndarray, d2: np.ndarray) -> tuple[np.ndarray, float]:
     """The midpoint of the shortest segment between two rays (unit directions) and its length;
     (NaN, inf) for parallel rays or a point behind either camera."""

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from runtime.config import TrackingConfig
-from runtime.geometry import floor_point_cov, pixel_rays, pixel_to_floor, triangulate
+from runtime.geometry import closest_points_of_rays, floor_point_cov, pixel_rays, pixel_to_floor, triangulate
 from runtime.perception import Detection
 from runtime.store import Camera, StoreSpec
 from runtime.ticks import FrameRef
@@ -305,16 +305,8 @@ def skeleton_3d(views: list[PersonView], store: StoreSpec, cfg: TrackingConfig) 
         return None
     o1, d1 = pixel_rays(store.camera_by_id[a.camera_id], a.keypoints[ok, :2].astype(float))
     o2, d2 = pixel_rays(store.camera_by_id[b.camera_id], b.keypoints[ok, :2].astype(float))
-    w = o1 - o2
-    c = np.einsum("ij,ij->i", d1, d2)
-    den = 1.0 - c * c
-    dd, e = d1 @ w, d2 @ w
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s, u = (c * e - dd) / den, (e - c * dd) / den
-    p1, p2 = o1 + s[:, None] * d1, o2 + u[:, None] * d2
-    p = (p1 + p2) / 2
-    good = (den > 1e-6) & (s > 0) & (u > 0) & (np.linalg.norm(p1 - p2, axis=1) < cfg.wrist_ray_m) \
-        & (p[:, 2] > -0.05) & (p[:, 2] < cfg.wrist_max_z_m)
+    p, gap = closest_points_of_rays(o1, d1, o2, d2)
+    good = (gap < cfg.wrist_ray_m) & (p[:, 2] > -0.05) & (p[:, 2] < cfg.wrist_max_z_m)
     # two views' joints paired wrongly (left for right, a neighbour's wrist) can still meet: a joint
     # farther than a person's reach from the others' middle is left out
     if good.any():

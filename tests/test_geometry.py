@@ -218,3 +218,22 @@ def test_distance_to_the_nearest_gate_of_a_kind(store_data) -> None:
     # the only exit (2.7, 0) – (3.6, 0): its end (2.7, 0) is √(2.4² + 1.5²) away
     assert store.distance_to_gate("exit", p) == pytest.approx(math.hypot(2.4, 1.5))
     assert store.distance_to_gate("exit", np.array([3.0, 0.4])) == pytest.approx(0.4)
+
+
+def test_closest_points_of_rays_is_the_single_pair_one_for_many() -> None:
+    from runtime.geometry import closest_point_of_rays, closest_points_of_rays
+
+    rng = np.random.default_rng(5)
+    o1, o2 = np.array([0.0, 0.0, 3.0]), np.array([2.0, 0.0, 3.0])
+    d1 = rng.normal(size=(20, 3))
+    d1[:, 2] = -np.abs(d1[:, 2])
+    d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
+    d2 = d1[::-1].copy()
+    d2[3] = d1[3]                                   # parallel: no point
+    d2[4] = -d1[4]                                  # meeting behind a camera: no point
+    p, gap = closest_points_of_rays(o1, d1, o2, d2)
+    for i in range(20):
+        q, g = closest_point_of_rays(o1, d1[i], o2, d2[i])
+        np.testing.assert_allclose(p[i], q, atol=1e-12)
+        assert gap[i] == g or abs(gap[i] - g) < 1e-12
+    assert np.isnan(p[3]).all() and gap[3] == np.inf and np.isnan(p[4]).all() and gap[4] == np.inf
