@@ -184,8 +184,8 @@ class RuntimeConfig:
     perception_streams: int = 1                  # inferences of the person model at a time (OpenVINO's throughput mode with
                                                  # more). Same detections either way. Two streams on two cores ran the model
                                                  # 1.5x faster alone, but a live store on them fell behind: a live replay of
-                                                 # busy_store at 2 lag p50 0.59 s, 86 % busy, 413 frames dropped; at 1 lag
-                                                 # 0.33 s, 23 %, 110 (docs/BENCHMARKS.md, issue 15 second stop)
+                                                 # busy_store at 2 lag p50 0.86 s, 94 % busy, 418 frames dropped; at 1 lag
+                                                 # 0.36 s, 22 %, 157 (docs/BENCHMARKS.md, issue 15 second stop)
     perception_batch: int = 6                    # up to this many of a tick's frames in one inference of the person model
                                                  # (a model exported with a dynamic batch; 1: a frame an inference)
     person_input: str = "fit"                    # fit: each camera's frame at the smallest input of the person model that
